@@ -1,0 +1,410 @@
+//! Configuration: typed, layered (built-in `config/default.toml`, then
+//! `--config FILE`, then `RINGWATCH__SECTION__KEY` environment variables) and
+//! validated before anything is bound. Every error names the key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use config::{Environment, File, FileFormat};
+use serde::Deserialize;
+
+use crate::event::Millis;
+use crate::metrics::BucketConfig;
+use crate::rules::{ClockMode, Limits, Settings};
+
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: `{key}` {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub ingest: IngestConfig,
+    pub http: HttpConfig,
+    pub rules: RulesConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub listen: String,
+    pub max_frame_bytes: usize,
+    pub ping_interval: f64,
+    pub idle_timeout: f64,
+    pub handshake_timeout: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    pub clock: ClockMode,
+    pub ring_cycle: f64,
+    pub max_rings: u32,
+    pub hold_limit: f64,
+    pub short_abandon: f64,
+    pub callback_expiry: f64,
+    pub call_ttl: f64,
+    pub dedup_window: f64,
+    pub dedup_max_ids: usize,
+    pub max_calls: usize,
+    pub max_promises: usize,
+    #[serde(default)]
+    pub queues: HashMap<String, QueueOverrides>,
+}
+
+/// Per-queue limits; absent keys inherit the `[rules]` value.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueOverrides {
+    pub ring_cycle: Option<f64>,
+    pub max_rings: Option<u32>,
+    pub hold_limit: Option<f64>,
+    pub short_abandon: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub max_queues: usize,
+    pub max_sites: usize,
+    pub queues: Vec<String>,
+    pub quantile_window: f64,
+    pub buckets: BucketsToml,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketsToml {
+    pub time_to_answer: Vec<f64>,
+    pub rings: Vec<f64>,
+    pub hold: Vec<f64>,
+    pub lateness: Vec<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    pub drain_timeout: f64,
+}
+
+/// Everything validated, in the units the daemon uses.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    pub ingest_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub max_frame_bytes: usize,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub settings: Settings,
+    pub buckets: BucketConfig,
+    pub quantile_window: Millis,
+    pub declared_queues: Vec<String>,
+    pub log: LogConfig,
+}
+
+const LIST_KEYS: [&str; 5] = [
+    "metrics.queues",
+    "metrics.buckets.time_to_answer",
+    "metrics.buckets.rings",
+    "metrics.buckets.hold",
+    "metrics.buckets.lateness",
+];
+
+impl Config {
+    /// Load the layers; `env` is the environment to read (the process's own
+    /// in `main`, a fixed list in tests).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder =
+            config::Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid("--config", format!("file {} does not exist", path.display())));
+            }
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        let vars: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("RINGWATCH__"))
+            .collect();
+        let mut environment = Environment::with_prefix("RINGWATCH")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(vars));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        let cfg = builder.add_source(environment).build()?;
+        Ok(cfg.try_deserialize()?)
+    }
+
+    pub fn validate(&self) -> Result<Validated, ConfigError> {
+        let r = &self.rules;
+        let limits = Limits {
+            ring_cycle: seconds("rules.ring_cycle", r.ring_cycle, 0.001, 600.0)?,
+            max_rings: rings("rules.max_rings", r.max_rings)?,
+            hold_limit: seconds("rules.hold_limit", r.hold_limit, 0.001, 86_400.0)?,
+            short_abandon: seconds("rules.short_abandon", r.short_abandon, 0.0, 3_600.0)?,
+        };
+        let mut queue_limits = HashMap::new();
+        for (queue, o) in &r.queues {
+            let key = |k: &str| format!("rules.queues.{queue}.{k}");
+            let ov = |v: Option<f64>, k: &str, min, max, default| match v {
+                Some(v) => seconds(&key(k), v, min, max),
+                None => Ok(default),
+            };
+            queue_limits.insert(
+                queue.clone(),
+                Limits {
+                    ring_cycle: ov(o.ring_cycle, "ring_cycle", 0.001, 600.0, limits.ring_cycle)?,
+                    max_rings: match o.max_rings {
+                        Some(n) => rings(&key("max_rings"), n)?,
+                        None => limits.max_rings,
+                    },
+                    hold_limit: ov(o.hold_limit, "hold_limit", 0.001, 86_400.0, limits.hold_limit)?,
+                    short_abandon: ov(
+                        o.short_abandon,
+                        "short_abandon",
+                        0.0,
+                        3_600.0,
+                        limits.short_abandon,
+                    )?,
+                },
+            );
+        }
+        let m = &self.metrics;
+        let settings = Settings {
+            clock: r.clock,
+            limits,
+            queue_limits,
+            call_ttl: seconds("rules.call_ttl", r.call_ttl, 1.0, 30.0 * 86_400.0)?,
+            callback_expiry: seconds("rules.callback_expiry", r.callback_expiry, 0.0, 365.0 * 86_400.0)?,
+            dedup_window: seconds("rules.dedup_window", r.dedup_window, 0.0, 30.0 * 86_400.0)?,
+            dedup_max_ids: count("rules.dedup_max_ids", r.dedup_max_ids, 0)?,
+            max_calls: count("rules.max_calls", r.max_calls, 1)?,
+            max_promises: count("rules.max_promises", r.max_promises, 1)?,
+            max_queues: count("metrics.max_queues", m.max_queues, 1)?,
+            max_sites: count("metrics.max_sites", m.max_sites, 1)?,
+        };
+        let b = &m.buckets;
+        let buckets = BucketConfig {
+            time_to_answer: bucket_list("metrics.buckets.time_to_answer", &b.time_to_answer)?,
+            rings: bucket_list("metrics.buckets.rings", &b.rings)?,
+            hold: bucket_list("metrics.buckets.hold", &b.hold)?,
+            lateness: bucket_list("metrics.buckets.lateness", &b.lateness)?,
+        };
+        if let Some(bad) = buckets.rings.iter().find(|r| r.fract() != 0.0) {
+            return Err(invalid("metrics.buckets.rings", format!("must be whole numbers of rings, got {bad}")));
+        }
+        for q in &m.queues {
+            let n = q.chars().count();
+            if !(1..=64).contains(&n) {
+                return Err(invalid("metrics.queues", format!("queue names are 1 to 64 characters, got {q:?}")));
+            }
+        }
+        let i = &self.ingest;
+        if !(128..=64 * 1024 * 1024).contains(&i.max_frame_bytes) {
+            return Err(invalid(
+                "ingest.max_frame_bytes",
+                format!("must be between 128 and 67108864 bytes, got {}", i.max_frame_bytes),
+            ));
+        }
+        let ping_interval = duration("ingest.ping_interval", i.ping_interval, 0.1, 3_600.0)?;
+        let idle_timeout = duration("ingest.idle_timeout", i.idle_timeout, 0.1, 86_400.0)?;
+        if idle_timeout <= ping_interval {
+            return Err(invalid(
+                "ingest.idle_timeout",
+                "must be longer than ingest.ping_interval, or live peers would be closed",
+            ));
+        }
+        if self.log.level.trim().is_empty() {
+            return Err(invalid("log.level", "must not be empty"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("{:?} is not a valid filter: {e}", self.log.level)))?;
+        Ok(Validated {
+            ingest_listen: addr("ingest.listen", &i.listen)?,
+            http_listen: addr("http.listen", &self.http.listen)?,
+            max_frame_bytes: i.max_frame_bytes,
+            ping_interval,
+            idle_timeout,
+            handshake_timeout: duration("ingest.handshake_timeout", i.handshake_timeout, 0.1, 600.0)?,
+            drain_timeout: duration("shutdown.drain_timeout", self.shutdown.drain_timeout, 0.0, 3_600.0)?,
+            settings,
+            buckets,
+            quantile_window: seconds("metrics.quantile_window", m.quantile_window, 1.0, 86_400.0)?,
+            declared_queues: m.queues.clone(),
+            log: self.log.clone(),
+        })
+    }
+}
+
+fn seconds(key: &str, v: f64, min: f64, max: f64) -> Result<Millis, ConfigError> {
+    if !v.is_finite() || v < min || v > max {
+        return Err(invalid(key, format!("must be between {min} and {max} seconds, got {v}")));
+    }
+    Ok((v * 1000.0).round() as Millis)
+}
+
+fn duration(key: &str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
+    seconds(key, v, min, max).map(|ms| Duration::from_millis(ms as u64))
+}
+
+fn rings(key: &str, n: u32) -> Result<u32, ConfigError> {
+    if !(1..=100).contains(&n) {
+        return Err(invalid(key, format!("must be between 1 and 100 rings, got {n}")));
+    }
+    Ok(n)
+}
+
+fn count(key: &str, n: usize, min: usize) -> Result<usize, ConfigError> {
+    if n < min {
+        return Err(invalid(key, format!("must be at least {min}, got {n}")));
+    }
+    Ok(n)
+}
+
+fn bucket_list(key: &str, v: &[f64]) -> Result<Vec<f64>, ConfigError> {
+    if let Some(bad) = v.iter().find(|b| !b.is_finite() || **b <= 0.0) {
+        return Err(invalid(key, format!("boundaries must be positive numbers, got {bad}")));
+    }
+    Ok(v.to_vec())
+}
+
+fn addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse()
+        .map_err(|_| invalid(key, format!("{v:?} is not an address like 127.0.0.1:9466 or [::]:9466")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn validate(pairs: &[(&str, &str)]) -> Result<Validated, ConfigError> {
+        Config::load(None, env(pairs))?.validate()
+    }
+
+    #[test]
+    fn defaults_are_the_spec_defaults() {
+        let v = validate(&[]).unwrap();
+        assert_eq!(v.settings.limits, Limits::default());
+        assert_eq!(v.settings.clock, ClockMode::Wall);
+        assert_eq!(v.settings.call_ttl, 4 * 3_600_000);
+        assert_eq!(v.settings.callback_expiry, 86_400_000);
+        assert_eq!(v.settings.max_queues, 1000);
+        assert_eq!(v.quantile_window, 300_000);
+        assert_eq!(v.buckets, BucketConfig::default());
+    }
+
+    #[test]
+    fn environment_overrides_and_lists() {
+        let v = validate(&[
+            ("RINGWATCH__RULES__CLOCK", "event"),
+            ("RINGWATCH__RULES__HOLD_LIMIT", "20.5"),
+            ("RINGWATCH__RULES__QUEUES__VIP__MAX_RINGS", "2"),
+            ("RINGWATCH__METRICS__QUEUES", "billing,sales"),
+            ("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0"),
+            ("RINGWATCH_NOT_OURS", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(v.settings.clock, ClockMode::Event);
+        assert_eq!(v.settings.limits.hold_limit, 20_500);
+        assert_eq!(v.settings.limits_for("vip").max_rings, 2);
+        assert_eq!(v.settings.limits_for("vip").hold_limit, 20_500);
+        assert_eq!(v.declared_queues, vec!["billing", "sales"]);
+        assert_eq!(v.ingest_listen.port(), 0);
+    }
+
+    #[test]
+    fn file_layer_sits_between_defaults_and_env() {
+        let dir = std::env::temp_dir().join(format!("ringwatch-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[rules]\nhold_limit = 30\nmax_rings = 4\n").unwrap();
+        let v = Config::load(Some(&path), env(&[("RINGWATCH__RULES__MAX_RINGS", "5")]))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(v.settings.limits.hold_limit, 30_000);
+        assert_eq!(v.settings.limits.max_rings, 5);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    fn error(pairs: &[(&str, &str)]) -> String {
+        match validate(pairs) {
+            Ok(_) => panic!("{pairs:?} should be refused"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(error(&[("RINGWATCH__RULES__RING_CYCLE", "0")]).contains("rules.ring_cycle"));
+        assert!(error(&[("RINGWATCH__RULES__MAX_RINGS", "0")]).contains("rules.max_rings"));
+        assert!(error(&[("RINGWATCH__RULES__HOLD_LIMIT", "abc")]).contains("rules.hold_limit"));
+        assert!(error(&[("RINGWATCH__RULES__CLOCK", "sundial")]).contains("clock"));
+        assert!(error(&[("RINGWATCH__HTTP__LISTEN", "nowhere")]).contains("http.listen"));
+        assert!(error(&[("RINGWATCH__RULES__QUEUES__VIP__HOLD_LIMIT", "-1")]).contains("rules.queues.vip.hold_limit"));
+        assert!(error(&[("RINGWATCH__INGEST__IDLE_TIMEOUT", "5"), ("RINGWATCH__INGEST__PING_INTERVAL", "10")]).contains("ingest.idle_timeout"));
+        assert!(error(&[("RINGWATCH__RULES__HOLD_LIMT", "5")]).contains("hold_limt"));
+        assert!(error(&[("RINGWATCH__METRICS__BUCKETS__HOLD", "5,-1")]).contains("metrics.buckets.hold"));
+        assert!(error(&[("RINGWATCH__LOG__LEVEL", "ringwatch=loud")]).contains("log.level"));
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let e = Config::load(Some(Path::new("/nonexistent/ringwatch.toml")), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ringwatch.toml"));
+    }
+}

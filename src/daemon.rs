@@ -1,0 +1,135 @@
+//! Wiring: binds the listeners, starts the pipeline, the ingest server and the
+//! HTTP server, and runs the drain on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Validated;
+use crate::http::{self, HttpState};
+use crate::ingest::server::{self, IngestSettings};
+use crate::metrics::self_metrics::SelfMetrics;
+use crate::metrics::{Bounds, Store};
+use crate::pipeline;
+use crate::rules::Engine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started daemon: where it listens, and the task that ends after shutdown.
+pub struct Running {
+    pub ingest_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Wait until shutdown (triggered by the token given to [`start`]) is done.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { key, addr, source })
+}
+
+/// Bind and start everything; returns once the daemon is ready. Cancelling
+/// `shutdown` drains it within `shutdown.drain_timeout`.
+pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Running, DaemonError> {
+    let ingest_listener = bind("ingest.listen", cfg.ingest_listen).await?;
+    let http_listener = bind("http.listen", cfg.http_listen).await?;
+    let ingest_addr = ingest_listener.local_addr().expect("bound socket");
+    let http_addr = http_listener.local_addr().expect("bound socket");
+
+    let metrics = Arc::new(SelfMetrics::new());
+    let mut store = Store::new(Bounds::new(&cfg.settings, &cfg.buckets), cfg.quantile_window);
+    let mut engine = Engine::new(cfg.settings.clone());
+    for queue in &cfg.declared_queues {
+        engine.declare_queue(queue, &mut store);
+    }
+    let (pipeline, pipeline_task) = pipeline::spawn(engine, store);
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let stop_ingest = shutdown.child_token();
+    let stop_http = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let ingest_task = tokio::spawn(server::serve(
+        ingest_listener,
+        IngestSettings {
+            max_frame_bytes: cfg.max_frame_bytes,
+            ping_interval: cfg.ping_interval,
+            idle_timeout: cfg.idle_timeout,
+            handshake_timeout: cfg.handshake_timeout,
+        },
+        pipeline.clone(),
+        Arc::clone(&metrics),
+        stop_ingest.clone(),
+        connections.clone(),
+    ));
+    let app = http::router(HttpState {
+        pipeline,
+        metrics,
+        ready: Arc::clone(&ready),
+    });
+    let http_stop = stop_http.clone();
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+
+    tracing::info!(addr = %ingest_addr, path = server::PATH, "ingest listening");
+    tracing::info!(addr = %http_addr, "http listening");
+    ready.store(true, Ordering::Release);
+    tracing::info!(
+        clock = ?cfg.settings.clock,
+        version = env!("CARGO_PKG_VERSION"),
+        "ringwatch ready"
+    );
+
+    let drain = cfg.drain_timeout;
+    let task = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        ready.store(false, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + drain;
+        // 1. Stop accepting; every connection acknowledges its frame in
+        //    flight, sends a close frame and ends.
+        let _ = ingest_task.await;
+        connections.close();
+        if tokio::time::timeout_at(deadline, connections.wait()).await.is_err() {
+            tracing::warn!("drain deadline reached with ingest connections still open");
+        }
+        // 2. Stop HTTP (it holds the last pipeline handle), then let the
+        //    pipeline apply whatever is still queued.
+        stop_http.cancel();
+        if tokio::time::timeout_at(deadline, http_task).await.is_err() {
+            tracing::warn!("drain deadline reached with HTTP requests in flight");
+        }
+        if tokio::time::timeout_at(deadline, pipeline_task).await.is_err() {
+            tracing::warn!("drain deadline reached before the pipeline finished");
+        }
+        tracing::info!("ringwatch stopped");
+    });
+    Ok(Running {
+        ingest_addr,
+        http_addr,
+        task,
+    })
+}

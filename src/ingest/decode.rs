@@ -1,0 +1,403 @@
+//! Wire decoding: one text frame (an event or a JSON array of events) into
+//! validated [`Event`]s, or a specific rejection per element.
+//!
+//! Every field is first captured as raw JSON and then checked on its own, so a
+//! wrong field yields a detail that names it (serde's own messages do not), and
+//! one bad element of a batch never costs the others.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use time::format_description::well_known::Rfc3339;
+
+use crate::event::{Body, EndReason, Event, EventKind, Id, Millis, Reason};
+
+const ID_MAX: usize = 128;
+const LABEL_MAX: usize = 64;
+const PERSONAL_MAX: usize = 128;
+/// 9999-12-31T23:59:59.999Z: anything later is a unit mistake (micro- or nanoseconds).
+const TS_MAX: Millis = 253_402_300_799_999;
+
+/// Why one element of a frame was not decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    pub reason: Reason,
+    pub event_id: Option<Id>,
+    pub detail: String,
+}
+
+impl DecodeError {
+    fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        DecodeError {
+            reason,
+            event_id: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A decoded frame: each element in wire order (index = position in the batch;
+/// a single event or an unparseable frame has index 0).
+pub type Decoded = Vec<Result<Event, DecodeError>>;
+
+/// Decode one text frame.
+pub fn decode_frame(text: &str) -> Decoded {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => items.into_iter().map(decode_element).collect(),
+            Err(e) => vec![Err(malformed(&e))],
+        }
+    } else {
+        match serde_json::from_str::<&RawValue>(text) {
+            Ok(raw) => vec![decode_element(raw)],
+            Err(e) => vec![Err(malformed(&e))],
+        }
+    }
+}
+
+fn malformed(e: &serde_json::Error) -> DecodeError {
+    DecodeError::new(Reason::MalformedJson, format!("frame is not valid JSON: {e}"))
+}
+
+/// The envelope, every field still raw. Unknown fields are ignored (forward
+/// compatibility); `null` counts as absent.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ts: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    call_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    queue: Option<&'a RawValue>,
+    #[serde(borrow)]
+    agent: Option<&'a RawValue>,
+    #[serde(borrow)]
+    site: Option<&'a RawValue>,
+    #[serde(borrow)]
+    caller: Option<&'a RawValue>,
+    #[serde(borrow)]
+    customer: Option<&'a RawValue>,
+    #[serde(borrow)]
+    reason: Option<&'a RawValue>,
+    #[serde(borrow)]
+    promise_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    due: Option<&'a RawValue>,
+}
+
+fn decode_element(raw: &RawValue) -> Result<Event, DecodeError> {
+    let text = raw.get();
+    if !text.starts_with('{') {
+        return Err(DecodeError::new(
+            Reason::NotAnObject,
+            format!("an event must be a JSON object, got {}", json_kind(text)),
+        ));
+    }
+    let wire: Wire = serde_json::from_str(text)
+        .map_err(|e| DecodeError::new(Reason::InvalidField, format!("event object: {e}")))?;
+    // The event_id is read first so that every later rejection can name it.
+    let event_id = match wire.event_id.map(|r| id("event_id", r, 1, ID_MAX)).transpose() {
+        Ok(id) => id,
+        Err(e) => return Err(e),
+    };
+    decode_fields(&wire, event_id.clone()).map_err(|mut e| {
+        e.event_id = event_id;
+        e
+    })
+}
+
+fn decode_fields(w: &Wire, event_id: Option<Id>) -> Result<Event, DecodeError> {
+    let kind_raw = w.kind.ok_or_else(|| missing("type"))?;
+    let kind_text = string("type", kind_raw)?;
+    let kind = EventKind::parse(&kind_text).ok_or_else(|| {
+        DecodeError::new(
+            Reason::UnknownType,
+            format!("unknown event type {:?}", truncate(&kind_text, 64)),
+        )
+    })?;
+    let ts = timestamp("ts", w.ts.ok_or_else(|| missing("ts"))?)?;
+
+    // Every present field is checked against the contract, whatever the type.
+    let call = w.call_id.map(|r| id("call_id", r, 1, ID_MAX)).transpose()?;
+    let queue = w.queue.map(|r| id("queue", r, 1, LABEL_MAX)).transpose()?;
+    let site = w.site.map(|r| id("site", r, 1, LABEL_MAX)).transpose()?;
+    w.agent.map(|r| id("agent", r, 1, LABEL_MAX)).transpose()?;
+    // Personal data: validated for the contract, then dropped, never stored.
+    w.caller.map(|r| id("caller", r, 0, PERSONAL_MAX)).transpose()?;
+    w.customer.map(|r| id("customer", r, 0, PERSONAL_MAX)).transpose()?;
+    let reason = w.reason.map(end_reason).transpose()?;
+    let promise = w.promise_id.map(|r| id("promise_id", r, 1, ID_MAX)).transpose()?;
+    let due = w.due.map(|r| timestamp("due", r)).transpose()?;
+
+    let need = |v: Option<Id>, name: &str| v.ok_or_else(|| missing(name));
+    let body = match kind {
+        EventKind::CallOffered => Body::CallOffered {
+            call: need(call, "call_id")?,
+            queue: need(queue, "queue")?,
+        },
+        EventKind::CallAnswered => Body::CallAnswered {
+            call: need(call, "call_id")?,
+        },
+        EventKind::HoldStarted => Body::HoldStarted {
+            call: need(call, "call_id")?,
+        },
+        EventKind::HoldEnded => Body::HoldEnded {
+            call: need(call, "call_id")?,
+        },
+        EventKind::CallEnded => Body::CallEnded {
+            call: need(call, "call_id")?,
+            reason: reason.unwrap_or(EndReason::Completed),
+        },
+        EventKind::CallbackPromised => {
+            let promise = need(promise, "promise_id")?;
+            let due = due.ok_or_else(|| missing("due"))?;
+            if call.is_none() && queue.is_none() {
+                return Err(DecodeError::new(
+                    Reason::MissingField,
+                    "callback.promised needs `queue` or the `call_id` of a call in progress",
+                ));
+            }
+            Body::CallbackPromised {
+                promise,
+                due,
+                call,
+                queue,
+            }
+        }
+        EventKind::CallbackCompleted => Body::CallbackCompleted {
+            promise: need(promise, "promise_id")?,
+        },
+        EventKind::CallbackCancelled => Body::CallbackCancelled {
+            promise: need(promise, "promise_id")?,
+        },
+        EventKind::Clock => Body::Clock,
+    };
+    Ok(Event {
+        ts,
+        event_id,
+        site,
+        body,
+    })
+}
+
+fn missing(field: &str) -> DecodeError {
+    DecodeError::new(Reason::MissingField, format!("required field `{field}` is missing"))
+}
+
+fn invalid(field: &str, why: impl std::fmt::Display) -> DecodeError {
+    DecodeError::new(Reason::InvalidField, format!("field `{field}`: {why}"))
+}
+
+/// A JSON string, borrowed when it has no escapes.
+fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, DecodeError> {
+    if let Ok(s) = serde_json::from_str::<&str>(raw.get()) {
+        return Ok(Cow::Borrowed(s));
+    }
+    serde_json::from_str::<String>(raw.get())
+        .map(Cow::Owned)
+        .map_err(|_| invalid(field, format!("expected a string, got {}", json_kind(raw.get()))))
+}
+
+fn id(field: &str, raw: &RawValue, min: usize, max: usize) -> Result<Id, DecodeError> {
+    let s = string(field, raw)?;
+    let chars = s.chars().count();
+    if chars < min || chars > max {
+        return Err(invalid(
+            field,
+            format!("must be {min} to {max} characters, got {chars}"),
+        ));
+    }
+    Ok(Id::from(s.as_ref()))
+}
+
+fn end_reason(raw: &RawValue) -> Result<EndReason, DecodeError> {
+    let s = string("reason", raw)?;
+    EndReason::parse(&s).ok_or_else(|| {
+        invalid(
+            "reason",
+            format!(
+                "{:?} is not one of completed, abandoned, transferred, failed",
+                truncate(&s, 32)
+            ),
+        )
+    })
+}
+
+/// RFC 3339 with an offset, or non-negative integer epoch milliseconds.
+fn timestamp(field: &str, raw: &RawValue) -> Result<Millis, DecodeError> {
+    let text = raw.get();
+    let ms = if text.starts_with('"') {
+        let s = string(field, raw)?;
+        let t = time::OffsetDateTime::parse(&s, &Rfc3339).map_err(|e| {
+            invalid(
+                field,
+                format!("{:?} is not an RFC 3339 timestamp: {e}", truncate(&s, 40)),
+            )
+        })?;
+        let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+        Millis::try_from(ms).map_err(|_| invalid(field, "timestamp out of range"))?
+    } else {
+        let n: u64 = serde_json::from_str(text).map_err(|_| {
+            invalid(
+                field,
+                format!(
+                    "expected an RFC 3339 string or non-negative integer epoch milliseconds, got {}",
+                    truncate(text, 40)
+                ),
+            )
+        })?;
+        Millis::try_from(n).unwrap_or(Millis::MAX)
+    };
+    if !(0..=TS_MAX).contains(&ms) {
+        return Err(invalid(
+            field,
+            "timestamp outside 1970..9999 (epoch milliseconds expected, not micro- or nanoseconds)",
+        ));
+    }
+    Ok(ms)
+}
+
+fn json_kind(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Result<Event, DecodeError> {
+        let mut d = decode_frame(text);
+        assert_eq!(d.len(), 1);
+        d.pop().unwrap()
+    }
+
+    fn reason(text: &str) -> Reason {
+        one(text).unwrap_err().reason
+    }
+
+    #[test]
+    fn decodes_offered_with_rfc3339_and_millis() {
+        let e = one(r#"{"type":"call.offered","ts":"2026-11-23T09:00:00Z","call_id":"c1","queue":"billing","caller":"+1555"}"#).unwrap();
+        assert_eq!(e.ts, 1_795_424_400_000);
+        assert_eq!(
+            e.body,
+            Body::CallOffered {
+                call: "c1".into(),
+                queue: "billing".into()
+            }
+        );
+        let e = one(r#"{"type":"call.answered","ts":1795424405000,"call_id":"c1"}"#).unwrap();
+        assert_eq!(e.ts, 1_795_424_405_000);
+    }
+
+    #[test]
+    fn rfc3339_offsets_and_fractions() {
+        let e = one(r#"{"type":"clock","ts":"2026-11-23T10:00:38.5+01:00"}"#).unwrap();
+        assert_eq!(e.ts, 1_795_424_438_500);
+        // sub-millisecond digits are floored, never rounded up
+        let e = one(r#"{"type":"clock","ts":"2026-11-23T09:00:00.0009Z"}"#).unwrap();
+        assert_eq!(e.ts, 1_795_424_400_000);
+    }
+
+    #[test]
+    fn batch_keeps_good_events_around_bad_ones() {
+        let d = decode_frame(
+            r#"[{"type":"clock","ts":1}, 7, {"type":"nope","ts":1}, {"type":"clock","ts":2}]"#,
+        );
+        assert_eq!(d.len(), 4);
+        assert!(d[0].is_ok());
+        assert_eq!(d[1].as_ref().unwrap_err().reason, Reason::NotAnObject);
+        assert_eq!(d[2].as_ref().unwrap_err().reason, Reason::UnknownType);
+        assert!(d[3].is_ok());
+    }
+
+    #[test]
+    fn frame_level_errors() {
+        assert_eq!(reason("{this is not json"), Reason::MalformedJson);
+        assert_eq!(reason("[1, 2"), Reason::MalformedJson);
+        assert_eq!(reason(""), Reason::MalformedJson);
+        assert_eq!(reason("42"), Reason::NotAnObject);
+        assert_eq!(reason(r#""call.offered""#), Reason::NotAnObject);
+        assert!(decode_frame("[]").is_empty());
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let e = one(r#"{"type":"call.offered","ts":"not a time","call_id":"b2","queue":"q"}"#)
+            .unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidField);
+        assert!(e.detail.contains("`ts`"), "{}", e.detail);
+
+        let e = one(r#"{"type":"call.offered","ts":1,"queue":"q"}"#).unwrap_err();
+        assert_eq!(e.reason, Reason::MissingField);
+        assert!(e.detail.contains("`call_id`"), "{}", e.detail);
+
+        let e = one(r#"{"type":"call.answered","ts":1,"call_id":5}"#).unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidField);
+        assert!(e.detail.contains("`call_id`") && e.detail.contains("number"));
+
+        let long = "x".repeat(129);
+        let e = one(&format!(
+            r#"{{"event_id":"e1","type":"call.offered","ts":1,"call_id":"{long}","queue":"q"}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidField);
+        assert_eq!(e.event_id.as_deref(), Some("e1"));
+        assert_eq!(reason(&format!(r#"{{"type":"call.offered","ts":1,"call_id":"c","queue":"{}"}}"#, "q".repeat(65))), Reason::InvalidField);
+        assert!(one(&format!(r#"{{"type":"call.offered","ts":1,"call_id":"{}","queue":"q"}}"#, "é".repeat(128))).is_ok());
+    }
+
+    #[test]
+    fn type_and_timestamp_rules() {
+        assert_eq!(reason(r#"{"ts":1}"#), Reason::MissingField);
+        assert_eq!(reason(r#"{"type":3,"ts":1}"#), Reason::InvalidField);
+        assert_eq!(reason(r#"{"type":"call.teleported","ts":1}"#), Reason::UnknownType);
+        assert_eq!(reason(r#"{"type":"clock"}"#), Reason::MissingField);
+        assert_eq!(reason(r#"{"type":"clock","ts":-5}"#), Reason::InvalidField);
+        assert_eq!(reason(r#"{"type":"clock","ts":1.5}"#), Reason::InvalidField);
+        assert_eq!(reason(r#"{"type":"clock","ts":"2026-11-23T09:00:00"}"#), Reason::InvalidField);
+        assert_eq!(reason(r#"{"type":"clock","ts":1795424400000000}"#), Reason::InvalidField);
+        assert_eq!(reason(r#"{"type":"clock","ts":1,"ts":2}"#), Reason::InvalidField);
+    }
+
+    #[test]
+    fn per_type_requirements() {
+        assert_eq!(reason(r#"{"type":"callback.promised","ts":1,"promise_id":"p","due":2}"#), Reason::MissingField);
+        assert_eq!(reason(r#"{"type":"callback.promised","ts":1,"queue":"q","due":2}"#), Reason::MissingField);
+        assert_eq!(reason(r#"{"type":"callback.promised","ts":1,"queue":"q","promise_id":"p"}"#), Reason::MissingField);
+        assert_eq!(reason(r#"{"type":"callback.completed","ts":1}"#), Reason::MissingField);
+        assert_eq!(reason(r#"{"type":"call.ended","ts":1,"call_id":"c","reason":"bored"}"#), Reason::InvalidField);
+        let e = one(r#"{"type":"call.ended","ts":1,"call_id":"c"}"#).unwrap();
+        assert_eq!(e.body, Body::CallEnded { call: "c".into(), reason: EndReason::Completed });
+        let e = one(r#"{"type":"callback.promised","ts":1,"call_id":"k","promise_id":"p","due":"2026-11-23T10:00:00Z","customer":"Jane"}"#).unwrap();
+        assert!(matches!(e.body, Body::CallbackPromised { due: 1_795_428_000_000, queue: None, .. }));
+    }
+
+    #[test]
+    fn escaped_strings_and_unknown_fields() {
+        let e = one(r#"{"type":"call.offered","ts":1,"call_id":"a\"b","queue":"q\u00e9","future":{"x":1}}"#).unwrap();
+        assert_eq!(e.body, Body::CallOffered { call: "a\"b".into(), queue: "qé".into() });
+        // null is treated as absent
+        assert!(one(r#"{"type":"clock","ts":1,"site":null}"#).is_ok());
+    }
+}

@@ -1,0 +1,20 @@
+//! ringwatch: watches call-center telephony in real time and measures the
+//! three service rules (three rings, 17 seconds on hold, callbacks when
+//! promised) as Prometheus metrics.
+//!
+//! Data flows top-down through the modules:
+//! [`ingest`] (WebSocket transport, decoding) -> [`pipeline`] (the single
+//! owner of state) -> [`rules`] (pure per-call state machine) -> [`metrics`]
+//! (recording, rendering) -> [`http`] (exposure). [`daemon`] wires them;
+//! [`config`], [`logging`] and [`shutdown`] serve the binary.
+
+pub mod config;
+pub mod daemon;
+pub mod event;
+pub mod http;
+pub mod ingest;
+pub mod logging;
+pub mod metrics;
+pub mod pipeline;
+pub mod rules;
+pub mod shutdown;

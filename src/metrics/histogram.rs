@@ -1,0 +1,161 @@
+//! The two kinds of histogram behind every duration family.
+//!
+//! [`Buckets`] counts observations exactly at fixed boundaries (milliseconds
+//! are integers, so `le="18"` holds a call answered in 18.000 s and never one
+//! answered in 18.001 s): the Prometheus buckets, and what the service-level
+//! rules are computed from. [`HdrWindow`] keeps HDR histograms over a sliding
+//! window for the quantile gauges, exact to 3 significant digits. HDR bins near
+//! a boundary are wider than a millisecond (16 ms around 18 s), which is why
+//! the cumulative buckets are not read back from the HDR data.
+
+use hdrhistogram::Histogram;
+
+use crate::event::Millis;
+
+/// Observation counts per boundary (non-cumulative; the last slot is +Inf).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Buckets {
+    pub counts: Vec<u64>,
+    /// Sum of observations in the family's unit (milliseconds or rings).
+    pub sum: i64,
+    pub count: u64,
+}
+
+impl Buckets {
+    pub fn new(bounds: &[i64]) -> Self {
+        Buckets {
+            counts: vec![0; bounds.len() + 1],
+            sum: 0,
+            count: 0,
+        }
+    }
+
+    /// `bounds` must be the (sorted) boundaries this was created with.
+    pub fn record(&mut self, bounds: &[i64], value: i64) {
+        let slot = bounds.partition_point(|&b| b < value);
+        self.counts[slot] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// Cumulative counts, one per boundary (without +Inf, which is `count`).
+    pub fn cumulative(&self) -> impl Iterator<Item = u64> + '_ {
+        self.counts[..self.counts.len() - 1]
+            .iter()
+            .scan(0, |acc, c| {
+                *acc += c;
+                Some(*acc)
+            })
+    }
+}
+
+/// Quantiles reported by the `*_quantile_seconds` gauges.
+pub const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+
+/// HDR histograms of durations (ms) over the last `window`, in `SLOTS` steps
+/// plus the step being filled, so a quantile covers between `window` and
+/// `window * (1 + 1/SLOTS)` of data. Slots are allocated on first use.
+pub struct HdrWindow {
+    step: Millis,
+    slots: Vec<Option<(i64, Histogram<u32>)>>,
+}
+
+const SLOTS: i64 = 5;
+/// Highest recorded duration; longer ones are recorded as this (1 hour).
+const HDR_MAX: u64 = 3_600_000;
+
+impl HdrWindow {
+    pub fn new(window: Millis) -> Self {
+        HdrWindow {
+            step: (window / SLOTS).max(1),
+            slots: (0..=SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    pub fn record(&mut self, now: Millis, value: Millis) {
+        let epoch = now.div_euclid(self.step);
+        let slot = &mut self.slots[epoch.rem_euclid(SLOTS + 1) as usize];
+        match slot {
+            Some((e, h)) if *e == epoch => {
+                h.saturating_record(value.clamp(0, HDR_MAX as i64) as u64);
+                return;
+            }
+            Some((e, h)) => {
+                h.reset();
+                *e = epoch;
+            }
+            None => {
+                let h = Histogram::new_with_bounds(1, HDR_MAX, 3).expect("valid HDR bounds");
+                *slot = Some((epoch, h));
+            }
+        }
+        if let Some((_, h)) = slot {
+            h.saturating_record(value.clamp(0, HDR_MAX as i64) as u64);
+        }
+    }
+
+    /// [`QUANTILES`] in seconds over the window ending at `now`; NaN when the
+    /// window holds no observation (as Prometheus summaries do).
+    pub fn quantiles(&self, now: Millis) -> [f64; 3] {
+        let epoch = now.div_euclid(self.step);
+        let mut merged: Option<Histogram<u32>> = None;
+        for (e, h) in self.slots.iter().flatten() {
+            if *e > epoch - (SLOTS + 1) && *e <= epoch && !h.is_empty() {
+                match &mut merged {
+                    None => merged = Some(h.clone()),
+                    Some(m) => m.add(h).expect("same bounds"),
+                }
+            }
+        }
+        match merged {
+            None => [f64::NAN; 3],
+            Some(m) => QUANTILES.map(|q| m.value_at_quantile(q) as f64 / 1000.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_exact_at_boundaries() {
+        let bounds = [6_000, 12_000, 18_000];
+        let mut b = Buckets::new(&bounds);
+        for v in [5_000, 18_000, 18_001, 0, 99_000] {
+            b.record(&bounds, v);
+        }
+        assert_eq!(b.cumulative().collect::<Vec<_>>(), vec![2, 2, 3]);
+        assert_eq!(b.count, 5);
+        assert_eq!(b.sum, 140_001);
+    }
+
+    #[test]
+    fn window_quantiles_and_expiry() {
+        let mut w = HdrWindow::new(300_000);
+        assert!(w.quantiles(0)[0].is_nan());
+        for v in 1..=100 {
+            w.record(1_000, v * 1_000);
+        }
+        // HDR reports the top of the value's bin: an upper bound within
+        // 3 significant digits, never below the true quantile.
+        let q = w.quantiles(1_000);
+        for (got, want) in q.iter().zip([50.0, 90.0, 99.0]) {
+            assert!(*got >= want && (got - want) / want < 1e-3, "{got} vs {want}");
+        }
+        // still inside the window 5 minutes later, gone after 6
+        assert_eq!(w.quantiles(301_000), q);
+        assert!(w.quantiles(361_000)[0].is_nan());
+        // a reused slot starts empty
+        w.record(361_000, 7_000);
+        assert_eq!(w.quantiles(361_000), [7.0, 7.0, 7.0]);
+    }
+
+    #[test]
+    fn three_significant_digits() {
+        let mut w = HdrWindow::new(60_000);
+        w.record(0, 18_001);
+        let q = w.quantiles(0)[0];
+        assert!((q - 18.001).abs() / 18.001 < 1e-3, "{q}");
+    }
+}

@@ -1,0 +1,274 @@
+//! Recording: the call-center figures of every series, fed by the rules
+//! engine through [`Observer`], and the consistent [`Snapshot`] that `/metrics`
+//! renders. The store has a single owner (the pipeline task), so recording is
+//! plain arithmetic on owned memory: no lock, no atomic, no allocation once a
+//! series exists.
+
+pub mod histogram;
+pub mod render;
+pub mod self_metrics;
+
+use std::sync::Arc;
+
+use compact_str::CompactString;
+
+use crate::event::{EventKind, Millis, Reason};
+use crate::rules::{FoldedLabel, Live, Measure, Observer, Outcome, SeriesId, SeriesInfo, Settings};
+use histogram::{Buckets, HdrWindow};
+
+/// Bucket boundaries of each histogram family (durations in milliseconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub time_to_answer: Vec<i64>,
+    pub rings: Vec<i64>,
+    pub hold: Vec<i64>,
+    pub lateness: Vec<i64>,
+}
+
+/// Configured boundaries, in seconds (rings for `rings`), before the rules'
+/// own limits are merged in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketConfig {
+    pub time_to_answer: Vec<f64>,
+    pub rings: Vec<f64>,
+    pub hold: Vec<f64>,
+    pub lateness: Vec<f64>,
+}
+
+impl Default for BucketConfig {
+    fn default() -> Self {
+        BucketConfig {
+            time_to_answer: vec![90.0, 120.0, 180.0, 300.0, 600.0],
+            rings: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0],
+            hold: vec![
+                5.0, 10.0, 15.0, 17.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0, 600.0,
+            ],
+            lateness: vec![
+                60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+            ],
+        }
+    }
+}
+
+impl Bounds {
+    /// The configured boundaries plus, for every queue's limits (default and
+    /// per-queue overrides): each ring boundary up to 10 rings, the ring
+    /// limit, `max_rings`, and the hold limit. One set per family, so every
+    /// series of a family has the same `le` values and sums across queues.
+    pub fn new(settings: &Settings, config: &BucketConfig) -> Self {
+        let ms = |v: &Vec<f64>| -> Vec<i64> { v.iter().map(|s| (s * 1000.0).round() as i64).collect() };
+        let mut b = Bounds {
+            time_to_answer: ms(&config.time_to_answer),
+            rings: config.rings.iter().map(|r| *r as i64).collect(),
+            hold: ms(&config.hold),
+            lateness: ms(&config.lateness),
+        };
+        for limits in std::iter::once(&settings.limits).chain(settings.queue_limits.values()) {
+            b.time_to_answer
+                .extend((1..=10).map(|n| n * limits.ring_cycle));
+            b.time_to_answer.push(limits.answer_limit());
+            b.rings.push(i64::from(limits.max_rings));
+            b.hold.push(limits.hold_limit);
+        }
+        for v in [&mut b.time_to_answer, &mut b.rings, &mut b.hold, &mut b.lateness] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        b
+    }
+}
+
+/// Counters of one series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub offered: u64,
+    pub answered: u64,
+    pub answered_late: u64,
+    pub abandoned_short: u64,
+    pub abandoned_long: u64,
+    pub holds: u64,
+    pub hold_exceeded: u64,
+    pub promised: u64,
+    /// Indexed like [`Outcome::ALL`].
+    pub resolved: [u64; 4],
+    pub evicted: u64,
+}
+
+/// Histograms of one series, in family order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Histograms {
+    pub time_to_answer: Buckets,
+    pub rings: Buckets,
+    pub hold: Buckets,
+    pub abandon_wait: Buckets,
+    pub lateness: Buckets,
+}
+
+struct SeriesMetrics {
+    queue: CompactString,
+    site: Option<CompactString>,
+    counters: Counters,
+    histograms: Histograms,
+    tta_window: HdrWindow,
+    hold_window: HdrWindow,
+}
+
+/// Counts that are not per series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub received: [u64; EventKind::ALL.len()],
+    pub rejected: [u64; Reason::ALL.len()],
+    pub duplicates: u64,
+    /// Indexed queue, site.
+    pub folded: [u64; 2],
+}
+
+pub struct Store {
+    bounds: Arc<Bounds>,
+    window: Millis,
+    series: Vec<SeriesMetrics>,
+    totals: Totals,
+}
+
+impl Store {
+    pub fn new(bounds: Bounds, quantile_window: Millis) -> Self {
+        Store {
+            bounds: Arc::new(bounds),
+            window: quantile_window,
+            series: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    pub fn received(&mut self, kind: EventKind) {
+        self.totals.received[kind.index()] += 1;
+    }
+
+    pub fn rejected(&mut self, reason: Reason) {
+        self.totals.rejected[reason.index()] += 1;
+    }
+
+    pub fn duplicate(&mut self) {
+        self.totals.duplicates += 1;
+    }
+
+    /// A consistent copy of every figure, with the live gauges and the
+    /// monitor's clock of the same instant.
+    pub fn snapshot(&self, live: Vec<Live>, engine: EngineState) -> Snapshot {
+        let series = self
+            .series
+            .iter()
+            .zip(live)
+            .map(|(s, live)| SeriesSnapshot {
+                queue: s.queue.clone(),
+                site: s.site.clone(),
+                counters: s.counters,
+                histograms: s.histograms.clone(),
+                live,
+                tta_quantiles: s.tta_window.quantiles(engine.clock),
+                hold_quantiles: s.hold_window.quantiles(engine.clock),
+            })
+            .collect();
+        Snapshot {
+            bounds: Arc::clone(&self.bounds),
+            series,
+            totals: self.totals,
+            engine,
+        }
+    }
+}
+
+impl Observer for Store {
+    fn new_series(&mut self, id: SeriesId, info: &SeriesInfo) {
+        debug_assert_eq!(id as usize, self.series.len());
+        let b = &self.bounds;
+        self.series.push(SeriesMetrics {
+            queue: info.queue.clone(),
+            site: info.site.clone(),
+            counters: Counters::default(),
+            histograms: Histograms {
+                time_to_answer: Buckets::new(&b.time_to_answer),
+                rings: Buckets::new(&b.rings),
+                hold: Buckets::new(&b.hold),
+                abandon_wait: Buckets::new(&b.time_to_answer),
+                lateness: Buckets::new(&b.lateness),
+            },
+            tta_window: HdrWindow::new(self.window),
+            hold_window: HdrWindow::new(self.window),
+        });
+    }
+
+    fn measure(&mut self, id: SeriesId, now: Millis, m: Measure) {
+        let b = &*self.bounds;
+        let s = &mut self.series[id as usize];
+        let c = &mut s.counters;
+        let h = &mut s.histograms;
+        match m {
+            Measure::Offered => c.offered += 1,
+            Measure::Answered { wait, rings, late } => {
+                c.answered += 1;
+                c.answered_late += u64::from(late);
+                h.time_to_answer.record(&b.time_to_answer, wait);
+                h.rings.record(&b.rings, i64::from(rings));
+                s.tta_window.record(now, wait);
+            }
+            Measure::Abandoned { wait, short } => {
+                if short {
+                    c.abandoned_short += 1;
+                } else {
+                    c.abandoned_long += 1;
+                }
+                h.abandon_wait.record(&b.time_to_answer, wait);
+            }
+            Measure::HoldSegment {
+                duration,
+                over_limit,
+            } => {
+                c.holds += 1;
+                c.hold_exceeded += u64::from(over_limit);
+                h.hold.record(&b.hold, duration);
+                s.hold_window.record(now, duration);
+            }
+            Measure::Promised => c.promised += 1,
+            Measure::Resolved { outcome, lateness } => {
+                c.resolved[outcome as usize] += 1;
+                if outcome == Outcome::Late {
+                    h.lateness.record(&b.lateness, lateness);
+                }
+            }
+            Measure::Evicted => c.evicted += 1,
+        }
+    }
+
+    fn folded(&mut self, label: FoldedLabel) {
+        self.totals.folded[label as usize] += 1;
+    }
+}
+
+/// Engine-wide state at snapshot time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineState {
+    /// The monitor's clock (event time in `clock = "event"`).
+    pub clock: Millis,
+    pub calls_in_flight: u64,
+    pub dedup_ids: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SeriesSnapshot {
+    pub queue: CompactString,
+    pub site: Option<CompactString>,
+    pub counters: Counters,
+    pub histograms: Histograms,
+    pub live: Live,
+    pub tta_quantiles: [f64; 3],
+    pub hold_quantiles: [f64; 3],
+}
+
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub bounds: Arc<Bounds>,
+    pub series: Vec<SeriesSnapshot>,
+    pub totals: Totals,
+    pub engine: EngineState,
+}

@@ -1,0 +1,183 @@
+//! ringwatch's own telemetry, defined in one place: ingest connections,
+//! frames, protocol errors, event lag, scrape cost, build info. These are
+//! updated from many tasks, so they are the `prometheus` crate's atomics.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Protocol errors that end a connection (`kind` label values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A binary frame: closed with 1003.
+    Binary,
+    /// A frame or message over `max_frame_bytes`: closed with 1009.
+    Oversize,
+    /// A text frame that is not UTF-8: closed with 1007.
+    InvalidUtf8,
+    /// Any other WebSocket protocol violation: closed with 1002.
+    Protocol,
+    /// The HTTP upgrade failed or timed out (wrong path, not a WebSocket request).
+    Handshake,
+}
+
+impl ProtocolError {
+    pub const ALL: [ProtocolError; 5] = [
+        ProtocolError::Binary,
+        ProtocolError::Oversize,
+        ProtocolError::InvalidUtf8,
+        ProtocolError::Protocol,
+        ProtocolError::Handshake,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolError::Binary => "binary_frame",
+            ProtocolError::Oversize => "oversize_frame",
+            ProtocolError::InvalidUtf8 => "invalid_utf8",
+            ProtocolError::Protocol => "protocol",
+            ProtocolError::Handshake => "handshake",
+        }
+    }
+}
+
+/// Why a connection ended (`reason` label values).
+pub const CLOSE_REASONS: [&str; 5] = ["peer", "protocol_error", "idle_timeout", "shutdown", "io_error"];
+
+pub struct SelfMetrics {
+    pub registry: Registry,
+    pub connections: IntGauge,
+    pub connections_opened: IntCounter,
+    pub connections_closed: IntCounterVec,
+    pub frames: IntCounter,
+    pub frame_bytes: IntCounter,
+    pub protocol_errors: IntCounterVec,
+    pub event_lag: Histogram,
+    pub frame_duration: Histogram,
+    pub scrape_duration: Histogram,
+}
+
+impl SelfMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let connections = IntGauge::new(
+            "ringwatch_ingest_connections",
+            "Open ingest WebSocket connections (server and client mode).",
+        )
+        .unwrap();
+        let connections_opened = IntCounter::new(
+            "ringwatch_ingest_connections_opened_total",
+            "Ingest WebSocket connections accepted (after a successful upgrade).",
+        )
+        .unwrap();
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "ringwatch_ingest_connections_closed_total",
+                "Ingest WebSocket connections ended, by reason.",
+            ),
+            &["reason"],
+        )
+        .unwrap();
+        let frames = IntCounter::new(
+            "ringwatch_ingest_frames_total",
+            "Text frames received and acknowledged.",
+        )
+        .unwrap();
+        let frame_bytes = IntCounter::new(
+            "ringwatch_ingest_frame_bytes_total",
+            "Bytes of text frames received.",
+        )
+        .unwrap();
+        let protocol_errors = IntCounterVec::new(
+            Opts::new(
+                "ringwatch_ingest_protocol_errors_total",
+                "WebSocket protocol errors that closed a connection or refused an upgrade, by kind.",
+            ),
+            &["kind"],
+        )
+        .unwrap();
+        let event_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "ringwatch_event_lag_seconds",
+                "Arrival time minus the event's ts, per decoded event (0 when ts is in the future).",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        )
+        .unwrap();
+        let frame_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "ringwatch_ingest_frame_duration_seconds",
+                "Time from receiving a frame to sending its acknowledgement.",
+            )
+            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0]),
+        )
+        .unwrap();
+        let scrape_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "ringwatch_scrape_duration_seconds",
+                "Time to produce one /metrics response.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+        )
+        .unwrap();
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "ringwatch_build_info",
+                "Always 1; labels carry the version and source revision.",
+            ),
+            &["version", "revision"],
+        )
+        .unwrap();
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("RINGWATCH_REVISION")])
+            .set(1);
+        // Pre-create every label value so the series exist (at 0) from the start.
+        for r in CLOSE_REASONS {
+            connections_closed.with_label_values(&[r]);
+        }
+        for k in ProtocolError::ALL {
+            protocol_errors.with_label_values(&[k.as_str()]);
+        }
+        for c in [
+            Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_opened.clone()),
+            Box::new(connections_closed.clone()),
+            Box::new(frames.clone()),
+            Box::new(frame_bytes.clone()),
+            Box::new(protocol_errors.clone()),
+            Box::new(event_lag.clone()),
+            Box::new(frame_duration.clone()),
+            Box::new(scrape_duration.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(c).expect("self-metric names are unique");
+        }
+        SelfMetrics {
+            registry,
+            connections,
+            connections_opened,
+            connections_closed,
+            frames,
+            frame_bytes,
+            protocol_errors,
+            event_lag,
+            frame_duration,
+            scrape_duration,
+        }
+    }
+
+    pub fn protocol_error(&self, kind: ProtocolError) {
+        self.protocol_errors.with_label_values(&[kind.as_str()]).inc();
+    }
+
+    pub fn closed(&self, reason: &'static str) {
+        debug_assert!(CLOSE_REASONS.contains(&reason));
+        self.connections_closed.with_label_values(&[reason]).inc();
+    }
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

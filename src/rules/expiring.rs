@@ -1,0 +1,124 @@
+//! A set of ids remembered for a while: `event_id` de-duplication and the
+//! tombstones of ended calls and resolved promises.
+//!
+//! Ids are kept as 64-bit keyed hashes (SipHash with a per-process random key),
+//! so an entry costs ~24 bytes whatever the id's length, and a sender cannot
+//! aim collisions. A false match needs two live ids to share a random 64-bit
+//! hash: about n/2^64 per lookup, 1 in 10^13 for a million remembered ids.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+
+use crate::event::Millis;
+
+/// Identity hasher for keys that are already uniformly random hashes.
+#[derive(Default)]
+pub(crate) struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+pub(crate) type HashSetU64 = HashSet<u64, BuildHasherDefault<PreHashed>>;
+
+pub struct ExpiringSet {
+    hasher: RandomState,
+    keys: HashSetU64,
+    /// Insertion order with expiry; the monitor's clock never goes back, so
+    /// expiries are (almost) sorted and the front is always the next to go.
+    order: VecDeque<(Millis, u64)>,
+    ttl: Millis,
+    max: usize,
+}
+
+impl ExpiringSet {
+    pub fn new(ttl: Millis, max: usize) -> Self {
+        ExpiringSet {
+            hasher: RandomState::new(),
+            keys: HashSetU64::default(),
+            order: VecDeque::new(),
+            ttl,
+            max,
+        }
+    }
+
+    fn key(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.keys.contains(&self.key(id))
+    }
+
+    /// Remember `id` until `now + ttl`. Past `max` entries the oldest is
+    /// forgotten early: memory stays bounded whatever the traffic.
+    pub fn insert(&mut self, id: &str, now: Millis) {
+        let key = self.key(id);
+        if self.keys.insert(key) {
+            self.order.push_back((now.saturating_add(self.ttl), key));
+            if self.order.len() > self.max {
+                if let Some((_, old)) = self.order.pop_front() {
+                    self.keys.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Forget every entry whose time has passed.
+    pub fn expire(&mut self, now: Millis) {
+        while let Some(&(until, key)) = self.order.front() {
+            if until > now {
+                break;
+            }
+            self.order.pop_front();
+            self.keys.remove(&key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_until_ttl_then_forgets() {
+        let mut s = ExpiringSet::new(100, 10);
+        s.insert("a", 0);
+        s.insert("b", 50);
+        assert!(s.contains("a") && s.contains("b") && !s.contains("c"));
+        s.expire(99);
+        assert!(s.contains("a"));
+        s.expire(100);
+        assert!(!s.contains("a") && s.contains("b"));
+        s.expire(150);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn bounded_by_max() {
+        let mut s = ExpiringSet::new(1_000, 3);
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            s.insert(id, i as Millis);
+        }
+        assert_eq!(s.len(), 3);
+        assert!(!s.contains("a") && s.contains("d"));
+        s.insert("d", 10); // re-inserting is a no-op
+        assert_eq!(s.len(), 3);
+    }
+}

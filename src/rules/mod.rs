@@ -1,0 +1,411 @@
+//! The rules engine: a pure, synchronous state machine over call events and
+//! the monitor's clock. It owns the calls in flight, pending promises and the
+//! de-duplication window; it does no I/O and takes no locks. What it measures
+//! it hands to an [`Observer`] (the metrics layer in production, a plain
+//! vector in tests).
+
+mod calls;
+mod expiring;
+mod promises;
+pub mod series;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use crate::event::{Body, Event, Id, Millis, Reason};
+
+pub use expiring::ExpiringSet;
+pub use series::{FoldedLabel, SeriesId, SeriesInfo, SeriesTable};
+
+/// The per-queue service limits, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub ring_cycle: Millis,
+    pub max_rings: u32,
+    pub hold_limit: Millis,
+    pub short_abandon: Millis,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            ring_cycle: 6_000,
+            max_rings: 3,
+            hold_limit: 17_000,
+            short_abandon: 5_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The longest time to answer that is still within the ring limit.
+    pub fn answer_limit(&self) -> Millis {
+        self.ring_cycle * Millis::from(self.max_rings)
+    }
+
+    /// Rings heard for a time to answer: ring n sounds during
+    /// ((n-1)*cycle, n*cycle], and a caller always hears at least one.
+    pub fn rings(&self, wait: Millis) -> u32 {
+        let rings = (wait.max(0) + self.ring_cycle - 1) / self.ring_cycle;
+        u32::try_from(rings).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+/// Where the monitor's "now" comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    /// Wall time: live operation.
+    Wall,
+    /// The greatest `ts` seen so far: replays give the same figures as live.
+    Event,
+}
+
+/// Everything the engine needs to know from configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub clock: ClockMode,
+    pub limits: Limits,
+    pub queue_limits: HashMap<String, Limits>,
+    pub call_ttl: Millis,
+    pub callback_expiry: Millis,
+    pub dedup_window: Millis,
+    pub dedup_max_ids: usize,
+    pub max_calls: usize,
+    pub max_promises: usize,
+    pub max_queues: usize,
+    pub max_sites: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            clock: ClockMode::Wall,
+            limits: Limits::default(),
+            queue_limits: HashMap::new(),
+            call_ttl: 4 * 3_600_000,
+            callback_expiry: 24 * 3_600_000,
+            dedup_window: 3_600_000,
+            dedup_max_ids: 1_000_000,
+            max_calls: 1_000_000,
+            max_promises: 1_000_000,
+            max_queues: 1_000,
+            max_sites: 100,
+        }
+    }
+}
+
+impl Settings {
+    pub fn limits_for(&self, queue: &str) -> Limits {
+        self.queue_limits
+            .get(queue)
+            .copied()
+            .unwrap_or(self.limits)
+    }
+}
+
+/// One figure the rules produced, for one series, at the monitor's `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure {
+    Offered,
+    Answered { wait: Millis, rings: u32, late: bool },
+    Abandoned { wait: Millis, short: bool },
+    HoldSegment { duration: Millis, over_limit: bool },
+    Promised,
+    Resolved { outcome: Outcome, lateness: Millis },
+    Evicted,
+}
+
+/// The one outcome of a callback promise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Kept,
+    Late,
+    Missed,
+    Cancelled,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Kept,
+        Outcome::Late,
+        Outcome::Missed,
+        Outcome::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Kept => "kept",
+            Outcome::Late => "late",
+            Outcome::Missed => "missed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Receives what the engine measures. Implemented by the metrics store.
+pub trait Observer {
+    /// A (queue, site) pair was seen for the first time.
+    fn new_series(&mut self, id: SeriesId, info: &SeriesInfo);
+    fn measure(&mut self, id: SeriesId, now: Millis, m: Measure);
+    /// A label value was folded into `other` because its cap was reached.
+    fn folded(&mut self, label: FoldedLabel);
+}
+
+/// Why the engine refused an event: a stable reason plus a fixed phrase; the
+/// caller adds the event's type and id when it writes the acknowledgement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub reason: Reason,
+    pub why: &'static str,
+}
+
+impl Reject {
+    const fn new(reason: Reason, why: &'static str) -> Self {
+        Reject { reason, why }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    Duplicate,
+    Rejected(Reject),
+}
+
+/// The live wall for one series at one instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Live {
+    pub waiting: u64,
+    pub waiting_over_limit: u64,
+    pub oldest_wait: Millis,
+    pub active: u64,
+    pub on_hold: u64,
+    pub on_hold_over_limit: u64,
+    pub longest_hold: Millis,
+    pub callbacks_pending: u64,
+    pub callbacks_overdue: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum CallState {
+    Waiting,
+    Talking,
+    OnHold { since: Millis },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Call {
+    series: SeriesId,
+    offered: Millis,
+    /// `ts` of the call's latest applied event: no later event may be earlier,
+    /// and eviction counts `call_ttl` from here.
+    last: Millis,
+    state: CallState,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Promise {
+    series: SeriesId,
+    promised_at: Millis,
+    due: Millis,
+}
+
+pub struct Engine {
+    settings: Settings,
+    /// The monitor's clock as last advanced; never goes back.
+    clock: Millis,
+    series: SeriesTable,
+    calls: HashMap<Id, Call>,
+    /// Calls that ended recently: a late event for one is an invalid
+    /// transition, not an unknown call, and its id cannot be offered again.
+    ended: ExpiringSet,
+    promises: HashMap<Id, Promise>,
+    /// Promises that reached their outcome: a second outcome is refused.
+    resolved: ExpiringSet,
+    /// (due + callback_expiry, promise) for the "missed" timer; entries of
+    /// promises resolved meanwhile are skipped when they come up.
+    deadlines: BinaryHeap<Reverse<(Millis, Id)>>,
+    dedup: ExpiringSet,
+    next_sweep: Millis,
+}
+
+impl Engine {
+    pub fn new(settings: Settings) -> Self {
+        Engine {
+            series: SeriesTable::new(settings.max_queues, settings.max_sites),
+            calls: HashMap::new(),
+            ended: ExpiringSet::new(settings.call_ttl, settings.max_calls),
+            promises: HashMap::new(),
+            resolved: ExpiringSet::new(settings.callback_expiry, settings.max_promises),
+            deadlines: BinaryHeap::new(),
+            dedup: ExpiringSet::new(settings.dedup_window, settings.dedup_max_ids),
+            clock: Millis::MIN,
+            next_sweep: Millis::MIN,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The monitor's clock (`Millis::MIN` before any event or tick).
+    pub fn clock(&self) -> Millis {
+        self.clock
+    }
+
+    pub fn series(&self) -> &SeriesTable {
+        &self.series
+    }
+
+    pub fn calls_in_flight(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn promises_pending(&self) -> usize {
+        self.promises.len()
+    }
+
+    pub fn dedup_ids(&self) -> usize {
+        self.dedup.len()
+    }
+
+    /// Ensure a series exists before any event names it, so that configured
+    /// queues show their series (at 0) from the start.
+    pub fn declare_queue(&mut self, queue: &str, obs: &mut impl Observer) -> SeriesId {
+        self.series_for(queue, None, obs)
+    }
+
+    /// Apply one event. `wall_now` is the wall clock, used only in wall mode.
+    pub fn apply(&mut self, ev: &Event, wall_now: Millis, obs: &mut impl Observer) -> Verdict {
+        if let Some(id) = &ev.event_id {
+            if self.dedup.contains(id) {
+                return Verdict::Duplicate;
+            }
+        }
+        let now = match self.settings.clock {
+            ClockMode::Wall => wall_now,
+            ClockMode::Event => ev.ts,
+        };
+        self.advance(now, obs);
+        let now = self.clock;
+        let result = match &ev.body {
+            Body::CallOffered { call, queue } => {
+                self.offered(call, queue, ev.site.as_deref(), ev.ts, now, obs)
+            }
+            Body::CallAnswered { call } => self.answered(call, ev.ts, now, obs),
+            Body::HoldStarted { call } => self.hold_started(call, ev.ts, now, obs),
+            Body::HoldEnded { call } => self.hold_ended(call, ev.ts, now, obs),
+            Body::CallEnded { call, reason } => self.ended(call, *reason, ev.ts, now, obs),
+            Body::CallbackPromised {
+                promise,
+                due,
+                call,
+                queue,
+            } => self.promised(
+                promise,
+                *due,
+                call.as_deref(),
+                queue.as_deref(),
+                ev.site.as_deref(),
+                ev.ts,
+                now,
+                obs,
+            ),
+            Body::CallbackCompleted { promise } => self.completed(promise, ev.ts, now, obs),
+            Body::CallbackCancelled { promise } => self.cancelled(promise, ev.ts, now, obs),
+            Body::Clock => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                if let Some(id) = &ev.event_id {
+                    self.dedup.insert(id, now);
+                }
+                Verdict::Accepted
+            }
+            Err(r) => Verdict::Rejected(r),
+        }
+    }
+
+    /// Move the clock to `now` (it never goes back) and fire what is due:
+    /// promises past `due + callback_expiry` become missed, idle calls are
+    /// evicted, remembered ids expire. In event mode, pass the wall clock to
+    /// [`Engine::tick`] instead: only events move event time.
+    pub fn advance(&mut self, now: Millis, obs: &mut impl Observer) {
+        if now > self.clock {
+            self.clock = now;
+        }
+        let now = self.clock;
+        self.fire_missed(now, obs);
+        self.dedup.expire(now);
+        self.ended.expire(now);
+        self.resolved.expire(now);
+        if now >= self.next_sweep {
+            self.evict_idle(now, obs);
+            let every = (self.settings.call_ttl / 16).clamp(1_000, 60_000);
+            self.next_sweep = now.saturating_add(every);
+        }
+    }
+
+    /// A timer tick from the daemon: advances wall time; in event mode only
+    /// event time counts, so the tick changes nothing.
+    pub fn tick(&mut self, wall_now: Millis, obs: &mut impl Observer) {
+        if self.settings.clock == ClockMode::Wall {
+            self.advance(wall_now, obs);
+        }
+    }
+
+    /// The live gauges of every series, indexed by [`SeriesId`], at the
+    /// monitor's clock (after a [`Engine::tick`] with `wall_now`). Idle calls
+    /// past `call_ttl` are evicted first, so no evictable call is ever shown.
+    pub fn live(&mut self, wall_now: Millis, obs: &mut impl Observer) -> Vec<Live> {
+        self.tick(wall_now, obs);
+        let now = self.clock;
+        self.evict_idle(now, obs);
+        let mut live = vec![Live::default(); self.series.len()];
+        for call in self.calls.values() {
+            let l = &mut live[call.series as usize];
+            let limits = &self.series.get(call.series).limits;
+            match call.state {
+                CallState::Waiting => {
+                    let wait = (now - call.offered).max(0);
+                    l.waiting += 1;
+                    l.waiting_over_limit += u64::from(wait > limits.answer_limit());
+                    l.oldest_wait = l.oldest_wait.max(wait);
+                }
+                CallState::Talking => l.active += 1,
+                CallState::OnHold { since } => {
+                    let held = (now - since).max(0);
+                    l.active += 1;
+                    l.on_hold += 1;
+                    l.on_hold_over_limit += u64::from(held > limits.hold_limit);
+                    l.longest_hold = l.longest_hold.max(held);
+                }
+            }
+        }
+        for p in self.promises.values() {
+            let l = &mut live[p.series as usize];
+            l.callbacks_pending += 1;
+            l.callbacks_overdue += u64::from(now > p.due);
+        }
+        live
+    }
+
+    fn series_for(&mut self, queue: &str, site: Option<&str>, obs: &mut impl Observer) -> SeriesId {
+        let settings = &self.settings;
+        let found = self
+            .series
+            .lookup(queue, site, |name| settings.limits_for(name));
+        if found.created {
+            obs.new_series(found.id, self.series.get(found.id));
+        }
+        if let Some(label) = found.folded {
+            obs.folded(label);
+        }
+        found.id
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! Callback promises: each one reaches exactly one outcome (kept, late,
+//! missed, cancelled); "missed" is decided by the monitor's clock.
+
+use std::cmp::Reverse;
+
+use super::{Engine, Measure, Observer, Outcome, Promise, Reject};
+use crate::event::{Millis, Reason};
+
+const UNKNOWN: Reject = Reject::new(Reason::UnknownPromise, "names a promise that was never made");
+const RESOLVED: Reject = Reject::new(
+    Reason::AlreadyResolved,
+    "the promise already has its outcome",
+);
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn promised(
+        &mut self,
+        promise: &str,
+        due: Millis,
+        call: Option<&str>,
+        queue: Option<&str>,
+        site: Option<&str>,
+        ts: Millis,
+        now: Millis,
+        obs: &mut impl Observer,
+    ) -> Result<(), Reject> {
+        if self.promises.contains_key(promise) || self.resolved.contains(promise) {
+            return Err(Reject::new(
+                Reason::DuplicatePromise,
+                "a promise with this promise_id was already made",
+            ));
+        }
+        if self.promises.len() >= self.settings.max_promises {
+            return Err(Reject::new(
+                Reason::Capacity,
+                "max_promises promises are already pending",
+            ));
+        }
+        // The promise belongs to the named queue, else to the call's queue.
+        let series = match (queue, call) {
+            (Some(queue), _) => self.series_for(queue, site, obs),
+            (None, Some(call)) => match self.live_call(call, now, obs) {
+                Some(c) => c.series,
+                None => {
+                    return Err(Reject::new(
+                        Reason::MissingField,
+                        "`queue` is required: call_id names no call in progress",
+                    ))
+                }
+            },
+            (None, None) => unreachable!("decoding requires queue or call_id"),
+        };
+        self.promises.insert(
+            promise.into(),
+            Promise {
+                series,
+                promised_at: ts,
+                due,
+            },
+        );
+        let deadline = due.saturating_add(self.settings.callback_expiry);
+        self.deadlines.push(Reverse((deadline, promise.into())));
+        obs.measure(series, now, Measure::Promised);
+        Ok(())
+    }
+
+    pub(super) fn completed(
+        &mut self,
+        promise: &str,
+        ts: Millis,
+        now: Millis,
+        obs: &mut impl Observer,
+    ) -> Result<(), Reject> {
+        let p = self.pending(promise, ts)?;
+        let (outcome, lateness) = if ts <= p.due {
+            (Outcome::Kept, 0)
+        } else {
+            (Outcome::Late, ts - p.due)
+        };
+        self.resolve(promise, p, outcome, lateness, now, obs);
+        Ok(())
+    }
+
+    pub(super) fn cancelled(
+        &mut self,
+        promise: &str,
+        ts: Millis,
+        now: Millis,
+        obs: &mut impl Observer,
+    ) -> Result<(), Reject> {
+        let p = self.pending(promise, ts)?;
+        self.resolve(promise, p, Outcome::Cancelled, 0, now, obs);
+        Ok(())
+    }
+
+    fn pending(&self, promise: &str, ts: Millis) -> Result<Promise, Reject> {
+        match self.promises.get(promise) {
+            Some(p) if ts < p.promised_at => Err(Reject::new(
+                Reason::TimeGoesBackwards,
+                "is earlier than the promise itself",
+            )),
+            Some(p) => Ok(*p),
+            None if self.resolved.contains(promise) => Err(RESOLVED),
+            None => Err(UNKNOWN),
+        }
+    }
+
+    fn resolve(
+        &mut self,
+        id: &str,
+        p: Promise,
+        outcome: Outcome,
+        lateness: Millis,
+        now: Millis,
+        obs: &mut impl Observer,
+    ) {
+        self.promises.remove(id);
+        self.resolved.insert(id, now);
+        obs.measure(p.series, now, Measure::Resolved { outcome, lateness });
+    }
+
+    /// Promises not completed by `due + callback_expiry` are missed once the
+    /// clock passes that moment.
+    pub(super) fn fire_missed(&mut self, now: Millis, obs: &mut impl Observer) {
+        while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
+            if *deadline >= now {
+                break;
+            }
+            let Some(Reverse((deadline, id))) = self.deadlines.pop() else {
+                break;
+            };
+            // Skip entries of promises resolved meanwhile (or of an older
+            // promise that reused the id).
+            if let Some(p) = self.promises.get(&id) {
+                if p.due.saturating_add(self.settings.callback_expiry) == deadline {
+                    let p = *p;
+                    self.resolve(&id, p, Outcome::Missed, 0, now, obs);
+                }
+            }
+        }
+    }
+}
