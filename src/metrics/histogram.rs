@@ -148,7 +148,7 @@ mod tests {
         assert!(w.quantiles(361_000)[0].is_nan());
         // a reused slot starts empty
         w.record(361_000, 7_000);
-        assert_eq!(w.quantiles(361_000), [7.0, 7.0, 7.0]);
+        assert!(w.quantiles(361_000).iter().all(|q| (7.0..7.01).contains(q)));
     }
 
     #[test]
