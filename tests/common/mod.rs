@@ -1,0 +1,306 @@
+//! Test harness: starts the real `ringwatch` binary on port 0, connects a real
+//! WebSocket client, and scrapes and parses `/metrics`.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Daemon {
+    child: Child,
+    pub ingest: SocketAddr,
+    pub http: SocketAddr,
+    /// Every log line the daemon wrote so far (JSON).
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Start the daemon with `RINGWATCH__...` overrides (port 0 on loopback and
+/// JSON logs are added), and wait until it logged both listening addresses.
+pub fn start(env: &[(&str, &str)]) -> Daemon {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwatch"));
+    cmd.env_clear()
+        .env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
+        .env("RINGWATCH__HTTP__LISTEN", "127.0.0.1:0")
+        .env("RINGWATCH__LOG__FORMAT", "json")
+        .env("RINGWATCH__LOG__LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn ringwatch");
+    let stderr = child.stderr.take().unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Arc::clone(&logs);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line.clone());
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let (mut ingest, mut http) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ingest.is_none() || http.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("daemon did not start; logs: {:?}", logs.lock().unwrap()));
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let addr = v["addr"].as_str().map(|a| a.parse::<SocketAddr>().unwrap());
+        match v["message"].as_str() {
+            Some("ingest listening") => ingest = addr,
+            Some("http listening") => http = addr,
+            _ => {}
+        }
+    }
+    Daemon {
+        child,
+        ingest: ingest.unwrap(),
+        http: http.unwrap(),
+        logs,
+    }
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn connect(&self) -> Ws {
+        let url = format!("ws://{}/v1/events", self.ingest);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        ws
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = reqwest::get(self.url(path)).await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200);
+        body
+    }
+
+    pub async fn metrics(&self) -> Samples {
+        Samples::parse(&self.metrics_text().await)
+    }
+
+    /// Send SIGTERM and wait for the exit status (panics after `within`).
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop within {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Send one text frame and return the parsed acknowledgement.
+pub async fn send(ws: &mut Ws, frame: &str) -> serde_json::Value {
+    ws.send(Message::text(frame)).await.expect("send");
+    loop {
+        match ws.next().await.expect("ack").expect("ack frame") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("ack is JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+}
+
+/// Samples of a Prometheus text exposition, keyed by name and sorted labels.
+#[derive(Debug, Default)]
+pub struct Samples(pub BTreeMap<String, f64>);
+
+impl Samples {
+    pub fn parse(text: &str) -> Samples {
+        let mut map = BTreeMap::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (selector, value) = line.rsplit_once(' ').expect("sample line");
+            let value = match value {
+                "NaN" => f64::NAN,
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            };
+            map.insert(normalize(selector), value);
+        }
+        Samples(map)
+    }
+
+    pub fn get(&self, selector: &str) -> Option<f64> {
+        self.0.get(&normalize(selector)).copied()
+    }
+
+    /// The value, or a panic that names the selector.
+    pub fn value(&self, selector: &str) -> f64 {
+        self.get(selector)
+            .unwrap_or_else(|| panic!("no sample {selector}"))
+    }
+}
+
+/// `name{b="2",a="1"}` -> `name{a="1",b="2"}` (label order does not matter).
+pub fn normalize(selector: &str) -> String {
+    let Some((name, rest)) = selector.split_once('{') else {
+        return selector.trim().to_string();
+    };
+    let body = rest.trim_end_matches('}');
+    let mut labels = Vec::new();
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for ch in body.chars() {
+        match ch {
+            _ if escaped => {
+                cur.push(ch);
+                escaped = false;
+                continue;
+            }
+            '\\' => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            ',' if !in_quotes => {
+                labels.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    if !cur.is_empty() {
+        labels.push(cur);
+    }
+    let mut labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
+    labels.sort();
+    format!("{}{{{}}}", name.trim(), labels.join(","))
+}
+
+/// The golden scenarios shipped with the project (a copy of the shared ones;
+/// `golden_copy_matches_shared` keeps them equal).
+pub fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+pub struct Scenario {
+    pub name: String,
+    pub frames: Vec<String>,
+    /// `RINGWATCH__RULES__...` overrides from the scenario's `config` and `clock`.
+    pub env: Vec<(String, String)>,
+    pub expect: Vec<(String, f64)>,
+}
+
+pub fn scenario(name: &str) -> Scenario {
+    let dir = golden_dir();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{name}.expected.json"))).unwrap(),
+    )
+    .unwrap();
+    let frames_path = if dir.join(format!("{name}.jsonl")).exists() {
+        dir.join(format!("{name}.jsonl"))
+    } else {
+        dir.join(format!("{name}.frames"))
+    };
+    let frames = std::fs::read_to_string(frames_path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut env = vec![(
+        "RINGWATCH__RULES__CLOCK".to_string(),
+        expected["clock"].as_str().unwrap_or("wall").to_string(),
+    )];
+    if let Some(cfg) = expected["config"].as_object() {
+        for (k, v) in cfg {
+            env.push((format!("RINGWATCH__RULES__{}", k.to_uppercase()), v.to_string()));
+        }
+    }
+    let expect = expected["expect"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+        .collect();
+    Scenario {
+        name: name.to_string(),
+        frames,
+        env,
+        expect,
+    }
+}
+
+impl Scenario {
+    pub fn start(&self) -> Daemon {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        start(&env)
+    }
+
+    /// Compare every expected sample exactly; report all differences at once.
+    pub fn check(&self, samples: &Samples, how: &str) {
+        let mut wrong = Vec::new();
+        for (selector, want) in &self.expect {
+            match samples.get(selector) {
+                Some(got) if got == *want => {}
+                Some(got) => wrong.push(format!("{selector}: expected {want}, got {got}")),
+                None => wrong.push(format!("{selector}: expected {want}, missing")),
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "scenario {} ({how}) differs:\n  {}",
+            self.name,
+            wrong.join("\n  ")
+        );
+    }
+}
