@@ -161,7 +161,10 @@ impl Config {
             config::Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(invalid("--config", format!("file {} does not exist", path.display())));
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
             }
             builder = builder.add_source(File::from(path).required(true));
         }
@@ -205,7 +208,13 @@ impl Config {
                         Some(n) => rings(&key("max_rings"), n)?,
                         None => limits.max_rings,
                     },
-                    hold_limit: ov(o.hold_limit, "hold_limit", 0.001, 86_400.0, limits.hold_limit)?,
+                    hold_limit: ov(
+                        o.hold_limit,
+                        "hold_limit",
+                        0.001,
+                        86_400.0,
+                        limits.hold_limit,
+                    )?,
                     short_abandon: ov(
                         o.short_abandon,
                         "short_abandon",
@@ -222,7 +231,12 @@ impl Config {
             limits,
             queue_limits,
             call_ttl: seconds("rules.call_ttl", r.call_ttl, 1.0, 30.0 * 86_400.0)?,
-            callback_expiry: seconds("rules.callback_expiry", r.callback_expiry, 0.0, 365.0 * 86_400.0)?,
+            callback_expiry: seconds(
+                "rules.callback_expiry",
+                r.callback_expiry,
+                0.0,
+                365.0 * 86_400.0,
+            )?,
             dedup_window: seconds("rules.dedup_window", r.dedup_window, 0.0, 30.0 * 86_400.0)?,
             dedup_max_ids: count("rules.dedup_max_ids", r.dedup_max_ids, 0)?,
             max_calls: count("rules.max_calls", r.max_calls, 1)?,
@@ -238,19 +252,28 @@ impl Config {
             lateness: bucket_list("metrics.buckets.lateness", &b.lateness)?,
         };
         if let Some(bad) = buckets.rings.iter().find(|r| r.fract() != 0.0) {
-            return Err(invalid("metrics.buckets.rings", format!("must be whole numbers of rings, got {bad}")));
+            return Err(invalid(
+                "metrics.buckets.rings",
+                format!("must be whole numbers of rings, got {bad}"),
+            ));
         }
         for q in &m.queues {
             let n = q.chars().count();
             if !(1..=64).contains(&n) {
-                return Err(invalid("metrics.queues", format!("queue names are 1 to 64 characters, got {q:?}")));
+                return Err(invalid(
+                    "metrics.queues",
+                    format!("queue names are 1 to 64 characters, got {q:?}"),
+                ));
             }
         }
         let i = &self.ingest;
         if !(128..=64 * 1024 * 1024).contains(&i.max_frame_bytes) {
             return Err(invalid(
                 "ingest.max_frame_bytes",
-                format!("must be between 128 and 67108864 bytes, got {}", i.max_frame_bytes),
+                format!(
+                    "must be between 128 and 67108864 bytes, got {}",
+                    i.max_frame_bytes
+                ),
             ));
         }
         let ping_interval = duration("ingest.ping_interval", i.ping_interval, 0.1, 3_600.0)?;
@@ -264,16 +287,30 @@ impl Config {
         if self.log.level.trim().is_empty() {
             return Err(invalid("log.level", "must not be empty"));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| invalid("log.level", format!("{:?} is not a valid filter: {e}", self.log.level)))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            invalid(
+                "log.level",
+                format!("{:?} is not a valid filter: {e}", self.log.level),
+            )
+        })?;
         Ok(Validated {
             ingest_listen: addr("ingest.listen", &i.listen)?,
             http_listen: addr("http.listen", &self.http.listen)?,
             max_frame_bytes: i.max_frame_bytes,
             ping_interval,
             idle_timeout,
-            handshake_timeout: duration("ingest.handshake_timeout", i.handshake_timeout, 0.1, 600.0)?,
-            drain_timeout: duration("shutdown.drain_timeout", self.shutdown.drain_timeout, 0.0, 3_600.0)?,
+            handshake_timeout: duration(
+                "ingest.handshake_timeout",
+                i.handshake_timeout,
+                0.1,
+                600.0,
+            )?,
+            drain_timeout: duration(
+                "shutdown.drain_timeout",
+                self.shutdown.drain_timeout,
+                0.0,
+                3_600.0,
+            )?,
             settings,
             buckets,
             quantile_window: seconds("metrics.quantile_window", m.quantile_window, 1.0, 86_400.0)?,
@@ -285,7 +322,10 @@ impl Config {
 
 fn seconds(key: &str, v: f64, min: f64, max: f64) -> Result<Millis, ConfigError> {
     if !v.is_finite() || v < min || v > max {
-        return Err(invalid(key, format!("must be between {min} and {max} seconds, got {v}")));
+        return Err(invalid(
+            key,
+            format!("must be between {min} and {max} seconds, got {v}"),
+        ));
     }
     Ok((v * 1000.0).round() as Millis)
 }
@@ -296,7 +336,10 @@ fn duration(key: &str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigErr
 
 fn rings(key: &str, n: u32) -> Result<u32, ConfigError> {
     if !(1..=100).contains(&n) {
-        return Err(invalid(key, format!("must be between 1 and 100 rings, got {n}")));
+        return Err(invalid(
+            key,
+            format!("must be between 1 and 100 rings, got {n}"),
+        ));
     }
     Ok(n)
 }
@@ -310,14 +353,21 @@ fn count(key: &str, n: usize, min: usize) -> Result<usize, ConfigError> {
 
 fn bucket_list(key: &str, v: &[f64]) -> Result<Vec<f64>, ConfigError> {
     if let Some(bad) = v.iter().find(|b| !b.is_finite() || **b <= 0.0) {
-        return Err(invalid(key, format!("boundaries must be positive numbers, got {bad}")));
+        return Err(invalid(
+            key,
+            format!("boundaries must be positive numbers, got {bad}"),
+        ));
     }
     Ok(v.to_vec())
 }
 
 fn addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
-    v.parse()
-        .map_err(|_| invalid(key, format!("{v:?} is not an address like 127.0.0.1:9466 or [::]:9466")))
+    v.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{v:?} is not an address like 127.0.0.1:9466 or [::]:9466"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -395,10 +445,18 @@ mod tests {
         assert!(error(&[("RINGWATCH__RULES__HOLD_LIMIT", "abc")]).contains("rules.hold_limit"));
         assert!(error(&[("RINGWATCH__RULES__CLOCK", "sundial")]).contains("clock"));
         assert!(error(&[("RINGWATCH__HTTP__LISTEN", "nowhere")]).contains("http.listen"));
-        assert!(error(&[("RINGWATCH__RULES__QUEUES__VIP__HOLD_LIMIT", "-1")]).contains("rules.queues.vip.hold_limit"));
-        assert!(error(&[("RINGWATCH__INGEST__IDLE_TIMEOUT", "5"), ("RINGWATCH__INGEST__PING_INTERVAL", "10")]).contains("ingest.idle_timeout"));
+        assert!(
+            error(&[("RINGWATCH__RULES__QUEUES__VIP__HOLD_LIMIT", "-1")])
+                .contains("rules.queues.vip.hold_limit")
+        );
+        assert!(error(&[
+            ("RINGWATCH__INGEST__IDLE_TIMEOUT", "5"),
+            ("RINGWATCH__INGEST__PING_INTERVAL", "10")
+        ])
+        .contains("ingest.idle_timeout"));
         assert!(error(&[("RINGWATCH__RULES__HOLD_LIMT", "5")]).contains("hold_limt"));
-        assert!(error(&[("RINGWATCH__METRICS__BUCKETS__HOLD", "5,-1")]).contains("metrics.buckets.hold"));
+        assert!(error(&[("RINGWATCH__METRICS__BUCKETS__HOLD", "5,-1")])
+            .contains("metrics.buckets.hold"));
         assert!(error(&[("RINGWATCH__LOG__LEVEL", "ringwatch=loud")]).contains("log.level"));
     }
 

@@ -57,7 +57,10 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
     let http_addr = http_listener.local_addr().expect("bound socket");
 
     let metrics = Arc::new(SelfMetrics::new());
-    let mut store = Store::new(Bounds::new(&cfg.settings, &cfg.buckets), cfg.quantile_window);
+    let mut store = Store::new(
+        Bounds::new(&cfg.settings, &cfg.buckets),
+        cfg.quantile_window,
+    );
     let mut engine = Engine::new(cfg.settings.clone());
     for queue in &cfg.declared_queues {
         engine.declare_queue(queue, &mut store);
@@ -113,7 +116,10 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         //    flight, sends a close frame and ends.
         let _ = ingest_task.await;
         connections.close();
-        if tokio::time::timeout_at(deadline, connections.wait()).await.is_err() {
+        if tokio::time::timeout_at(deadline, connections.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("drain deadline reached with ingest connections still open");
         }
         // 2. Stop HTTP (it holds the last pipeline handle), then let the
@@ -122,7 +128,10 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         if tokio::time::timeout_at(deadline, http_task).await.is_err() {
             tracing::warn!("drain deadline reached with HTTP requests in flight");
         }
-        if tokio::time::timeout_at(deadline, pipeline_task).await.is_err() {
+        if tokio::time::timeout_at(deadline, pipeline_task)
+            .await
+            .is_err()
+        {
             tracing::warn!("drain deadline reached before the pipeline finished");
         }
         tracing::info!("ringwatch stopped");

@@ -34,7 +34,11 @@ pub fn router(state: HttpState) -> Router {
 async fn metrics(State(s): State<HttpState>) -> Response {
     let started = Instant::now();
     let Ok(snapshot) = s.pipeline.snapshot().await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "ringwatch is shutting down\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ringwatch is shutting down\n",
+        )
+            .into_response();
     };
     // Text encoding happens here, off the pipeline task, so a large scrape
     // does not hold up ingest.

@@ -56,6 +56,9 @@ mod tests {
             encode(98, 1, &r),
             r#"{"accepted":98,"duplicates":1,"rejected":[{"index":7,"event_id":"e-9","reason":"unknown_call","detail":"call.answered for call c-77: never offered"}]}"#
         );
-        assert_eq!(encode(1, 0, &[]), r#"{"accepted":1,"duplicates":0,"rejected":[]}"#);
+        assert_eq!(
+            encode(1, 0, &[]),
+            r#"{"accepted":1,"duplicates":0,"rejected":[]}"#
+        );
     }
 }

@@ -58,7 +58,10 @@ pub fn decode_frame(text: &str) -> Decoded {
 }
 
 fn malformed(e: &serde_json::Error) -> DecodeError {
-    DecodeError::new(Reason::MalformedJson, format!("frame is not valid JSON: {e}"))
+    DecodeError::new(
+        Reason::MalformedJson,
+        format!("frame is not valid JSON: {e}"),
+    )
 }
 
 /// The envelope, every field still raw. Unknown fields are ignored (forward
@@ -102,10 +105,10 @@ fn decode_element(raw: &RawValue) -> Result<Event, DecodeError> {
     let wire: Wire = serde_json::from_str(text)
         .map_err(|e| DecodeError::new(Reason::InvalidField, format!("event object: {e}")))?;
     // The event_id is read first so that every later rejection can name it.
-    let event_id = match wire.event_id.map(|r| id("event_id", r, 1, ID_MAX)).transpose() {
-        Ok(id) => id,
-        Err(e) => return Err(e),
-    };
+    let event_id = wire
+        .event_id
+        .map(|r| id("event_id", r, 1, ID_MAX))
+        .transpose()?;
     decode_fields(&wire, event_id.clone()).map_err(|mut e| {
         e.event_id = event_id;
         e
@@ -129,10 +132,17 @@ fn decode_fields(w: &Wire, event_id: Option<Id>) -> Result<Event, DecodeError> {
     let site = w.site.map(|r| id("site", r, 1, LABEL_MAX)).transpose()?;
     w.agent.map(|r| id("agent", r, 1, LABEL_MAX)).transpose()?;
     // Personal data: validated for the contract, then dropped, never stored.
-    w.caller.map(|r| id("caller", r, 0, PERSONAL_MAX)).transpose()?;
-    w.customer.map(|r| id("customer", r, 0, PERSONAL_MAX)).transpose()?;
+    w.caller
+        .map(|r| id("caller", r, 0, PERSONAL_MAX))
+        .transpose()?;
+    w.customer
+        .map(|r| id("customer", r, 0, PERSONAL_MAX))
+        .transpose()?;
     let reason = w.reason.map(end_reason).transpose()?;
-    let promise = w.promise_id.map(|r| id("promise_id", r, 1, ID_MAX)).transpose()?;
+    let promise = w
+        .promise_id
+        .map(|r| id("promise_id", r, 1, ID_MAX))
+        .transpose()?;
     let due = w.due.map(|r| timestamp("due", r)).transpose()?;
 
     let need = |v: Option<Id>, name: &str| v.ok_or_else(|| missing(name));
@@ -187,7 +197,10 @@ fn decode_fields(w: &Wire, event_id: Option<Id>) -> Result<Event, DecodeError> {
 }
 
 fn missing(field: &str) -> DecodeError {
-    DecodeError::new(Reason::MissingField, format!("required field `{field}` is missing"))
+    DecodeError::new(
+        Reason::MissingField,
+        format!("required field `{field}` is missing"),
+    )
 }
 
 fn invalid(field: &str, why: impl std::fmt::Display) -> DecodeError {
@@ -201,7 +214,12 @@ fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, DecodeErro
     }
     serde_json::from_str::<String>(raw.get())
         .map(Cow::Owned)
-        .map_err(|_| invalid(field, format!("expected a string, got {}", json_kind(raw.get()))))
+        .map_err(|_| {
+            invalid(
+                field,
+                format!("expected a string, got {}", json_kind(raw.get())),
+            )
+        })
 }
 
 fn id(field: &str, raw: &RawValue, min: usize, max: usize) -> Result<Id, DecodeError> {
@@ -363,40 +381,99 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.reason, Reason::InvalidField);
         assert_eq!(e.event_id.as_deref(), Some("e1"));
-        assert_eq!(reason(&format!(r#"{{"type":"call.offered","ts":1,"call_id":"c","queue":"{}"}}"#, "q".repeat(65))), Reason::InvalidField);
-        assert!(one(&format!(r#"{{"type":"call.offered","ts":1,"call_id":"{}","queue":"q"}}"#, "é".repeat(128))).is_ok());
+        assert_eq!(
+            reason(&format!(
+                r#"{{"type":"call.offered","ts":1,"call_id":"c","queue":"{}"}}"#,
+                "q".repeat(65)
+            )),
+            Reason::InvalidField
+        );
+        assert!(one(&format!(
+            r#"{{"type":"call.offered","ts":1,"call_id":"{}","queue":"q"}}"#,
+            "é".repeat(128)
+        ))
+        .is_ok());
     }
 
     #[test]
     fn type_and_timestamp_rules() {
         assert_eq!(reason(r#"{"ts":1}"#), Reason::MissingField);
         assert_eq!(reason(r#"{"type":3,"ts":1}"#), Reason::InvalidField);
-        assert_eq!(reason(r#"{"type":"call.teleported","ts":1}"#), Reason::UnknownType);
+        assert_eq!(
+            reason(r#"{"type":"call.teleported","ts":1}"#),
+            Reason::UnknownType
+        );
         assert_eq!(reason(r#"{"type":"clock"}"#), Reason::MissingField);
         assert_eq!(reason(r#"{"type":"clock","ts":-5}"#), Reason::InvalidField);
         assert_eq!(reason(r#"{"type":"clock","ts":1.5}"#), Reason::InvalidField);
-        assert_eq!(reason(r#"{"type":"clock","ts":"2026-11-23T09:00:00"}"#), Reason::InvalidField);
-        assert_eq!(reason(r#"{"type":"clock","ts":1795424400000000}"#), Reason::InvalidField);
-        assert_eq!(reason(r#"{"type":"clock","ts":1,"ts":2}"#), Reason::InvalidField);
+        assert_eq!(
+            reason(r#"{"type":"clock","ts":"2026-11-23T09:00:00"}"#),
+            Reason::InvalidField
+        );
+        assert_eq!(
+            reason(r#"{"type":"clock","ts":1795424400000000}"#),
+            Reason::InvalidField
+        );
+        assert_eq!(
+            reason(r#"{"type":"clock","ts":1,"ts":2}"#),
+            Reason::InvalidField
+        );
     }
 
     #[test]
     fn per_type_requirements() {
-        assert_eq!(reason(r#"{"type":"callback.promised","ts":1,"promise_id":"p","due":2}"#), Reason::MissingField);
-        assert_eq!(reason(r#"{"type":"callback.promised","ts":1,"queue":"q","due":2}"#), Reason::MissingField);
-        assert_eq!(reason(r#"{"type":"callback.promised","ts":1,"queue":"q","promise_id":"p"}"#), Reason::MissingField);
-        assert_eq!(reason(r#"{"type":"callback.completed","ts":1}"#), Reason::MissingField);
-        assert_eq!(reason(r#"{"type":"call.ended","ts":1,"call_id":"c","reason":"bored"}"#), Reason::InvalidField);
+        assert_eq!(
+            reason(r#"{"type":"callback.promised","ts":1,"promise_id":"p","due":2}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"type":"callback.promised","ts":1,"queue":"q","due":2}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"type":"callback.promised","ts":1,"queue":"q","promise_id":"p"}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"type":"callback.completed","ts":1}"#),
+            Reason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"type":"call.ended","ts":1,"call_id":"c","reason":"bored"}"#),
+            Reason::InvalidField
+        );
         let e = one(r#"{"type":"call.ended","ts":1,"call_id":"c"}"#).unwrap();
-        assert_eq!(e.body, Body::CallEnded { call: "c".into(), reason: EndReason::Completed });
+        assert_eq!(
+            e.body,
+            Body::CallEnded {
+                call: "c".into(),
+                reason: EndReason::Completed
+            }
+        );
         let e = one(r#"{"type":"callback.promised","ts":1,"call_id":"k","promise_id":"p","due":"2026-11-23T10:00:00Z","customer":"Jane"}"#).unwrap();
-        assert!(matches!(e.body, Body::CallbackPromised { due: 1_795_428_000_000, queue: None, .. }));
+        assert!(matches!(
+            e.body,
+            Body::CallbackPromised {
+                due: 1_795_428_000_000,
+                queue: None,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn escaped_strings_and_unknown_fields() {
-        let e = one(r#"{"type":"call.offered","ts":1,"call_id":"a\"b","queue":"q\u00e9","future":{"x":1}}"#).unwrap();
-        assert_eq!(e.body, Body::CallOffered { call: "a\"b".into(), queue: "qé".into() });
+        let e = one(
+            r#"{"type":"call.offered","ts":1,"call_id":"a\"b","queue":"q\u00e9","future":{"x":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e.body,
+            Body::CallOffered {
+                call: "a\"b".into(),
+                queue: "qé".into()
+            }
+        );
         // null is treated as absent
         assert!(one(r#"{"type":"clock","ts":1,"site":null}"#).is_ok());
     }

@@ -174,7 +174,9 @@ impl Connection<'_> {
                 }
                 // Pings are answered by tungstenite; a close is echoed and the
                 // stream then ends.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_))) => {}
+                Some(Ok(
+                    Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_),
+                )) => {}
                 Some(Err(e)) => return self.error(e).await,
             }
         }
@@ -206,7 +208,8 @@ impl Connection<'_> {
         }
         let decode_rejects = rejected.iter().map(|r| r.reason).collect();
         let Ok(verdicts) = self.ctx.pipeline.apply(events, decode_rejects).await else {
-            self.close(CloseCode::Away, "ringwatch is shutting down").await;
+            self.close(CloseCode::Away, "ringwatch is shutting down")
+                .await;
             return Err("shutdown");
         };
         if !verdicts.rejected.is_empty() {
@@ -241,7 +244,8 @@ impl Connection<'_> {
             }
             WsError::Utf8(_) => {
                 m.protocol_error(ProtocolError::InvalidUtf8);
-                self.close(CloseCode::Invalid, "text frame is not valid UTF-8").await;
+                self.close(CloseCode::Invalid, "text frame is not valid UTF-8")
+                    .await;
                 "protocol_error"
             }
             WsError::Protocol(p) => {
@@ -251,7 +255,8 @@ impl Connection<'_> {
                 }
                 m.protocol_error(ProtocolError::Protocol);
                 tracing::debug!(error = %p, "ingest protocol error");
-                self.close(CloseCode::Protocol, "WebSocket protocol error").await;
+                self.close(CloseCode::Protocol, "WebSocket protocol error")
+                    .await;
                 "protocol_error"
             }
             WsError::ConnectionClosed | WsError::AlreadyClosed => "peer",

@@ -141,7 +141,10 @@ mod tests {
         // 3 significant digits, never below the true quantile.
         let q = w.quantiles(1_000);
         for (got, want) in q.iter().zip([50.0, 90.0, 99.0]) {
-            assert!(*got >= want && (got - want) / want < 1e-3, "{got} vs {want}");
+            assert!(
+                *got >= want && (got - want) / want < 1e-3,
+                "{got} vs {want}"
+            );
         }
         // still inside the window 5 minutes later, gone after 6
         assert_eq!(w.quantiles(301_000), q);

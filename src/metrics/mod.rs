@@ -56,7 +56,8 @@ impl Bounds {
     /// limit, `max_rings`, and the hold limit. One set per family, so every
     /// series of a family has the same `le` values and sums across queues.
     pub fn new(settings: &Settings, config: &BucketConfig) -> Self {
-        let ms = |v: &Vec<f64>| -> Vec<i64> { v.iter().map(|s| (s * 1000.0).round() as i64).collect() };
+        let ms =
+            |v: &Vec<f64>| -> Vec<i64> { v.iter().map(|s| (s * 1000.0).round() as i64).collect() };
         let mut b = Bounds {
             time_to_answer: ms(&config.time_to_answer),
             rings: config.rings.iter().map(|r| *r as i64).collect(),
@@ -70,7 +71,12 @@ impl Bounds {
             b.rings.push(i64::from(limits.max_rings));
             b.hold.push(limits.hold_limit);
         }
-        for v in [&mut b.time_to_answer, &mut b.rings, &mut b.hold, &mut b.lateness] {
+        for v in [
+            &mut b.time_to_answer,
+            &mut b.rings,
+            &mut b.hold,
+            &mut b.lateness,
+        ] {
             v.sort_unstable();
             v.dedup();
         }

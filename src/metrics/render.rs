@@ -3,7 +3,8 @@
 //! Family names, help texts and label names of the contract live here.
 
 use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
+    Summary,
 };
 use prometheus::{Encoder, TextEncoder};
 
@@ -12,12 +13,20 @@ use super::{Counters, SeriesSnapshot, Snapshot};
 use crate::event::{EventKind, Reason};
 use crate::rules::{FoldedLabel, Live, Outcome};
 
+/// A family's name, help text and how to read its value.
+type Described<F> = (&'static str, &'static str, F);
+type CounterFn = fn(&Counters) -> u64;
+type LiveFn = fn(&Live) -> f64;
+
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Render every family: the contract's, then the self-metrics.
 pub fn render(snapshot: &Snapshot, self_metrics: &prometheus::Registry) -> String {
     let mut families = call_center_families(snapshot);
     families.extend(self_metrics.gather());
+    // A family with no series (no queue seen yet) is left out, as the text
+    // format has no way to say "a family with nothing in it".
+    families.retain(|f| !f.get_metric().is_empty());
     let mut out = Vec::with_capacity(64 * 1024);
     TextEncoder::new()
         .encode(&families, &mut out)
@@ -73,15 +82,23 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
     ));
 
     // Per-series counters.
-    let counters: [(&str, &str, fn(&Counters) -> u64); 6] = [
-        ("ringwatch_calls_offered_total", "Calls offered.", |c| c.offered),
-        ("ringwatch_calls_answered_total", "Calls answered by a person.", |c| c.answered),
+    let counters: [Described<CounterFn>; 6] = [
+        ("ringwatch_calls_offered_total", "Calls offered.", |c| {
+            c.offered
+        }),
+        (
+            "ringwatch_calls_answered_total",
+            "Calls answered by a person.",
+            |c| c.answered,
+        ),
         (
             "ringwatch_calls_answered_late_total",
             "Calls answered after more than max_rings rings.",
             |c| c.answered_late,
         ),
-        ("ringwatch_holds_total", "Hold segments finished.", |c| c.holds),
+        ("ringwatch_holds_total", "Hold segments finished.", |c| {
+            c.holds
+        }),
         (
             "ringwatch_hold_limit_exceeded_total",
             "Hold segments longer than hold_limit.",
@@ -112,8 +129,14 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
             .iter()
             .flat_map(|x| {
                 [
-                    counter(labels(x, &[("short", "true")]), x.counters.abandoned_short as f64),
-                    counter(labels(x, &[("short", "false")]), x.counters.abandoned_long as f64),
+                    counter(
+                        labels(x, &[("short", "true")]),
+                        x.counters.abandoned_short as f64,
+                    ),
+                    counter(
+                        labels(x, &[("short", "false")]),
+                        x.counters.abandoned_long as f64,
+                    ),
                 ]
             })
             .collect(),
@@ -161,7 +184,12 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
         MetricType::COUNTER,
         Reason::ALL
             .iter()
-            .map(|r| counter(pairs(&[("reason", r.as_str())]), t.rejected[r.index()] as f64))
+            .map(|r| {
+                counter(
+                    pairs(&[("reason", r.as_str())]),
+                    t.rejected[r.index()] as f64,
+                )
+            })
             .collect(),
     ));
     fams.push(family(
@@ -181,8 +209,12 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
     ));
 
     // The live wall.
-    let live: [(&str, &str, fn(&Live) -> f64); 9] = [
-        ("ringwatch_calls_waiting", "Calls offered and not yet answered or ended.", |l| l.waiting as f64),
+    let live: [Described<LiveFn>; 9] = [
+        (
+            "ringwatch_calls_waiting",
+            "Calls offered and not yet answered or ended.",
+            |l| l.waiting as f64,
+        ),
         (
             "ringwatch_calls_waiting_over_limit",
             "Waiting calls ringing past max_rings right now.",
@@ -193,8 +225,14 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
             "Longest current wait (0 when none).",
             |l| l.oldest_wait as f64 / 1000.0,
         ),
-        ("ringwatch_calls_active", "Calls answered and not yet ended (on hold included).", |l| l.active as f64),
-        ("ringwatch_calls_on_hold", "Calls on hold now.", |l| l.on_hold as f64),
+        (
+            "ringwatch_calls_active",
+            "Calls answered and not yet ended (on hold included).",
+            |l| l.active as f64,
+        ),
+        ("ringwatch_calls_on_hold", "Calls on hold now.", |l| {
+            l.on_hold as f64
+        }),
         (
             "ringwatch_calls_on_hold_over_limit",
             "Calls on hold now for longer than hold_limit.",
@@ -205,7 +243,11 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
             "Longest current hold (0 when none).",
             |l| l.longest_hold as f64 / 1000.0,
         ),
-        ("ringwatch_callbacks_pending", "Callback promises not yet resolved.", |l| l.callbacks_pending as f64),
+        (
+            "ringwatch_callbacks_pending",
+            "Callback promises not yet resolved.",
+            |l| l.callbacks_pending as f64,
+        ),
         (
             "ringwatch_callbacks_overdue",
             "Pending callback promises whose due time has passed.",
@@ -223,17 +265,21 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
                 .collect(),
         ));
     }
-    fams.push(quantiles(
+    // Quantiles over the sliding window are exposed as summaries: the
+    // samples are the `{quantile="..."}` series of the contract, plus the
+    // cumulative _sum and _count a summary carries (the same totals as the
+    // histogram's). promtool refuses a `quantile` label on any other type.
+    fams.push(summary(
         "ringwatch_time_to_answer_quantile_seconds",
-        "Time to answer quantiles from the HDR histogram over the sliding window (NaN when no call was answered in it).",
+        "Time to answer quantiles from the HDR histogram over the sliding window (NaN when no call was answered in it); _sum and _count are totals since start.",
         series,
-        |x| &x.tta_quantiles,
+        |x| (&x.tta_quantiles, &x.histograms.time_to_answer),
     ));
-    fams.push(quantiles(
+    fams.push(summary(
         "ringwatch_hold_duration_quantile_seconds",
-        "Hold segment quantiles from the HDR histogram over the sliding window (NaN when no hold ended in it).",
+        "Hold segment quantiles from the HDR histogram over the sliding window (NaN when no hold ended in it); _sum and _count are totals since start.",
         series,
-        |x| &x.hold_quantiles,
+        |x| (&x.hold_quantiles, &x.histograms.hold),
     ));
 
     // Engine state.
@@ -242,13 +288,30 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
         (
             "ringwatch_clock_seconds",
             "The monitor's clock as Unix seconds (event time when clock = \"event\").",
-            if e.clock == i64::MIN { 0.0 } else { e.clock as f64 / 1000.0 },
+            if e.clock == i64::MIN {
+                0.0
+            } else {
+                e.clock as f64 / 1000.0
+            },
         ),
-        ("ringwatch_calls_in_flight", "Calls held in memory (waiting or active).", e.calls_in_flight as f64),
-        ("ringwatch_dedup_ids", "event_ids remembered for de-duplication.", e.dedup_ids as f64),
+        (
+            "ringwatch_calls_in_flight",
+            "Calls held in memory (waiting or active).",
+            e.calls_in_flight as f64,
+        ),
+        (
+            "ringwatch_dedup_ids",
+            "event_ids remembered for de-duplication.",
+            e.dedup_ids as f64,
+        ),
     ];
     for (name, help, v) in engine {
-        fams.push(family(name, help, MetricType::GAUGE, vec![gauge(vec![], v)]));
+        fams.push(family(
+            name,
+            help,
+            MetricType::GAUGE,
+            vec![gauge(vec![], v)],
+        ));
     }
     fams
 }
@@ -335,22 +398,35 @@ fn histogram(
     family(name, help, MetricType::HISTOGRAM, metrics)
 }
 
-fn quantiles(
+fn summary(
     name: &str,
     help: &str,
     series: &[SeriesSnapshot],
-    get: impl Fn(&SeriesSnapshot) -> &[f64; 3],
+    get: impl Fn(&SeriesSnapshot) -> (&[f64; 3], &Buckets),
 ) -> MetricFamily {
     let metrics = series
         .iter()
-        .flat_map(|x| {
-            let values = get(x);
-            QUANTILES
-                .iter()
-                .zip(values)
-                .map(|(q, v)| gauge(labels(x, &[("quantile", &q.to_string())]), *v))
-                .collect::<Vec<_>>()
+        .map(|x| {
+            let (values, totals) = get(x);
+            let mut s = Summary::default();
+            s.set_quantile(
+                QUANTILES
+                    .iter()
+                    .zip(values)
+                    .map(|(q, v)| {
+                        let mut quantile = Quantile::default();
+                        quantile.set_quantile(*q);
+                        quantile.set_value(*v);
+                        quantile
+                    })
+                    .collect(),
+            );
+            s.set_sample_count(totals.count);
+            s.set_sample_sum(totals.sum as f64 / 1000.0);
+            let mut m = Metric::from_label(labels(x, &[]));
+            m.set_summary(s);
+            m
         })
         .collect();
-    family(name, help, MetricType::GAUGE, metrics)
+    family(name, help, MetricType::SUMMARY, metrics)
 }

@@ -42,7 +42,13 @@ impl ProtocolError {
 }
 
 /// Why a connection ended (`reason` label values).
-pub const CLOSE_REASONS: [&str; 5] = ["peer", "protocol_error", "idle_timeout", "shutdown", "io_error"];
+pub const CLOSE_REASONS: [&str; 5] = [
+    "peer",
+    "protocol_error",
+    "idle_timeout",
+    "shutdown",
+    "io_error",
+];
 
 pub struct SelfMetrics {
     pub registry: Registry,
@@ -109,7 +115,9 @@ impl SelfMetrics {
                 "ringwatch_ingest_frame_duration_seconds",
                 "Time from receiving a frame to sending its acknowledgement.",
             )
-            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0]),
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+            ]),
         )
         .unwrap();
         let scrape_duration = Histogram::with_opts(
@@ -117,7 +125,9 @@ impl SelfMetrics {
                 "ringwatch_scrape_duration_seconds",
                 "Time to produce one /metrics response.",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
         )
         .unwrap();
         let build_info = IntGaugeVec::new(
@@ -167,7 +177,9 @@ impl SelfMetrics {
     }
 
     pub fn protocol_error(&self, kind: ProtocolError) {
-        self.protocol_errors.with_label_values(&[kind.as_str()]).inc();
+        self.protocol_errors
+            .with_label_values(&[kind.as_str()])
+            .inc();
     }
 
     pub fn closed(&self, reason: &'static str) {

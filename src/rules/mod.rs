@@ -97,10 +97,7 @@ impl Default for Settings {
 
 impl Settings {
     pub fn limits_for(&self, queue: &str) -> Limits {
-        self.queue_limits
-            .get(queue)
-            .copied()
-            .unwrap_or(self.limits)
+        self.queue_limits.get(queue).copied().unwrap_or(self.limits)
     }
 }
 
@@ -108,11 +105,24 @@ impl Settings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Measure {
     Offered,
-    Answered { wait: Millis, rings: u32, late: bool },
-    Abandoned { wait: Millis, short: bool },
-    HoldSegment { duration: Millis, over_limit: bool },
+    Answered {
+        wait: Millis,
+        rings: u32,
+        late: bool,
+    },
+    Abandoned {
+        wait: Millis,
+        short: bool,
+    },
+    HoldSegment {
+        duration: Millis,
+        over_limit: bool,
+    },
     Promised,
-    Resolved { outcome: Outcome, lateness: Millis },
+    Resolved {
+        outcome: Outcome,
+        lateness: Millis,
+    },
     Evicted,
 }
 

@@ -6,7 +6,10 @@ use std::cmp::Reverse;
 use super::{Engine, Measure, Observer, Outcome, Promise, Reject};
 use crate::event::{Millis, Reason};
 
-const UNKNOWN: Reject = Reject::new(Reason::UnknownPromise, "names a promise that was never made");
+const UNKNOWN: Reject = Reject::new(
+    Reason::UnknownPromise,
+    "names a promise that was never made",
+);
 const RESOLVED: Reject = Reject::new(
     Reason::AlreadyResolved,
     "the promise already has its outcome",

@@ -13,8 +13,10 @@ pub(crate) struct Recorded {
 impl Observer for Recorded {
     fn new_series(&mut self, id: SeriesId, info: &SeriesInfo) {
         assert_eq!(id as usize, self.series.len());
-        self.series
-            .push((info.queue.to_string(), info.site.as_ref().map(|s| s.to_string())));
+        self.series.push((
+            info.queue.to_string(),
+            info.site.as_ref().map(|s| s.to_string()),
+        ));
     }
     fn measure(&mut self, id: SeriesId, _now: Millis, m: Measure) {
         self.measures.push((id, m));
@@ -233,10 +235,13 @@ fn hold_segments_including_one_that_ends_the_call() {
         })
         .collect();
     // exactly 17.000 s complies; 17.5 s does not
-    assert_eq!(holds, vec![(17_000, false), (17_500, false), (10_000, false)]
-        .into_iter()
-        .map(|(d, _)| (d, d > 17_000))
-        .collect::<Vec<_>>());
+    assert_eq!(
+        holds,
+        vec![(17_000, false), (17_500, false), (10_000, false)]
+            .into_iter()
+            .map(|(d, _)| (d, d > 17_000))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(holds[1], (17_500, true));
 }
 
@@ -247,15 +252,15 @@ fn invalid_transitions() {
         &mut e,
         &[
             offered(0.0, "c", "q"),
-            hold(1.0, "c"),       // not answered
-            unhold(1.0, "c"),     // not on hold
+            hold(1.0, "c"),   // not answered
+            unhold(1.0, "c"), // not on hold
             answered(2.0, "c"),
-            answered(3.0, "c"),   // twice
+            answered(3.0, "c"), // twice
             hold(4.0, "c"),
-            hold(5.0, "c"),       // already on hold
+            hold(5.0, "c"), // already on hold
             end(6.0, "c", EndReason::Completed),
-            unhold(7.0, "c"),     // after end
-            answered(7.0, "c"),   // after end
+            unhold(7.0, "c"),       // after end
+            answered(7.0, "c"),     // after end
             offered(8.0, "c", "q"), // id reused
         ],
     );
@@ -332,7 +337,15 @@ fn dedup_window_expires_on_the_clock() {
     let mut c = clock(0.0);
     c.event_id = Some("x".into());
     let (v, _) = run(&mut e, &[c.clone(), c.clone(), clock(10.0), c]);
-    assert_eq!(v, vec![Verdict::Accepted, Verdict::Duplicate, Verdict::Accepted, Verdict::Accepted]);
+    assert_eq!(
+        v,
+        vec![
+            Verdict::Accepted,
+            Verdict::Duplicate,
+            Verdict::Accepted,
+            Verdict::Accepted
+        ]
+    );
 }
 
 #[test]
@@ -391,8 +404,18 @@ fn missed_exactly_when_the_moment_passes() {
     );
     assert_eq!(rec.measures.len(), 1, "not missed at exactly due + expiry");
     let (v, rec) = run(&mut e, &[complete(10.0 + 86400.0, "p")]);
-    assert_eq!(v[0], Verdict::Accepted, "completing at the last moment is late");
-    assert!(matches!(rec.measures[0].1, Measure::Resolved { outcome: Outcome::Late, .. }));
+    assert_eq!(
+        v[0],
+        Verdict::Accepted,
+        "completing at the last moment is late"
+    );
+    assert!(matches!(
+        rec.measures[0].1,
+        Measure::Resolved {
+            outcome: Outcome::Late,
+            ..
+        }
+    ));
     let mut e = event_engine();
     let (v, rec) = run(
         &mut e,
@@ -403,7 +426,13 @@ fn missed_exactly_when_the_moment_passes() {
             cancel(10.001 + 86400.0, "p"),
         ],
     );
-    assert!(matches!(rec.measures[1].1, Measure::Resolved { outcome: Outcome::Missed, .. }));
+    assert!(matches!(
+        rec.measures[1].1,
+        Measure::Resolved {
+            outcome: Outcome::Missed,
+            ..
+        }
+    ));
     assert_eq!(rejected(v[2]), Reason::AlreadyResolved);
     assert_eq!(rejected(v[3]), Reason::AlreadyResolved);
 }
@@ -494,11 +523,21 @@ fn idle_calls_are_evicted_after_ttl() {
         call_ttl: 100_000,
         ..Settings::default()
     });
-    let (_, rec) = run(&mut e, &[offered(0.0, "a", "q"), offered(50.0, "b", "q"), clock(100.0)]);
+    let (_, rec) = run(
+        &mut e,
+        &[
+            offered(0.0, "a", "q"),
+            offered(50.0, "b", "q"),
+            clock(100.0),
+        ],
+    );
     assert!(!rec.measures.contains(&(0, Measure::Evicted)));
     let (v, rec) = run(&mut e, &[answered(100.001, "a"), clock(150.001)]);
     assert_eq!(rejected(v[0]), Reason::UnknownCall);
-    assert_eq!(rec.measures, vec![(0, Measure::Evicted), (0, Measure::Evicted)]);
+    assert_eq!(
+        rec.measures,
+        vec![(0, Measure::Evicted), (0, Measure::Evicted)]
+    );
     assert_eq!(e.calls_in_flight(), 0);
 }
 
@@ -506,7 +545,10 @@ fn idle_calls_are_evicted_after_ttl() {
 fn wall_clock_mode_uses_the_wall_for_timers() {
     let mut e = Engine::new(Settings::default());
     let mut rec = Recorded::default();
-    assert_eq!(e.apply(&offered(0.0, "c", "q"), s(1.0), &mut rec), Verdict::Accepted);
+    assert_eq!(
+        e.apply(&offered(0.0, "c", "q"), s(1.0), &mut rec),
+        Verdict::Accepted
+    );
     let live = e.live(s(31.0), &mut rec);
     assert_eq!(live[0].oldest_wait, 31_000);
     // an event from the far future does not move wall time
@@ -586,6 +628,9 @@ fn queues_past_the_cap_fold_into_other() {
         ..Settings::default()
     });
     let (_, rec) = run(&mut e, &[offered(0.0, "a", "q1"), offered(0.0, "b", "q2")]);
-    assert_eq!(rec.series, vec![("q1".into(), None), ("other".into(), None)]);
+    assert_eq!(
+        rec.series,
+        vec![("q1".into(), None), ("other".into(), None)]
+    );
     assert_eq!(rec.folded, vec![FoldedLabel::Queue]);
 }

@@ -83,7 +83,9 @@ impl Daemon {
 
     pub async fn connect(&self) -> Ws {
         let url = format!("ws://{}/v1/events", self.ingest);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         ws
     }
 
@@ -103,6 +105,20 @@ impl Daemon {
         body
     }
 
+    /// Scrape until `selector` equals `want` (for figures that settle after
+    /// a close handshake); panics with the last value after 5 s.
+    pub async fn eventually(&self, selector: &str, want: f64) {
+        let mut got = None;
+        for _ in 0..250 {
+            got = self.metrics().await.get(selector);
+            if got == Some(want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{selector}: expected {want}, last saw {got:?}");
+    }
+
     pub async fn metrics(&self) -> Samples {
         Samples::parse(&self.metrics_text().await)
     }
@@ -110,12 +126,20 @@ impl Daemon {
     /// Send SIGTERM and wait for the exit status (panics after `within`).
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
         signal(self.child.id(), "TERM");
+        self.wait_exit(within)
+    }
+
+    /// Wait for the process to exit (panics after `within`).
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "daemon did not stop within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not stop within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -169,7 +193,9 @@ impl Samples {
                 "NaN" => f64::NAN,
                 "+Inf" => f64::INFINITY,
                 "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
             };
             map.insert(normalize(selector), value);
         }
@@ -259,7 +285,10 @@ pub fn scenario(name: &str) -> Scenario {
     )];
     if let Some(cfg) = expected["config"].as_object() {
         for (k, v) in cfg {
-            env.push((format!("RINGWATCH__RULES__{}", k.to_uppercase()), v.to_string()));
+            env.push((
+                format!("RINGWATCH__RULES__{}", k.to_uppercase()),
+                v.to_string(),
+            ));
         }
     }
     let expect = expected["expect"]

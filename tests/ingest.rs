@@ -1,0 +1,215 @@
+//! The WebSocket ingest as a sender sees it: acknowledgements, protocol errors
+//! and their close codes, keepalive, and connections that must stay open.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{send, start};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Read until the server's close frame; returns its code and reason.
+async fn close_frame(ws: &mut common::Ws) -> (CloseCode, String) {
+    let read = async {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Message::Close(Some(f))) => return (f.code, f.reason.to_string()),
+                Ok(Message::Close(None)) => panic!("close without a code"),
+                Ok(_) => continue,
+                Err(e) => panic!("connection ended without a close frame: {e}"),
+            }
+        }
+        panic!("stream ended without a close frame")
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("a close frame in time")
+}
+
+const OFFER: &str = r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1","queue":"q"}"#;
+
+#[tokio::test]
+async fn bad_events_never_close_the_connection() {
+    let d = start(&[("RINGWATCH__RULES__CLOCK", "event")]);
+    let mut ws = d.connect().await;
+    for frame in [
+        "{not json",
+        "42",
+        "[]",
+        r#"{"type":"x","ts":1}"#,
+        "[1, {\"a\": 2}]",
+        "",
+    ] {
+        let ack = send(&mut ws, frame).await;
+        assert_eq!(ack["accepted"], 0, "{frame}: {ack}");
+    }
+    let ack = send(&mut ws, OFFER).await;
+    assert_eq!(ack["accepted"], 1);
+    let m = d.metrics().await;
+    assert_eq!(
+        m.value(r#"ringwatch_events_rejected_total{reason="malformed_json"}"#),
+        2.0
+    );
+    assert_eq!(
+        m.value(r#"ringwatch_events_rejected_total{reason="not_an_object"}"#),
+        2.0
+    );
+    assert_eq!(
+        m.value(r#"ringwatch_events_rejected_total{reason="missing_field"}"#),
+        1.0
+    );
+    assert_eq!(
+        m.value(r#"ringwatch_events_rejected_total{reason="unknown_type"}"#),
+        1.0
+    );
+    assert_eq!(m.value("ringwatch_ingest_frames_total"), 7.0);
+    assert_eq!(m.value("ringwatch_ingest_connections"), 1.0);
+}
+
+#[tokio::test]
+async fn a_bad_element_never_costs_the_rest_of_its_batch() {
+    let d = start(&[("RINGWATCH__RULES__CLOCK", "event")]);
+    let mut ws = d.connect().await;
+    let frame = format!(
+        r#"[{OFFER}, {{"type":"call.answered","ts":"yesterday","call_id":"c1","event_id":"e2"}}, "x", {{"type":"call.answered","ts":1795424405000,"call_id":"c1"}}]"#
+    );
+    let ack = send(&mut ws, &frame).await;
+    assert_eq!(ack["accepted"], 2, "{ack}");
+    let rejected = ack["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["index"], 1);
+    assert_eq!(rejected[0]["event_id"], "e2");
+    assert_eq!(rejected[0]["reason"], "invalid_field");
+    assert!(rejected[0]["detail"].as_str().unwrap().contains("`ts`"));
+    assert_eq!(rejected[1]["index"], 2);
+    assert_eq!(rejected[1]["reason"], "not_an_object");
+    assert!(rejected[1].get("event_id").is_none());
+    let m = d.metrics().await;
+    assert_eq!(m.value(r#"ringwatch_calls_answered_total{queue="q"}"#), 1.0);
+    assert_eq!(
+        m.value(r#"ringwatch_time_to_answer_seconds_sum{queue="q"}"#),
+        5.0
+    );
+}
+
+#[tokio::test]
+async fn binary_frames_close_with_1003_and_leave_others_alone() {
+    let d = start(&[]);
+    let mut bystander = d.connect().await;
+    let mut ws = d.connect().await;
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    let (code, reason) = close_frame(&mut ws).await;
+    assert_eq!(code, CloseCode::Unsupported);
+    assert!(reason.contains("binary"), "{reason}");
+    assert_eq!(send(&mut bystander, OFFER).await["accepted"], 1);
+    let m = d.metrics().await;
+    assert_eq!(
+        m.value(r#"ringwatch_ingest_protocol_errors_total{kind="binary_frame"}"#),
+        1.0
+    );
+    d.eventually(
+        r#"ringwatch_ingest_connections_closed_total{reason="protocol_error"}"#,
+        1.0,
+    )
+    .await;
+    d.eventually("ringwatch_ingest_connections", 1.0).await;
+}
+
+#[tokio::test]
+async fn oversize_frames_close_with_1009() {
+    let d = start(&[("RINGWATCH__INGEST__MAX_FRAME_BYTES", "1024")]);
+    let mut ws = d.connect().await;
+    // exactly at the limit is fine
+    let pad = 1024 - r#"{"type":"clock","ts":1,"x":""}"#.len();
+    let at_limit = format!(r#"{{"type":"clock","ts":1,"x":"{}"}}"#, "a".repeat(pad));
+    assert_eq!(at_limit.len(), 1024);
+    assert_eq!(send(&mut ws, &at_limit).await["accepted"], 1);
+    let big = format!(r#"{{"type":"clock","ts":1,"x":"{}"}}"#, "a".repeat(4096));
+    ws.send(Message::text(big)).await.unwrap();
+    let (code, reason) = close_frame(&mut ws).await;
+    assert_eq!(code, CloseCode::Size);
+    assert!(reason.contains("1024"), "{reason}");
+    let m = d.metrics().await;
+    assert_eq!(
+        m.value(r#"ringwatch_ingest_protocol_errors_total{kind="oversize_frame"}"#),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn wrong_path_is_refused_at_the_handshake() {
+    let d = start(&[]);
+    let err = tokio_tungstenite::connect_async(format!("ws://{}/events", d.ingest))
+        .await
+        .expect_err("only /v1/events upgrades");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 404),
+        other => panic!("expected an HTTP 404, got {other}"),
+    }
+    let m = d.metrics().await;
+    assert_eq!(
+        m.value(r#"ringwatch_ingest_protocol_errors_total{kind="handshake"}"#),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn keepalive_pings_and_idle_peers_are_closed() {
+    let d = start(&[
+        ("RINGWATCH__INGEST__PING_INTERVAL", "0.2"),
+        ("RINGWATCH__INGEST__IDLE_TIMEOUT", "1"),
+    ]);
+    // A live client (it reads, so tungstenite answers every ping) stays open
+    // well past the idle timeout.
+    let mut live = d.connect().await;
+    let pings = tokio::time::timeout(Duration::from_millis(1800), async {
+        let mut n = 0;
+        while let Some(Ok(m)) = live.next().await {
+            assert!(matches!(m, Message::Ping(_)), "{m:?}");
+            n += 1;
+        }
+        n
+    })
+    .await;
+    assert!(pings.is_err(), "the live connection must not end");
+    assert_eq!(send(&mut live, OFFER).await["accepted"], 1);
+    live.close(None).await.unwrap();
+    d.eventually(
+        r#"ringwatch_ingest_connections_closed_total{reason="peer"}"#,
+        1.0,
+    )
+    .await;
+
+    // A dead client (never reads, never answers) is closed with 1001.
+    let mut dead = d.connect().await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let (code, reason) = close_frame(&mut dead).await;
+    assert_eq!(code, CloseCode::Away);
+    assert!(reason.contains("idle"), "{reason}");
+    d.eventually(
+        r#"ringwatch_ingest_connections_closed_total{reason="idle_timeout"}"#,
+        1.0,
+    )
+    .await;
+    d.eventually("ringwatch_ingest_connections", 0.0).await;
+}
+
+#[tokio::test]
+async fn connection_gauge_follows_open_connections() {
+    let d = start(&[]);
+    let a = d.connect().await;
+    let mut b = d.connect().await;
+    send(&mut b, "[]").await; // both handshakes are surely done
+    assert_eq!(d.metrics().await.value("ringwatch_ingest_connections"), 2.0);
+    drop(a);
+    b.close(None).await.unwrap();
+    d.eventually("ringwatch_ingest_connections", 0.0).await;
+    assert_eq!(
+        d.metrics()
+            .await
+            .value("ringwatch_ingest_connections_opened_total"),
+        2.0
+    );
+}
