@@ -20,10 +20,11 @@ use crate::rules::Engine;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("cannot listen on {addr} ({key}): {source}")]
+    #[error("cannot listen on {addr} ({key})")]
     Bind {
         key: &'static str,
         addr: SocketAddr,
+        #[source]
         source: std::io::Error,
     },
 }
@@ -98,9 +99,11 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         }
     });
 
+    // Ready before the addresses are announced: whoever reads them can rely
+    // on /readyz already answering 200.
+    ready.store(true, Ordering::Release);
     tracing::info!(addr = %ingest_addr, path = server::PATH, "ingest listening");
     tracing::info!(addr = %http_addr, "http listening");
-    ready.store(true, Ordering::Release);
     tracing::info!(
         clock = ?cfg.settings.clock,
         version = env!("CARGO_PKG_VERSION"),

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod event;
 pub mod http;
 pub mod ingest;
@@ -18,3 +19,4 @@ pub mod metrics;
 pub mod pipeline;
 pub mod rules;
 pub mod shutdown;
+pub mod sim;

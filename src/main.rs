@@ -29,6 +29,10 @@ enum Command {
     Run,
     /// Validate the configuration and exit (0 when valid, 64 when not).
     CheckConfig,
+    /// Run the daemon with a simulated call center at a human pace.
+    Demo(ringwatch::demo::DemoArgs),
+    /// Push a simulated call center to a running ringwatch (and verify it).
+    Simulate(ringwatch::sim::run::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,20 +51,49 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::Run => match run(cfg) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ringwatch: {e:#}");
-                ExitCode::FAILURE
-            }
+        Command::Run => finish(run(cfg)),
+        Command::Demo(args) => finish(demo(cfg, args)),
+        Command::Simulate(args) => match simulate(cfg, args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => finish(Err(e)),
         },
     }
 }
 
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringwatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the tokio runtime")
+}
+
+fn demo(mut cfg: Validated, args: ringwatch::demo::DemoArgs) -> anyhow::Result<()> {
+    // The demo talks to the user on stdout; logs only when something is wrong.
+    cfg.log.level = "warn".to_string();
+    ringwatch::logging::init(&cfg.log);
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        ringwatch::shutdown::cancel_on_signals(shutdown.clone());
+        ringwatch::demo::run(cfg, &args, shutdown).await?;
+        Ok(())
+    })
+}
+
+fn simulate(cfg: Validated, args: ringwatch::sim::run::SimulateArgs) -> anyhow::Result<bool> {
+    runtime()?.block_on(async { Ok(ringwatch::sim::run::simulate(&args, &cfg).await?) })
+}
+
 fn run(cfg: Validated) -> anyhow::Result<()> {
     ringwatch::logging::init(&cfg.log);
-    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         ringwatch::shutdown::cancel_on_signals(shutdown.clone());
         let running = ringwatch::daemon::start(cfg, shutdown).await?;

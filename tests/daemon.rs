@@ -23,7 +23,7 @@ async fn health_and_readiness() {
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let body = resp.text().await.unwrap();
-    let m = common::Samples::parse(&body);
+    let m = common::Samples::parse(&body).unwrap();
     let build =
         m.0.keys()
             .find(|k| k.starts_with("ringwatch_build_info{"))

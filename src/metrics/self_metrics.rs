@@ -68,7 +68,7 @@ impl SelfMetrics {
         let registry = Registry::new();
         let connections = IntGauge::new(
             "ringwatch_ingest_connections",
-            "Open ingest WebSocket connections (server and client mode).",
+            "Open ingest WebSocket connections.",
         )
         .unwrap();
         let connections_opened = IntCounter::new(
@@ -86,7 +86,7 @@ impl SelfMetrics {
         .unwrap();
         let frames = IntCounter::new(
             "ringwatch_ingest_frames_total",
-            "Text frames received and acknowledged.",
+            "Text frames received (each is answered with one acknowledgement).",
         )
         .unwrap();
         let frame_bytes = IntCounter::new(

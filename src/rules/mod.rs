@@ -410,7 +410,7 @@ impl Engine {
         if found.created {
             obs.new_series(found.id, self.series.get(found.id));
         }
-        if let Some(label) = found.folded {
+        for label in found.folded {
             obs.folded(label);
         }
         found.id

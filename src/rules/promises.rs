@@ -75,7 +75,7 @@ impl Engine {
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let p = self.pending(promise, ts)?;
+        let p = self.pending(promise, ts, now, obs)?;
         let (outcome, lateness) = if ts <= p.due {
             (Outcome::Kept, 0)
         } else {
@@ -92,17 +92,32 @@ impl Engine {
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let p = self.pending(promise, ts)?;
+        let p = self.pending(promise, ts, now, obs)?;
         self.resolve(promise, p, Outcome::Cancelled, 0, now, obs);
         Ok(())
     }
 
-    fn pending(&self, promise: &str, ts: Millis) -> Result<Promise, Reject> {
+    /// The pending promise an outcome event names. An outcome stamped after
+    /// `due + callback_expiry` comes too late: the promise is missed (as the
+    /// timer would have decided on event time) and the event refused, so
+    /// both clock modes agree even when a source's clock runs ahead.
+    fn pending(
+        &mut self,
+        promise: &str,
+        ts: Millis,
+        now: Millis,
+        obs: &mut impl Observer,
+    ) -> Result<Promise, Reject> {
         match self.promises.get(promise) {
             Some(p) if ts < p.promised_at => Err(Reject::new(
                 Reason::TimeGoesBackwards,
                 "is earlier than the promise itself",
             )),
+            Some(p) if ts > p.due.saturating_add(self.settings.callback_expiry) => {
+                let p = *p;
+                self.resolve(promise, p, Outcome::Missed, 0, now, obs);
+                Err(RESOLVED)
+            }
             Some(p) => Ok(*p),
             None if self.resolved.contains(promise) => Err(RESOLVED),
             None => Err(UNKNOWN),

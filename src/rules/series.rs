@@ -44,7 +44,8 @@ pub struct SeriesInfo {
 pub struct Lookup {
     pub id: SeriesId,
     pub created: bool,
-    pub folded: Option<FoldedLabel>,
+    /// The labels folded into `other` for this lookup (queue, site or both).
+    pub folded: Vec<FoldedLabel>,
 }
 
 pub struct SeriesTable {
@@ -88,10 +89,10 @@ impl SeriesTable {
         site: Option<&str>,
         limits_for: impl Fn(&str) -> Limits,
     ) -> Lookup {
-        let mut folded = None;
+        let mut folded = Vec::new();
         let (q, q_folded) = self.queues.intern(queue);
         if q_folded {
-            folded = Some(FoldedLabel::Queue);
+            folded.push(FoldedLabel::Queue);
         }
         // Site index 0 is reserved for "no site".
         let s = match site {
@@ -99,7 +100,7 @@ impl SeriesTable {
             Some(site) => {
                 let (s, s_folded) = self.sites.intern(site);
                 if s_folded {
-                    folded = folded.or(Some(FoldedLabel::Site));
+                    folded.push(FoldedLabel::Site);
                 }
                 s + 1
             }
@@ -192,15 +193,15 @@ mod tests {
         assert!(t.lookup("a", None, limits).created);
         assert!(!t.lookup("a", None, limits).created);
         let b = t.lookup("b", None, limits);
-        assert!(b.folded.is_none());
+        assert!(b.folded.is_empty());
         let c = t.lookup("c", None, limits);
-        assert_eq!(c.folded, Some(FoldedLabel::Queue));
+        assert_eq!(c.folded, vec![FoldedLabel::Queue]);
         assert_eq!(t.get(c.id).queue, OTHER);
         let d = t.lookup("d", None, limits);
         assert_eq!(d.id, c.id);
-        assert_eq!(d.folded, Some(FoldedLabel::Queue));
+        assert_eq!(d.folded, vec![FoldedLabel::Queue]);
         // known queues still resolve to themselves
-        assert_eq!(t.lookup("a", None, limits).folded, None);
+        assert!(t.lookup("a", None, limits).folded.is_empty());
     }
 
     #[test]
@@ -211,7 +212,7 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(t.get(b).site.as_deref(), Some("east"));
         let c = t.lookup("q", Some("west"), limits);
-        assert_eq!(c.folded, Some(FoldedLabel::Site));
+        assert_eq!(c.folded, vec![FoldedLabel::Site]);
         assert_eq!(t.get(c.id).site.as_deref(), Some(OTHER));
     }
 }

@@ -634,3 +634,44 @@ fn queues_past_the_cap_fold_into_other() {
     );
     assert_eq!(rec.folded, vec![FoldedLabel::Queue]);
 }
+
+#[test]
+fn wall_clock_outcome_stamped_past_expiry_is_missed() {
+    // The source's clock runs ahead of the monitor's: the completion says it
+    // came after due + expiry, so the promise was missed, not late.
+    let mut e = Engine::new(Settings {
+        callback_expiry: 60_000,
+        ..Settings::default()
+    });
+    let mut rec = Recorded::default();
+    assert_eq!(
+        e.apply(&promise(0.0, "p", 1.0, Some("q"), None), s(0.0), &mut rec),
+        Verdict::Accepted
+    );
+    let v = e.apply(&complete(600.0, "p"), s(5.0), &mut rec);
+    assert_eq!(rejected(v), Reason::AlreadyResolved);
+    assert!(matches!(
+        rec.measures[1].1,
+        Measure::Resolved {
+            outcome: Outcome::Missed,
+            ..
+        }
+    ));
+    assert_eq!(e.promises_pending(), 0);
+}
+
+#[test]
+fn folding_queue_and_site_counts_both() {
+    let mut e = Engine::new(Settings {
+        clock: ClockMode::Event,
+        max_queues: 1,
+        max_sites: 1,
+        ..Settings::default()
+    });
+    let mut o = offered(0.0, "a", "q1");
+    o.site = Some("s1".into());
+    let mut p = offered(0.0, "b", "q2");
+    p.site = Some("s2".into());
+    let (_, rec) = run(&mut e, &[o, p]);
+    assert_eq!(rec.folded, vec![FoldedLabel::Queue, FoldedLabel::Site]);
+}

@@ -2,7 +2,6 @@
 //! WebSocket client, and scrapes and parses `/metrics`.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +13,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use ringwatch::sim::scrape::Samples;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -120,7 +121,7 @@ impl Daemon {
     }
 
     pub async fn metrics(&self) -> Samples {
-        Samples::parse(&self.metrics_text().await)
+        Samples::parse(&self.metrics_text().await).expect("valid exposition")
     }
 
     /// Send SIGTERM and wait for the exit status (panics after `within`).
@@ -175,77 +176,6 @@ pub async fn send(ws: &mut Ws, frame: &str) -> serde_json::Value {
             other => panic!("expected an ack, got {other:?}"),
         }
     }
-}
-
-/// Samples of a Prometheus text exposition, keyed by name and sorted labels.
-#[derive(Debug, Default)]
-pub struct Samples(pub BTreeMap<String, f64>);
-
-impl Samples {
-    pub fn parse(text: &str) -> Samples {
-        let mut map = BTreeMap::new();
-        for line in text.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let (selector, value) = line.rsplit_once(' ').expect("sample line");
-            let value = match value {
-                "NaN" => f64::NAN,
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
-            };
-            map.insert(normalize(selector), value);
-        }
-        Samples(map)
-    }
-
-    pub fn get(&self, selector: &str) -> Option<f64> {
-        self.0.get(&normalize(selector)).copied()
-    }
-
-    /// The value, or a panic that names the selector.
-    pub fn value(&self, selector: &str) -> f64 {
-        self.get(selector)
-            .unwrap_or_else(|| panic!("no sample {selector}"))
-    }
-}
-
-/// `name{b="2",a="1"}` -> `name{a="1",b="2"}` (label order does not matter).
-pub fn normalize(selector: &str) -> String {
-    let Some((name, rest)) = selector.split_once('{') else {
-        return selector.trim().to_string();
-    };
-    let body = rest.trim_end_matches('}');
-    let mut labels = Vec::new();
-    let mut cur = String::new();
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for ch in body.chars() {
-        match ch {
-            _ if escaped => {
-                cur.push(ch);
-                escaped = false;
-                continue;
-            }
-            '\\' => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            ',' if !in_quotes => {
-                labels.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(ch);
-    }
-    if !cur.is_empty() {
-        labels.push(cur);
-    }
-    let mut labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
-    labels.sort();
-    format!("{}{{{}}}", name.trim(), labels.join(","))
 }
 
 /// The golden scenarios shipped with the project (a copy of the shared ones;
