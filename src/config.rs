@@ -50,6 +50,8 @@ pub struct IngestConfig {
     pub ping_interval: f64,
     pub idle_timeout: f64,
     pub handshake_timeout: f64,
+    pub read_buffer_bytes: usize,
+    pub max_write_buffer_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -131,6 +133,8 @@ pub struct Validated {
     pub ingest_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub max_frame_bytes: usize,
+    pub read_buffer_bytes: usize,
+    pub max_write_buffer_bytes: usize,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -276,6 +280,18 @@ impl Config {
                 ),
             ));
         }
+        if !(256..=16 * 1024 * 1024).contains(&i.read_buffer_bytes) {
+            return Err(invalid(
+                "ingest.read_buffer_bytes",
+                format!("must be between 256 and 16777216 bytes, got {}", i.read_buffer_bytes),
+            ));
+        }
+        if i.max_write_buffer_bytes < 64 * 1024 {
+            return Err(invalid(
+                "ingest.max_write_buffer_bytes",
+                format!("must be at least 65536 bytes (one large acknowledgement), got {}", i.max_write_buffer_bytes),
+            ));
+        }
         let ping_interval = duration("ingest.ping_interval", i.ping_interval, 0.1, 3_600.0)?;
         let idle_timeout = duration("ingest.idle_timeout", i.idle_timeout, 0.1, 86_400.0)?;
         if idle_timeout <= ping_interval {
@@ -297,6 +313,8 @@ impl Config {
             ingest_listen: addr("ingest.listen", &i.listen)?,
             http_listen: addr("http.listen", &self.http.listen)?,
             max_frame_bytes: i.max_frame_bytes,
+            read_buffer_bytes: i.read_buffer_bytes,
+            max_write_buffer_bytes: i.max_write_buffer_bytes,
             ping_interval,
             idle_timeout,
             handshake_timeout: duration(

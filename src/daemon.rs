@@ -76,6 +76,8 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         ingest_listener,
         IngestSettings {
             max_frame_bytes: cfg.max_frame_bytes,
+            read_buffer_bytes: cfg.read_buffer_bytes,
+            max_write_buffer_bytes: cfg.max_write_buffer_bytes,
             ping_interval: cfg.ping_interval,
             idle_timeout: cfg.idle_timeout,
             handshake_timeout: cfg.handshake_timeout,

@@ -29,6 +29,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 pub struct IngestSettings {
     pub max_frame_bytes: usize,
+    pub read_buffer_bytes: usize,
+    pub max_write_buffer_bytes: usize,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -77,9 +79,14 @@ pub async fn serve(
 }
 
 fn ws_config(s: &IngestSettings) -> WebSocketConfig {
+    // Acks are written as soon as they are made (no write batching): a
+    // sender waits for each one.
     WebSocketConfig::default()
         .max_frame_size(Some(s.max_frame_bytes))
         .max_message_size(Some(s.max_frame_bytes))
+        .read_buffer_size(s.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_write_buffer_size(s.max_write_buffer_bytes)
 }
 
 #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
