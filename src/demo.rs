@@ -122,7 +122,8 @@ pub fn status_line(m: &Samples, elapsed: Duration) -> String {
         m.0.iter()
             .filter(|(k, _)| k.starts_with(&format!("{family}{{")) && k.contains(filter))
             .map(|(_, v)| v)
-            .sum()
+            // f64's Sum starts at -0.0, which would print as "-0".
+            .fold(0.0, |a, b| a + b)
     };
     let answered = sum("ringwatch_calls_answered_total", "");
     let in_limit = sum("ringwatch_time_to_answer_seconds_bucket", "le=\"18\"");
