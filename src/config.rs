@@ -283,13 +283,19 @@ impl Config {
         if !(256..=16 * 1024 * 1024).contains(&i.read_buffer_bytes) {
             return Err(invalid(
                 "ingest.read_buffer_bytes",
-                format!("must be between 256 and 16777216 bytes, got {}", i.read_buffer_bytes),
+                format!(
+                    "must be between 256 and 16777216 bytes, got {}",
+                    i.read_buffer_bytes
+                ),
             ));
         }
         if i.max_write_buffer_bytes < 64 * 1024 {
             return Err(invalid(
                 "ingest.max_write_buffer_bytes",
-                format!("must be at least 65536 bytes (one large acknowledgement), got {}", i.max_write_buffer_bytes),
+                format!(
+                    "must be at least 65536 bytes (one large acknowledgement), got {}",
+                    i.max_write_buffer_bytes
+                ),
             ));
         }
         let ping_interval = duration("ingest.ping_interval", i.ping_interval, 0.1, 3_600.0)?;
