@@ -84,10 +84,7 @@ impl HdrWindow {
                 h.reset();
                 *e = epoch;
             }
-            None => {
-                let h = Histogram::new_with_bounds(1, HDR_MAX, 3).expect("valid HDR bounds");
-                *slot = Some((epoch, h));
-            }
+            None => *slot = Some((epoch, new_hdr())),
         }
         if let Some((_, h)) = slot {
             h.saturating_record(value.clamp(0, HDR_MAX as i64) as u64);
@@ -95,23 +92,41 @@ impl HdrWindow {
     }
 
     /// [`QUANTILES`] in seconds over the window ending at `now`; NaN when the
-    /// window holds no observation (as Prometheus summaries do).
-    pub fn quantiles(&self, now: Millis) -> [f64; 3] {
+    /// window holds no observation (as Prometheus summaries do). Several
+    /// slots are merged into `scratch` (one reused histogram for all
+    /// windows), so a scrape allocates nothing here.
+    pub fn quantiles(&self, now: Millis, scratch: &mut Scratch) -> [f64; 3] {
         let epoch = now.div_euclid(self.step);
-        let mut merged: Option<Histogram<u32>> = None;
-        for (e, h) in self.slots.iter().flatten() {
-            if *e > epoch - (SLOTS + 1) && *e <= epoch && !h.is_empty() {
-                match &mut merged {
-                    None => merged = Some(h.clone()),
-                    Some(m) => m.add(h).expect("same bounds"),
+        let mut live = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|(e, h)| *e > epoch - (SLOTS + 1) && *e <= epoch && !h.is_empty())
+            .map(|(_, h)| h);
+        let Some(first) = live.next() else {
+            return [f64::NAN; 3];
+        };
+        let merged = match live.next() {
+            None => first,
+            Some(second) => {
+                let m = scratch.0.get_or_insert_with(new_hdr);
+                m.reset();
+                for h in [first, second].into_iter().chain(live) {
+                    m.add(h).expect("same bounds");
                 }
+                m
             }
-        }
-        match merged {
-            None => [f64::NAN; 3],
-            Some(m) => QUANTILES.map(|q| m.value_at_quantile(q) as f64 / 1000.0),
-        }
+        };
+        QUANTILES.map(|q| merged.value_at_quantile(q) as f64 / 1000.0)
     }
+}
+
+/// A histogram reused to merge window slots.
+#[derive(Default)]
+pub struct Scratch(Option<Histogram<u32>>);
+
+fn new_hdr() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, HDR_MAX, 3).expect("valid HDR bounds")
 }
 
 #[cfg(test)]
@@ -133,13 +148,14 @@ mod tests {
     #[test]
     fn window_quantiles_and_expiry() {
         let mut w = HdrWindow::new(300_000);
-        assert!(w.quantiles(0)[0].is_nan());
+        assert!(w.quantiles(0, &mut Scratch::default())[0].is_nan());
         for v in 1..=100 {
             w.record(1_000, v * 1_000);
         }
         // HDR reports the top of the value's bin: an upper bound within
         // 3 significant digits, never below the true quantile.
-        let q = w.quantiles(1_000);
+        let mut scratch = Scratch::default();
+        let q = w.quantiles(1_000, &mut scratch);
         for (got, want) in q.iter().zip([50.0, 90.0, 99.0]) {
             assert!(
                 *got >= want && (got - want) / want < 1e-3,
@@ -147,18 +163,37 @@ mod tests {
             );
         }
         // still inside the window 5 minutes later, gone after 6
-        assert_eq!(w.quantiles(301_000), q);
-        assert!(w.quantiles(361_000)[0].is_nan());
+        assert_eq!(w.quantiles(301_000, &mut scratch), q);
+        assert!(w.quantiles(361_000, &mut scratch)[0].is_nan());
         // a reused slot starts empty
         w.record(361_000, 7_000);
-        assert!(w.quantiles(361_000).iter().all(|q| (7.0..7.01).contains(q)));
+        assert!(w
+            .quantiles(361_000, &mut scratch)
+            .iter()
+            .all(|q| (7.0..7.01).contains(q)));
+    }
+
+    #[test]
+    fn slots_are_merged_across_the_window() {
+        let mut w = HdrWindow::new(300_000);
+        w.record(0, 1_000);
+        w.record(60_000, 3_000);
+        w.record(120_000, 2_000);
+        let mut scratch = Scratch::default();
+        let q = w.quantiles(120_000, &mut scratch);
+        assert!(
+            (2.0..2.01).contains(&q[0]) && (3.0..3.01).contains(&q[2]),
+            "{q:?}"
+        );
+        // merging again into the same scratch starts from empty
+        assert_eq!(w.quantiles(120_000, &mut scratch), q);
     }
 
     #[test]
     fn three_significant_digits() {
         let mut w = HdrWindow::new(60_000);
         w.record(0, 18_001);
-        let q = w.quantiles(0)[0];
+        let q = w.quantiles(0, &mut Scratch::default())[0];
         assert!((q - 18.001).abs() / 18.001 < 1e-3, "{q}");
     }
 }

@@ -14,7 +14,7 @@ use compact_str::CompactString;
 
 use crate::event::{EventKind, Millis, Reason};
 use crate::rules::{FoldedLabel, Live, Measure, Observer, Outcome, SeriesId, SeriesInfo, Settings};
-use histogram::{Buckets, HdrWindow};
+use histogram::{Buckets, HdrWindow, Scratch};
 
 /// Bucket boundaries of each histogram family (durations in milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +134,7 @@ pub struct Store {
     window: Millis,
     series: Vec<SeriesMetrics>,
     totals: Totals,
+    scratch: Scratch,
 }
 
 impl Store {
@@ -143,6 +144,7 @@ impl Store {
             window: quantile_window,
             series: Vec::new(),
             totals: Totals::default(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -160,7 +162,8 @@ impl Store {
 
     /// A consistent copy of every figure, with the live gauges and the
     /// monitor's clock of the same instant.
-    pub fn snapshot(&self, live: Vec<Live>, engine: EngineState) -> Snapshot {
+    pub fn snapshot(&mut self, live: Vec<Live>, engine: EngineState) -> Snapshot {
+        let scratch = &mut self.scratch;
         let series = self
             .series
             .iter()
@@ -171,8 +174,8 @@ impl Store {
                 counters: s.counters,
                 histograms: s.histograms.clone(),
                 live,
-                tta_quantiles: s.tta_window.quantiles(engine.clock),
-                hold_quantiles: s.hold_window.quantiles(engine.clock),
+                tta_quantiles: s.tta_window.quantiles(engine.clock, scratch),
+                hold_quantiles: s.hold_window.quantiles(engine.clock, scratch),
             })
             .collect();
         Snapshot {
