@@ -93,6 +93,8 @@ pub struct QueueOverrides {
 pub struct MetricsConfig {
     pub max_queues: usize,
     pub max_sites: usize,
+    pub per_agent: bool,
+    pub max_agents: usize,
     pub queues: Vec<String>,
     pub quantile_window: f64,
     pub buckets: BucketsToml,
@@ -247,6 +249,8 @@ impl Config {
             max_promises: count("rules.max_promises", r.max_promises, 1)?,
             max_queues: count("metrics.max_queues", m.max_queues, 1)?,
             max_sites: count("metrics.max_sites", m.max_sites, 1)?,
+            per_agent: m.per_agent,
+            max_agents: count("metrics.max_agents", m.max_agents, 1)?,
         };
         let b = &m.buckets;
         let buckets = BucketConfig {

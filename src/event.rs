@@ -23,6 +23,8 @@ pub struct Event {
     pub ts: Millis,
     pub event_id: Option<Id>,
     pub site: Option<Label>,
+    /// The agent who answered, held, promised or called back.
+    pub agent: Option<Label>,
     pub body: Body,
 }
 

@@ -282,3 +282,53 @@ async fn shutdown_respects_the_drain_deadline() {
     assert!(status.success());
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+#[tokio::test]
+async fn per_agent_series_only_when_enabled_and_capped() {
+    let frames = [
+        r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1","queue":"q"}"#,
+        r#"{"type":"call.answered","ts":1795424405000,"call_id":"c1","agent":"ann"}"#,
+        r#"{"type":"call.offered","ts":1795424400000,"call_id":"c2","queue":"q"}"#,
+        r#"{"type":"call.answered","ts":1795424430000,"call_id":"c2","agent":"bob"}"#,
+        r#"{"type":"call.hold_started","ts":1795424431000,"call_id":"c2"}"#,
+        r#"{"type":"call.ended","ts":1795424460000,"call_id":"c2"}"#,
+    ];
+    let off = start(&[("RINGWATCH__RULES__CLOCK", "event")]);
+    let mut ws = off.connect().await;
+    send(&mut ws, &format!("[{}]", frames.join(","))).await;
+    assert!(!off.metrics_text().await.contains("ringwatch_agent_"));
+
+    let on = start(&[
+        ("RINGWATCH__RULES__CLOCK", "event"),
+        ("RINGWATCH__METRICS__PER_AGENT", "true"),
+        ("RINGWATCH__METRICS__MAX_AGENTS", "1"),
+    ]);
+    let mut ws = on.connect().await;
+    send(&mut ws, &format!("[{}]", frames.join(","))).await;
+    let m = on.metrics().await;
+    assert_eq!(
+        m.value(r#"ringwatch_agent_calls_answered_total{agent="ann"}"#),
+        1.0
+    );
+    assert_eq!(
+        m.value(r#"ringwatch_agent_calls_answered_total{agent="other"}"#),
+        1.0
+    );
+    assert_eq!(
+        m.value(r#"ringwatch_agent_calls_answered_late_total{agent="other"}"#),
+        1.0
+    );
+    // bob's call ended on hold after 29 s: a breach, attributed to him (folded)
+    assert_eq!(
+        m.value(r#"ringwatch_agent_hold_limit_exceeded_total{agent="other"}"#),
+        1.0
+    );
+    assert!(m
+        .get(r#"ringwatch_agent_calls_answered_total{agent="bob"}"#)
+        .is_none());
+    // one event named bob (the hold_started carries no agent)
+    assert_eq!(
+        m.value(r#"ringwatch_label_values_folded_total{label="agent"}"#),
+        1.0
+    );
+}

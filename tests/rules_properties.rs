@@ -240,6 +240,7 @@ impl Step {
             ts,
             event_id: self.event_id.map(|i| EVENT_IDS[i].into()),
             site: self.site.map(|i| SITES[i].into()),
+            agent: None,
             body,
         }
     }
@@ -387,6 +388,7 @@ fn run_to_the_end(sc: &Scenario, rec: &mut Recorder) -> (Engine, Vec<Verdict>) {
         ts: far,
         event_id: None,
         site: None,
+        agent: None,
         body: Body::Clock,
     };
     verdicts.push(e.apply(&tick, far, rec));
@@ -1008,7 +1010,7 @@ proptest! {
         let mut pending: HashMap<String, Millis> = HashMap::new();
         let mut clock = Millis::MIN;
         let far = FAR;
-        let tick = Event { ts: far, event_id: None, site: None, body: Body::Clock };
+        let tick = Event { ts: far, event_id: None, site: None, agent: None, body: Body::Clock };
         let events = sc.events();
         for (i, (ev, wall)) in events.iter().chain([(tick, far)].iter()).enumerate() {
             let (v, new) = apply_one(&mut e, ev, *wall, &mut rec);
@@ -1095,7 +1097,7 @@ proptest! {
         let mut rec = Recorder::default();
         let far = FAR;
         let mut events = sc.events();
-        events.push((Event { ts: far, event_id: None, site: None, body: Body::Clock }, far));
+        events.push((Event { ts: far, event_id: None, site: None, agent: None, body: Body::Clock }, far));
         for (i, (ev, wall)) in events.iter().enumerate() {
             e.apply(ev, *wall, &mut rec);
             let live = e.live(*wall, &mut rec);

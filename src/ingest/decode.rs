@@ -130,7 +130,7 @@ fn decode_fields(w: &Wire, event_id: Option<Id>) -> Result<Event, DecodeError> {
     let call = w.call_id.map(|r| id("call_id", r, 1, ID_MAX)).transpose()?;
     let queue = w.queue.map(|r| id("queue", r, 1, LABEL_MAX)).transpose()?;
     let site = w.site.map(|r| id("site", r, 1, LABEL_MAX)).transpose()?;
-    w.agent.map(|r| id("agent", r, 1, LABEL_MAX)).transpose()?;
+    let agent = w.agent.map(|r| id("agent", r, 1, LABEL_MAX)).transpose()?;
     // Personal data: validated for the contract, then dropped, never stored.
     w.caller
         .map(|r| id("caller", r, 0, PERSONAL_MAX))
@@ -192,6 +192,7 @@ fn decode_fields(w: &Wire, event_id: Option<Id>) -> Result<Event, DecodeError> {
         ts,
         event_id,
         site,
+        agent,
         body,
     })
 }

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use compact_str::CompactString;
 
 use crate::event::{EventKind, Millis, Reason};
-use crate::rules::{FoldedLabel, Live, Measure, Observer, Outcome, SeriesId, SeriesInfo, Settings};
+use crate::rules::{
+    AgentId, AgentMeasure, FoldedLabel, Live, Measure, Observer, Outcome, SeriesId, SeriesInfo,
+    Settings,
+};
 use histogram::{Buckets, HdrWindow, Scratch};
 
 /// Bucket boundaries of each histogram family (durations in milliseconds).
@@ -125,14 +128,27 @@ pub struct Totals {
     pub received: [u64; EventKind::ALL.len()],
     pub rejected: [u64; Reason::ALL.len()],
     pub duplicates: u64,
-    /// Indexed queue, site.
-    pub folded: [u64; 2],
+    /// Indexed like [`FoldedLabel::ALL`].
+    pub folded: [u64; 3],
+}
+
+/// What is attributed to one agent (per-agent mode).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentCounters {
+    pub agent: CompactString,
+    pub answered: u64,
+    pub answered_late: u64,
+    pub holds: u64,
+    pub hold_exceeded: u64,
+    /// Indexed like [`Outcome::ALL`].
+    pub resolved: [u64; 4],
 }
 
 pub struct Store {
     bounds: Arc<Bounds>,
     window: Millis,
     series: Vec<SeriesMetrics>,
+    agents: Vec<AgentCounters>,
     totals: Totals,
     scratch: Scratch,
 }
@@ -143,6 +159,7 @@ impl Store {
             bounds: Arc::new(bounds),
             window: quantile_window,
             series: Vec::new(),
+            agents: Vec::new(),
             totals: Totals::default(),
             scratch: Scratch::default(),
         }
@@ -181,6 +198,7 @@ impl Store {
         Snapshot {
             bounds: Arc::clone(&self.bounds),
             series,
+            agents: self.agents.clone(),
             totals: self.totals,
             engine,
         }
@@ -252,6 +270,29 @@ impl Observer for Store {
     fn folded(&mut self, label: FoldedLabel) {
         self.totals.folded[label as usize] += 1;
     }
+
+    fn new_agent(&mut self, id: AgentId, name: &str) {
+        debug_assert_eq!(id as usize, self.agents.len());
+        self.agents.push(AgentCounters {
+            agent: name.into(),
+            ..AgentCounters::default()
+        });
+    }
+
+    fn agent_measure(&mut self, id: AgentId, m: AgentMeasure) {
+        let a = &mut self.agents[id as usize];
+        match m {
+            AgentMeasure::Answered { late } => {
+                a.answered += 1;
+                a.answered_late += u64::from(late);
+            }
+            AgentMeasure::HoldSegment { over_limit } => {
+                a.holds += 1;
+                a.hold_exceeded += u64::from(over_limit);
+            }
+            AgentMeasure::Resolved { outcome } => a.resolved[outcome as usize] += 1,
+        }
+    }
 }
 
 /// Engine-wide state at snapshot time.
@@ -278,6 +319,7 @@ pub struct SeriesSnapshot {
 pub struct Snapshot {
     pub bounds: Arc<Bounds>,
     pub series: Vec<SeriesSnapshot>,
+    pub agents: Vec<AgentCounters>,
     pub totals: Totals,
     pub engine: EngineState,
 }

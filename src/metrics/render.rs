@@ -9,7 +9,7 @@ use prometheus::proto::{
 use prometheus::{Encoder, TextEncoder};
 
 use super::histogram::{Buckets, QUANTILES};
-use super::{Counters, SeriesSnapshot, Snapshot};
+use super::{AgentCounters, Counters, SeriesSnapshot, Snapshot};
 use crate::event::{EventKind, Reason};
 use crate::rules::{FoldedLabel, Live, Outcome};
 
@@ -17,6 +17,7 @@ use crate::rules::{FoldedLabel, Live, Outcome};
 type Described<F> = (&'static str, &'static str, F);
 type CounterFn = fn(&Counters) -> u64;
 type LiveFn = fn(&Live) -> f64;
+type AgentFn = fn(&AgentCounters) -> u64;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -200,11 +201,63 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
     ));
     fams.push(family(
         "ringwatch_label_values_folded_total",
-        "Events whose queue or site was reported as \"other\" because max_queues or max_sites was reached.",
+        "Label values reported as \"other\" because max_queues, max_sites or max_agents was reached.",
         MetricType::COUNTER,
-        [FoldedLabel::Queue, FoldedLabel::Site]
+        FoldedLabel::ALL
             .iter()
             .map(|l| counter(pairs(&[("label", l.as_str())]), t.folded[*l as usize] as f64))
+            .collect(),
+    ));
+
+    // Per-agent attribution (only when metrics.per_agent is on; otherwise
+    // these families are empty and left out).
+    let agent_counters: [Described<AgentFn>; 4] = [
+        (
+            "ringwatch_agent_calls_answered_total",
+            "Calls answered, by the answering agent.",
+            |a| a.answered,
+        ),
+        (
+            "ringwatch_agent_calls_answered_late_total",
+            "Calls answered after more than max_rings rings, by the answering agent.",
+            |a| a.answered_late,
+        ),
+        (
+            "ringwatch_agent_holds_total",
+            "Hold segments finished, by the agent who put the caller on hold.",
+            |a| a.holds,
+        ),
+        (
+            "ringwatch_agent_hold_limit_exceeded_total",
+            "Hold segments longer than hold_limit, by the agent who put the caller on hold.",
+            |a| a.hold_exceeded,
+        ),
+    ];
+    for (name, help, get) in agent_counters {
+        fams.push(family(
+            name,
+            help,
+            MetricType::COUNTER,
+            s.agents
+                .iter()
+                .map(|a| counter(pairs(&[("agent", a.agent.as_str())]), get(a) as f64))
+                .collect(),
+        ));
+    }
+    fams.push(family(
+        "ringwatch_agent_callbacks_resolved_total",
+        "Callback promises resolved, by the agent who called back (else the one who promised).",
+        MetricType::COUNTER,
+        s.agents
+            .iter()
+            .flat_map(|a| {
+                Outcome::ALL.map(|o| {
+                    counter(
+                        pairs(&[("agent", a.agent.as_str()), ("outcome", o.as_str())]),
+                        a.resolved[o as usize] as f64,
+                    )
+                })
+            })
             .collect(),
     ));
 

@@ -1,7 +1,7 @@
 //! The call state machine: offered -> answered -> (hold_started -> hold_ended)* -> ended,
 //! and what each transition measures.
 
-use super::{Call, CallState, Engine, Measure, Observer, Reject};
+use super::{AgentId, AgentMeasure, Call, CallState, Engine, Measure, Observer, Reject};
 use crate::event::{EndReason, Millis, Reason};
 
 const UNKNOWN_CALL: Reject = Reject::new(
@@ -41,6 +41,7 @@ impl Engine {
             call.into(),
             Call {
                 series,
+                agent: None,
                 offered: ts,
                 last: ts,
                 state: CallState::Waiting,
@@ -53,6 +54,7 @@ impl Engine {
     pub(super) fn answered(
         &mut self,
         call: &str,
+        agent: Option<AgentId>,
         ts: Millis,
         now: Millis,
         obs: &mut impl Observer,
@@ -70,21 +72,19 @@ impl Engine {
         let rings = limits.rings(wait);
         c.state = CallState::Talking;
         c.last = ts;
-        obs.measure(
-            series,
-            now,
-            Measure::Answered {
-                wait,
-                rings,
-                late: rings > limits.max_rings,
-            },
-        );
+        c.agent = agent;
+        let late = rings > limits.max_rings;
+        obs.measure(series, now, Measure::Answered { wait, rings, late });
+        if let Some(a) = agent {
+            obs.agent_measure(a, AgentMeasure::Answered { late });
+        }
         Ok(())
     }
 
     pub(super) fn hold_started(
         &mut self,
         call: &str,
+        agent: Option<AgentId>,
         ts: Millis,
         now: Millis,
         obs: &mut impl Observer,
@@ -94,6 +94,8 @@ impl Engine {
             CallState::Talking => {
                 c.state = CallState::OnHold { since: ts };
                 c.last = ts;
+                // The agent who puts the caller on hold owns the hold.
+                c.agent = agent.or(c.agent);
                 Ok(())
             }
             CallState::Waiting => Err(Reject::new(
@@ -123,9 +125,8 @@ impl Engine {
         };
         c.state = CallState::Talking;
         c.last = ts;
-        let series = c.series;
-        let m = self.hold_segment(series, ts - since);
-        obs.measure(series, now, m);
+        let (series, agent) = (c.series, c.agent);
+        self.hold_segment(series, agent, ts - since, now, obs);
         Ok(())
     }
 
@@ -158,17 +159,31 @@ impl Engine {
             CallState::Waiting | CallState::Talking => {}
             // Ending on hold closes the open segment at the end of the call.
             CallState::OnHold { since } => {
-                let m = self.hold_segment(c.series, ts - since);
-                obs.measure(c.series, now, m);
+                self.hold_segment(c.series, c.agent, ts - since, now, obs);
             }
         }
         Ok(())
     }
 
-    fn hold_segment(&self, series: super::SeriesId, duration: Millis) -> Measure {
-        Measure::HoldSegment {
-            duration,
-            over_limit: duration > self.series.get(series).limits.hold_limit,
+    fn hold_segment(
+        &self,
+        series: super::SeriesId,
+        agent: Option<AgentId>,
+        duration: Millis,
+        now: Millis,
+        obs: &mut impl Observer,
+    ) {
+        let over_limit = duration > self.series.get(series).limits.hold_limit;
+        obs.measure(
+            series,
+            now,
+            Measure::HoldSegment {
+                duration,
+                over_limit,
+            },
+        );
+        if let Some(a) = agent {
+            obs.agent_measure(a, AgentMeasure::HoldSegment { over_limit });
         }
     }
 

@@ -75,6 +75,9 @@ pub struct Settings {
     pub max_promises: usize,
     pub max_queues: usize,
     pub max_sites: usize,
+    /// Per-agent attribution (opt-in: agent names are bounded by `max_agents`).
+    pub per_agent: bool,
+    pub max_agents: usize,
 }
 
 impl Default for Settings {
@@ -91,6 +94,8 @@ impl Default for Settings {
             max_promises: 1_000_000,
             max_queues: 1_000,
             max_sites: 100,
+            per_agent: false,
+            max_agents: 500,
         }
     }
 }
@@ -153,6 +158,17 @@ impl Outcome {
     }
 }
 
+/// Index of an agent name (with `Settings::per_agent`); dense from 0.
+pub type AgentId = u32;
+
+/// What is attributed to an agent, with `Settings::per_agent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentMeasure {
+    Answered { late: bool },
+    HoldSegment { over_limit: bool },
+    Resolved { outcome: Outcome },
+}
+
 /// Receives what the engine measures. Implemented by the metrics store.
 pub trait Observer {
     /// A (queue, site) pair was seen for the first time.
@@ -160,6 +176,10 @@ pub trait Observer {
     fn measure(&mut self, id: SeriesId, now: Millis, m: Measure);
     /// A label value was folded into `other` because its cap was reached.
     fn folded(&mut self, label: FoldedLabel);
+    /// An agent name was seen for the first time (per-agent mode only).
+    fn new_agent(&mut self, _id: AgentId, _name: &str) {}
+    /// A figure attributed to an agent (per-agent mode only).
+    fn agent_measure(&mut self, _id: AgentId, _m: AgentMeasure) {}
 }
 
 /// Why the engine refused an event: a stable reason plus a fixed phrase; the
@@ -207,6 +227,8 @@ enum CallState {
 #[derive(Clone, Copy, Debug)]
 struct Call {
     series: SeriesId,
+    /// Who answered (or last held) the call, in per-agent mode.
+    agent: Option<AgentId>,
     offered: Millis,
     /// `ts` of the call's latest applied event: no later event may be earlier,
     /// and eviction counts `call_ttl` from here.
@@ -217,6 +239,8 @@ struct Call {
 #[derive(Clone, Copy, Debug)]
 struct Promise {
     series: SeriesId,
+    /// Who made the promise, in per-agent mode.
+    agent: Option<AgentId>,
     promised_at: Millis,
     due: Millis,
 }
@@ -238,6 +262,7 @@ pub struct Engine {
     deadlines: BinaryHeap<Reverse<(Millis, Id)>>,
     dedup: ExpiringSet,
     next_sweep: Millis,
+    agents: series::Interner,
 }
 
 impl Engine {
@@ -252,6 +277,7 @@ impl Engine {
             dedup: ExpiringSet::new(settings.dedup_window, settings.dedup_max_ids),
             clock: Millis::MIN,
             next_sweep: Millis::MIN,
+            agents: series::Interner::new(settings.max_agents),
             settings,
         }
     }
@@ -300,12 +326,13 @@ impl Engine {
         };
         self.advance(now, obs);
         let now = self.clock;
+        let agent = ev.agent.as_deref().and_then(|a| self.agent_for(a, obs));
         let result = match &ev.body {
             Body::CallOffered { call, queue } => {
                 self.offered(call, queue, ev.site.as_deref(), ev.ts, now, obs)
             }
-            Body::CallAnswered { call } => self.answered(call, ev.ts, now, obs),
-            Body::HoldStarted { call } => self.hold_started(call, ev.ts, now, obs),
+            Body::CallAnswered { call } => self.answered(call, agent, ev.ts, now, obs),
+            Body::HoldStarted { call } => self.hold_started(call, agent, ev.ts, now, obs),
             Body::HoldEnded { call } => self.hold_ended(call, ev.ts, now, obs),
             Body::CallEnded { call, reason } => self.ended(call, *reason, ev.ts, now, obs),
             Body::CallbackPromised {
@@ -319,11 +346,12 @@ impl Engine {
                 call.as_deref(),
                 queue.as_deref(),
                 ev.site.as_deref(),
+                agent,
                 ev.ts,
                 now,
                 obs,
             ),
-            Body::CallbackCompleted { promise } => self.completed(promise, ev.ts, now, obs),
+            Body::CallbackCompleted { promise } => self.completed(promise, agent, ev.ts, now, obs),
             Body::CallbackCancelled { promise } => self.cancelled(promise, ev.ts, now, obs),
             Body::Clock => Ok(()),
         };
@@ -400,6 +428,22 @@ impl Engine {
             l.callbacks_overdue += u64::from(now > p.due);
         }
         live
+    }
+
+    /// The agent's index in per-agent mode (folded into `other` past
+    /// `max_agents`); `None` when per-agent attribution is off.
+    fn agent_for(&mut self, name: &str, obs: &mut impl Observer) -> Option<AgentId> {
+        if !self.settings.per_agent {
+            return None;
+        }
+        let found = self.agents.intern(name);
+        if found.created {
+            obs.new_agent(found.id, self.agents.name(found.id));
+        }
+        if found.folded {
+            obs.folded(FoldedLabel::Agent);
+        }
+        Some(found.id)
     }
 
     fn series_for(&mut self, queue: &str, site: Option<&str>, obs: &mut impl Observer) -> SeriesId {

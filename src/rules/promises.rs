@@ -3,7 +3,7 @@
 
 use std::cmp::Reverse;
 
-use super::{Engine, Measure, Observer, Outcome, Promise, Reject};
+use super::{AgentId, AgentMeasure, Engine, Measure, Observer, Outcome, Promise, Reject};
 use crate::event::{Millis, Reason};
 
 const UNKNOWN: Reject = Reject::new(
@@ -24,6 +24,7 @@ impl Engine {
         call: Option<&str>,
         queue: Option<&str>,
         site: Option<&str>,
+        agent: Option<AgentId>,
         ts: Millis,
         now: Millis,
         obs: &mut impl Observer,
@@ -58,6 +59,7 @@ impl Engine {
             promise.into(),
             Promise {
                 series,
+                agent,
                 promised_at: ts,
                 due,
             },
@@ -71,11 +73,14 @@ impl Engine {
     pub(super) fn completed(
         &mut self,
         promise: &str,
+        agent: Option<AgentId>,
         ts: Millis,
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let p = self.pending(promise, ts, now, obs)?;
+        let mut p = self.pending(promise, ts, now, obs)?;
+        // The agent who called back, else the one who promised.
+        p.agent = agent.or(p.agent);
         let (outcome, lateness) = if ts <= p.due {
             (Outcome::Kept, 0)
         } else {
@@ -136,6 +141,9 @@ impl Engine {
         self.promises.remove(id);
         self.resolved.insert(id, now);
         obs.measure(p.series, now, Measure::Resolved { outcome, lateness });
+        if let Some(a) = p.agent {
+            obs.agent_measure(a, AgentMeasure::Resolved { outcome });
+        }
     }
 
     /// Promises not completed by `due + callback_expiry` are missed once the

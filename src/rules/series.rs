@@ -21,6 +21,11 @@ pub const OTHER: &str = "other";
 pub enum FoldedLabel {
     Queue,
     Site,
+    Agent,
+}
+
+impl FoldedLabel {
+    pub const ALL: [FoldedLabel; 3] = [FoldedLabel::Queue, FoldedLabel::Site, FoldedLabel::Agent];
 }
 
 impl FoldedLabel {
@@ -28,6 +33,7 @@ impl FoldedLabel {
         match self {
             FoldedLabel::Queue => "queue",
             FoldedLabel::Site => "site",
+            FoldedLabel::Agent => "agent",
         }
     }
 }
@@ -90,19 +96,20 @@ impl SeriesTable {
         limits_for: impl Fn(&str) -> Limits,
     ) -> Lookup {
         let mut folded = Vec::new();
-        let (q, q_folded) = self.queues.intern(queue);
-        if q_folded {
+        let q = self.queues.intern(queue);
+        if q.folded {
             folded.push(FoldedLabel::Queue);
         }
+        let q = q.id;
         // Site index 0 is reserved for "no site".
         let s = match site {
             None => 0,
             Some(site) => {
-                let (s, s_folded) = self.sites.intern(site);
-                if s_folded {
+                let s = self.sites.intern(site);
+                if s.folded {
                     folded.push(FoldedLabel::Site);
                 }
-                s + 1
+                s.id + 1
             }
         };
         if let Some(&id) = self.by_pair.get(&(q, s)) {
@@ -130,8 +137,15 @@ impl SeriesTable {
     }
 }
 
+/// What interning a name did.
+pub(crate) struct Interned {
+    pub id: u32,
+    pub created: bool,
+    pub folded: bool,
+}
+
 /// Names to dense indexes, with `other` once the cap is reached.
-struct Interner {
+pub(crate) struct Interner {
     ids: HashMap<CompactString, u32>,
     names: Vec<CompactString>,
     /// Distinct values other than `other` itself; at most `max`.
@@ -140,7 +154,7 @@ struct Interner {
 }
 
 impl Interner {
-    fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Interner {
             ids: HashMap::new(),
             names: Vec::new(),
@@ -149,25 +163,38 @@ impl Interner {
         }
     }
 
-    fn name(&self, i: u32) -> &CompactString {
+    pub(crate) fn name(&self, i: u32) -> &CompactString {
         &self.names[i as usize]
     }
 
-    /// Returns the index and whether the value was folded into `other`.
-    fn intern(&mut self, name: &str) -> (u32, bool) {
-        if let Some(&i) = self.ids.get(name) {
-            return (i, false);
+    /// The index of `name`, or of `other` once `max` names are known.
+    pub(crate) fn intern(&mut self, name: &str) -> Interned {
+        let new = |id, folded| Interned {
+            id,
+            created: true,
+            folded,
+        };
+        if let Some(&id) = self.ids.get(name) {
+            return Interned {
+                id,
+                created: false,
+                folded: false,
+            };
         }
         if name == OTHER {
-            return (self.insert(name), false);
+            return new(self.insert(name), false);
         }
         if self.real < self.max {
             self.real += 1;
-            return (self.insert(name), false);
+            return new(self.insert(name), false);
         }
         match self.ids.get(OTHER) {
-            Some(&i) => (i, true),
-            None => (self.insert(OTHER), true),
+            Some(&id) => Interned {
+                id,
+                created: false,
+                folded: true,
+            },
+            None => new(self.insert(OTHER), true),
         }
     }
 

@@ -8,6 +8,8 @@ pub(crate) struct Recorded {
     pub series: Vec<(String, Option<String>)>,
     pub measures: Vec<(SeriesId, Measure)>,
     pub folded: Vec<FoldedLabel>,
+    pub agents: Vec<String>,
+    pub agent_measures: Vec<(String, AgentMeasure)>,
 }
 
 impl Observer for Recorded {
@@ -24,6 +26,14 @@ impl Observer for Recorded {
     fn folded(&mut self, label: FoldedLabel) {
         self.folded.push(label);
     }
+    fn new_agent(&mut self, id: AgentId, name: &str) {
+        assert_eq!(id as usize, self.agents.len());
+        self.agents.push(name.to_string());
+    }
+    fn agent_measure(&mut self, id: AgentId, m: AgentMeasure) {
+        self.agent_measures
+            .push((self.agents[id as usize].clone(), m));
+    }
 }
 
 const T0: Millis = 1_795_424_400_000; // 2026-11-23T09:00:00Z
@@ -37,6 +47,7 @@ fn ev(ts: Millis, body: Body) -> Event {
         ts,
         event_id: None,
         site: None,
+        agent: None,
         body,
     }
 }
@@ -674,4 +685,58 @@ fn folding_queue_and_site_counts_both() {
     p.site = Some("s2".into());
     let (_, rec) = run(&mut e, &[o, p]);
     assert_eq!(rec.folded, vec![FoldedLabel::Queue, FoldedLabel::Site]);
+}
+
+fn by(agent: &str, mut e: Event) -> Event {
+    e.agent = Some(agent.into());
+    e
+}
+
+#[test]
+fn per_agent_attribution_is_opt_in() {
+    let events = [
+        offered(0.0, "c", "q"),
+        by("ann", answered(20.0, "c")),
+        by("bob", hold(30.0, "c")),
+        unhold(50.0, "c"),
+        by("ann", promise(60.0, "p1", 100.0, None, Some("c"))),
+        by("ann", promise(60.0, "p2", 100.0, None, Some("c"))),
+        end(70.0, "c", EndReason::Completed),
+        by("cat", complete(200.0, "p1")),
+        cancel(80.0, "p2"),
+    ];
+    let (_, rec) = run(&mut event_engine(), &events);
+    assert!(rec.agents.is_empty() && rec.agent_measures.is_empty());
+
+    let mut e = Engine::new(Settings {
+        clock: ClockMode::Event,
+        per_agent: true,
+        max_agents: 2,
+        ..Settings::default()
+    });
+    let (v, rec) = run(&mut e, &events);
+    assert!(v.iter().all(|v| *v == Verdict::Accepted), "{v:?}");
+    assert_eq!(rec.agents, vec!["ann", "bob", "other"]);
+    assert_eq!(
+        rec.agent_measures,
+        vec![
+            ("ann".into(), AgentMeasure::Answered { late: true }),
+            ("bob".into(), AgentMeasure::HoldSegment { over_limit: true }),
+            // the caller-back ("cat", folded) gets the outcome...
+            (
+                "other".into(),
+                AgentMeasure::Resolved {
+                    outcome: Outcome::Late
+                }
+            ),
+            // ...else the agent who promised
+            (
+                "ann".into(),
+                AgentMeasure::Resolved {
+                    outcome: Outcome::Cancelled
+                }
+            ),
+        ]
+    );
+    assert_eq!(rec.folded, vec![FoldedLabel::Agent]);
 }
