@@ -40,6 +40,16 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub alerts: AlertsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub alertmanager_url: String,
+    pub interval: f64,
+    pub resend_interval: f64,
+    pub timeout: f64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -146,6 +156,8 @@ pub struct Validated {
     pub quantile_window: Millis,
     pub declared_queues: Vec<String>,
     pub log: LogConfig,
+    /// `None` when no Alertmanager is configured.
+    pub alerts: Option<crate::alerts::AlertSettings>,
 }
 
 const LIST_KEYS: [&str; 5] = [
@@ -344,7 +356,36 @@ impl Config {
             quantile_window: seconds("metrics.quantile_window", m.quantile_window, 1.0, 86_400.0)?,
             declared_queues: m.queues.clone(),
             log: self.log.clone(),
+            alerts: self.alerts()?,
         })
+    }
+
+    fn alerts(&self) -> Result<Option<crate::alerts::AlertSettings>, ConfigError> {
+        let a = &self.alerts;
+        let url = a.alertmanager_url.trim();
+        if url.is_empty() {
+            return Ok(None);
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "alerts.alertmanager_url",
+                format!("must be an http:// or https:// URL, got {url:?}"),
+            ));
+        }
+        let interval = duration("alerts.interval", a.interval, 0.05, 60.0)?;
+        let resend_interval = duration("alerts.resend_interval", a.resend_interval, 1.0, 3_600.0)?;
+        if resend_interval < interval {
+            return Err(invalid(
+                "alerts.resend_interval",
+                "must not be shorter than alerts.interval",
+            ));
+        }
+        Ok(Some(crate::alerts::AlertSettings {
+            alertmanager_url: url.to_string(),
+            interval,
+            resend_interval,
+            timeout: duration("alerts.timeout", a.timeout, 0.1, 60.0)?,
+        }))
     }
 }
 

@@ -87,6 +87,15 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         stop_ingest.clone(),
         connections.clone(),
     ));
+    let alerts_task = cfg.alerts.clone().map(|settings| {
+        tracing::info!(url = %settings.alertmanager_url, "pushing alerts to Alertmanager");
+        tokio::spawn(crate::alerts::run(
+            settings,
+            pipeline.clone(),
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ))
+    });
     let app = http::router(HttpState {
         pipeline,
         metrics,
@@ -127,8 +136,11 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         {
             tracing::warn!("drain deadline reached with ingest connections still open");
         }
-        // 2. Stop HTTP (it holds the last pipeline handle), then let the
-        //    pipeline apply whatever is still queued.
+        // 2. Stop alerts and HTTP (they hold the last pipeline handles),
+        //    then let the pipeline apply whatever is still queued.
+        if let Some(task) = alerts_task {
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
         stop_http.cancel();
         if tokio::time::timeout_at(deadline, http_task).await.is_err() {
             tracing::warn!("drain deadline reached with HTTP requests in flight");

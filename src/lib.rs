@@ -8,6 +8,7 @@
 //! (recording, rendering) -> [`http`] (exposure). [`daemon`] wires them;
 //! [`config`], [`logging`] and [`shutdown`] serve the binary.
 
+pub mod alerts;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -10,7 +10,8 @@ use tokio::task::JoinHandle;
 
 use crate::event::{Event, Id, Millis, Reason};
 use crate::metrics::{EngineState, Snapshot, Store};
-use crate::rules::{Engine, Verdict};
+use crate::rules::{AlertKind, Engine, Verdict};
+use compact_str::CompactString;
 
 /// How often wall-clock timers (missed callbacks, eviction) are checked.
 const TICK: Duration = Duration::from_millis(250);
@@ -44,6 +45,22 @@ enum Command {
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
     },
+    Alerts {
+        reply: oneshot::Sender<Vec<Alert>>,
+    },
+}
+
+/// One call or promise past its limit, with names resolved for Alertmanager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub queue: CompactString,
+    pub site: Option<CompactString>,
+    pub agent: Option<CompactString>,
+    /// The call id (ringing, hold) or promise id (callback).
+    pub subject: Id,
+    pub since: Millis,
+    pub elapsed: Millis,
 }
 
 /// The pipeline has stopped (the daemon is shutting down).
@@ -69,6 +86,16 @@ impl PipelineHandle {
                 decode_rejects,
                 reply,
             })
+            .await
+            .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// The calls and promises past a limit right now.
+    pub async fn alerts(&self) -> Result<Vec<Alert>, Stopped> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Alerts { reply })
             .await
             .map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
@@ -105,6 +132,9 @@ async fn run(mut engine: Engine, mut store: Store, mut rx: mpsc::Receiver<Comman
                 }
                 Some(Command::Snapshot { reply }) => {
                     let _ = reply.send(snapshot(&mut engine, &mut store));
+                }
+                Some(Command::Alerts { reply }) => {
+                    let _ = reply.send(alerts(&mut engine, &mut store));
                 }
                 None => break,
             },
@@ -153,6 +183,25 @@ fn apply(
         }
     }
     v
+}
+
+fn alerts(engine: &mut Engine, store: &mut Store) -> Vec<Alert> {
+    let conditions = engine.alerts(wall_now(), store);
+    conditions
+        .into_iter()
+        .map(|c| {
+            let series = engine.series().get(c.series);
+            Alert {
+                kind: c.kind,
+                queue: series.queue.clone(),
+                site: series.site.clone(),
+                agent: c.agent.map(|a| engine.agent_name(a).into()),
+                subject: c.subject,
+                since: c.since,
+                elapsed: c.elapsed,
+            }
+        })
+        .collect()
 }
 
 fn snapshot(engine: &mut Engine, store: &mut Store) -> Snapshot {

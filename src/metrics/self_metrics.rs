@@ -61,6 +61,9 @@ pub struct SelfMetrics {
     pub event_lag: Histogram,
     pub frame_duration: Histogram,
     pub scrape_duration: Histogram,
+    pub alerts_active: IntGauge,
+    pub alerts_posted: IntCounter,
+    pub alert_post_failures: IntCounter,
 }
 
 impl SelfMetrics {
@@ -130,6 +133,21 @@ impl SelfMetrics {
             ]),
         )
         .unwrap();
+        let alerts_active = IntGauge::new(
+            "ringwatch_alerts_active",
+            "Supervisor alerts firing now (calls and promises past a limit), when alerts.alertmanager_url is set.",
+        )
+        .unwrap();
+        let alerts_posted = IntCounter::new(
+            "ringwatch_alerts_posted_total",
+            "Alerts (firing or resolved) delivered to Alertmanager.",
+        )
+        .unwrap();
+        let alert_post_failures = IntCounter::new(
+            "ringwatch_alert_post_failures_total",
+            "Failed deliveries to Alertmanager (retried with backoff).",
+        )
+        .unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "ringwatch_build_info",
@@ -158,6 +176,9 @@ impl SelfMetrics {
             Box::new(event_lag.clone()),
             Box::new(frame_duration.clone()),
             Box::new(scrape_duration.clone()),
+            Box::new(alerts_active.clone()),
+            Box::new(alerts_posted.clone()),
+            Box::new(alert_post_failures.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("self-metric names are unique");
@@ -173,6 +194,9 @@ impl SelfMetrics {
             event_lag,
             frame_duration,
             scrape_duration,
+            alerts_active,
+            alerts_posted,
+            alert_post_failures,
         }
     }
 

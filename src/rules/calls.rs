@@ -75,9 +75,7 @@ impl Engine {
         c.agent = agent;
         let late = rings > limits.max_rings;
         obs.measure(series, now, Measure::Answered { wait, rings, late });
-        if let Some(a) = agent {
-            obs.agent_measure(a, AgentMeasure::Answered { late });
-        }
+        self.attribute(agent, AgentMeasure::Answered { late }, obs);
         Ok(())
     }
 
@@ -182,9 +180,7 @@ impl Engine {
                 over_limit,
             },
         );
-        if let Some(a) = agent {
-            obs.agent_measure(a, AgentMeasure::HoldSegment { over_limit });
-        }
+        self.attribute(agent, AgentMeasure::HoldSegment { over_limit }, obs);
     }
 
     /// The call an event names, checked for existence and time order.

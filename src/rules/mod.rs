@@ -203,6 +203,31 @@ pub enum Verdict {
     Rejected(Reject),
 }
 
+/// What a supervisor alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AlertKind {
+    /// A caller still ringing past `max_rings`.
+    RingingPastLimit,
+    /// A caller on hold past `hold_limit`.
+    OnHoldPastLimit,
+    /// A pending callback promise past its `due`.
+    CallbackOverdue,
+}
+
+/// One call or promise past its limit right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertCondition {
+    pub kind: AlertKind,
+    pub series: SeriesId,
+    /// The call id (ringing, hold) or promise id (callback).
+    pub subject: Id,
+    pub agent: Option<AgentId>,
+    /// When the limit was passed.
+    pub since: Millis,
+    /// How long the caller has waited, been on hold, or the promise is overdue.
+    pub elapsed: Millis,
+}
+
 /// The live wall for one series at one instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Live {
@@ -326,7 +351,7 @@ impl Engine {
         };
         self.advance(now, obs);
         let now = self.clock;
-        let agent = ev.agent.as_deref().and_then(|a| self.agent_for(a, obs));
+        let agent = ev.agent.as_deref().map(|a| self.agent_for(a, obs));
         let result = match &ev.body {
             Body::CallOffered { call, queue } => {
                 self.offered(call, queue, ev.site.as_deref(), ev.ts, now, obs)
@@ -430,20 +455,77 @@ impl Engine {
         live
     }
 
-    /// The agent's index in per-agent mode (folded into `other` past
-    /// `max_agents`); `None` when per-agent attribution is off.
-    fn agent_for(&mut self, name: &str, obs: &mut impl Observer) -> Option<AgentId> {
-        if !self.settings.per_agent {
-            return None;
-        }
+    /// The agent's index (folded into `other` past `max_agents`). Agents
+    /// are always known to the engine (alerts name them); the observer hears
+    /// about them only in per-agent mode.
+    fn agent_for(&mut self, name: &str, obs: &mut impl Observer) -> AgentId {
         let found = self.agents.intern(name);
-        if found.created {
-            obs.new_agent(found.id, self.agents.name(found.id));
+        if self.settings.per_agent {
+            if found.created {
+                obs.new_agent(found.id, self.agents.name(found.id));
+            }
+            if found.folded {
+                obs.folded(FoldedLabel::Agent);
+            }
         }
-        if found.folded {
-            obs.folded(FoldedLabel::Agent);
+        found.id
+    }
+
+    /// Attribute a figure to an agent, in per-agent mode.
+    fn attribute(&self, agent: Option<AgentId>, m: AgentMeasure, obs: &mut impl Observer) {
+        if let (true, Some(a)) = (self.settings.per_agent, agent) {
+            obs.agent_measure(a, m);
         }
-        Some(found.id)
+    }
+
+    pub fn agent_name(&self, id: AgentId) -> &str {
+        self.agents.name(id)
+    }
+
+    /// Every call and promise past a limit right now (after a tick with
+    /// `wall_now`): what supervisors are alerted about, one entry each.
+    pub fn alerts(&mut self, wall_now: Millis, obs: &mut impl Observer) -> Vec<AlertCondition> {
+        self.tick(wall_now, obs);
+        let now = self.clock;
+        self.evict_idle(now, obs);
+        let mut out = Vec::new();
+        for (id, call) in &self.calls {
+            let limits = &self.series.get(call.series).limits;
+            let (kind, since, limit) = match call.state {
+                CallState::Waiting => (
+                    AlertKind::RingingPastLimit,
+                    call.offered,
+                    limits.answer_limit(),
+                ),
+                CallState::OnHold { since } => {
+                    (AlertKind::OnHoldPastLimit, since, limits.hold_limit)
+                }
+                CallState::Talking => continue,
+            };
+            if now - since > limit {
+                out.push(AlertCondition {
+                    kind,
+                    series: call.series,
+                    subject: id.clone(),
+                    agent: call.agent,
+                    since: since + limit,
+                    elapsed: now - since,
+                });
+            }
+        }
+        for (id, p) in &self.promises {
+            if now > p.due {
+                out.push(AlertCondition {
+                    kind: AlertKind::CallbackOverdue,
+                    series: p.series,
+                    subject: id.clone(),
+                    agent: p.agent,
+                    since: p.due,
+                    elapsed: now - p.due,
+                });
+            }
+        }
+        out
     }
 
     fn series_for(&mut self, queue: &str, site: Option<&str>, obs: &mut impl Observer) -> SeriesId {

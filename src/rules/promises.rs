@@ -141,9 +141,7 @@ impl Engine {
         self.promises.remove(id);
         self.resolved.insert(id, now);
         obs.measure(p.series, now, Measure::Resolved { outcome, lateness });
-        if let Some(a) = p.agent {
-            obs.agent_measure(a, AgentMeasure::Resolved { outcome });
-        }
+        self.attribute(p.agent, AgentMeasure::Resolved { outcome }, obs);
     }
 
     /// Promises not completed by `due + callback_expiry` are missed once the

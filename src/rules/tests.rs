@@ -740,3 +740,75 @@ fn per_agent_attribution_is_opt_in() {
     );
     assert_eq!(rec.folded, vec![FoldedLabel::Agent]);
 }
+
+#[test]
+fn alert_conditions_name_the_calls_and_promises_past_their_limits() {
+    let mut e = Engine::new(Settings {
+        clock: ClockMode::Event,
+        ..Settings::default()
+    });
+    run(
+        &mut e,
+        &[
+            offered(0.0, "ringing", "q"),
+            offered(0.0, "held", "q"),
+            by("ann", answered(2.0, "held")),
+            hold(10.0, "held"),
+            offered(0.0, "short-hold", "q"),
+            answered(2.0, "short-hold"),
+            hold(20.0, "short-hold"),
+            by("bob", promise(1.0, "p", 30.0, Some("q"), None)),
+            promise(1.0, "not-due", 3600.0, Some("q"), None),
+            clock(30.0),
+        ],
+    );
+    let mut a = e.alerts(0, &mut Recorded::default());
+    a.sort_by(|x, y| x.subject.cmp(&y.subject));
+    let got: Vec<_> = a
+        .iter()
+        .map(|c| {
+            (
+                c.kind,
+                c.subject.as_str(),
+                c.agent.map(|id| e.agent_name(id)),
+                c.since,
+                c.elapsed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                AlertKind::OnHoldPastLimit,
+                "held",
+                Some("ann"),
+                s(27.0),
+                20_000
+            ),
+            (
+                AlertKind::RingingPastLimit,
+                "ringing",
+                None,
+                s(18.0),
+                30_000
+            ),
+        ]
+    );
+    // the promise becomes overdue strictly after due; the hold and ring clear
+    run(
+        &mut e,
+        &[
+            unhold(31.0, "held"),
+            end(31.0, "ringing", EndReason::Abandoned),
+            clock(30.001),
+        ],
+    );
+    let a = e.alerts(0, &mut Recorded::default());
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0].kind, a[0].subject.as_str()),
+        (AlertKind::CallbackOverdue, "p")
+    );
+    assert_eq!(e.agent_name(a[0].agent.unwrap()), "bob");
+}
