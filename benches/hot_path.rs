@@ -1,0 +1,238 @@
+//! benches/hot_path.rs: Criterion micro-benchmarks of the per-event hot path
+//! (decode one frame, apply events to the rules with the real metrics store,
+//! record one duration) and of `/metrics` (snapshot and render, 10 to 1,000
+//! queues). `cargo bench --bench hot_path`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+use ringwatch::event::{Event, Millis};
+use ringwatch::ingest::decode::decode_frame;
+use ringwatch::metrics::histogram::{Buckets, HdrWindow};
+use ringwatch::metrics::render::render;
+use ringwatch::metrics::self_metrics::SelfMetrics;
+use ringwatch::metrics::{Bounds, BucketConfig, EngineState, Store};
+use ringwatch::rules::{ClockMode, Engine, Measure, Observer, Settings};
+
+const BASE_TS: Millis = 1_795_424_400_000;
+
+const OFFERED: &str = r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1-123456","queue":"q7","caller":"+15550100","event_id":"c1-e370353"}"#;
+const OFFERED_RFC3339: &str = r#"{"type":"call.offered","ts":"2026-11-23T09:00:00.123Z","call_id":"c1-123456","queue":"q7","caller":"+15550100","event_id":"c1-e370353"}"#;
+
+fn settings() -> Settings {
+    Settings {
+        clock: ClockMode::Event,
+        // the pair benchmark keeps every call in flight
+        max_calls: 100_000_000,
+        ..Settings::default()
+    }
+}
+
+fn engine_and_store() -> (Engine, Store) {
+    let s = settings();
+    let store = Store::new(Bounds::new(&s, &BucketConfig::default()), 300_000);
+    (Engine::new(s), store)
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("one_event_millis_ts", |b| {
+        b.iter(|| decode_frame(black_box(OFFERED)))
+    });
+    g.bench_function("one_event_rfc3339_ts", |b| {
+        b.iter(|| decode_frame(black_box(OFFERED_RFC3339)))
+    });
+    let batch = format!("[{}]", vec![OFFERED; 100].join(","));
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("batch_100_events", |b| {
+        b.iter(|| decode_frame(black_box(&batch)))
+    });
+    g.finish();
+}
+
+/// Events are built by the decoder, as in production.
+fn event(json: &str) -> Event {
+    decode_frame(json).pop().unwrap().expect("valid event")
+}
+
+fn call(n: u64) -> [Event; 3] {
+    let ts = BASE_TS + n as Millis * 10;
+    let q = n % 10;
+    [
+        event(&format!(
+            r#"{{"type":"call.offered","ts":{ts},"call_id":"c{n}","queue":"q{q}"}}"#
+        )),
+        event(&format!(
+            r#"{{"type":"call.answered","ts":{},"call_id":"c{n}"}}"#,
+            ts + 4_000
+        )),
+        event(&format!(
+            r#"{{"type":"call.ended","ts":{},"call_id":"c{n}"}}"#,
+            ts + 64_000
+        )),
+    ]
+}
+
+/// Time `engine.apply` over `iters` calls' events (built beforehand, not
+/// timed), on a fresh engine and store.
+fn time_apply(iters: u64, per_call: usize) -> std::time::Duration {
+    let (mut engine, mut store) = engine_and_store();
+    let events: Vec<Event> = (0..iters)
+        .flat_map(|n| call(n).into_iter().take(per_call))
+        .collect();
+    let start = std::time::Instant::now();
+    for ev in &events {
+        black_box(engine.apply(ev, 0, &mut store));
+    }
+    let took = start.elapsed();
+    drop(black_box(events));
+    took
+}
+
+fn apply(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apply");
+    // offered + answered on a fresh call id (the call stays in flight: the
+    // engine's call map grows, its rehashing included).
+    g.throughput(Throughput::Elements(2));
+    g.bench_function("offered_answered_pair_store", |b| {
+        b.iter_custom(|iters| time_apply(iters, 2))
+    });
+    // The whole life of a call: offered, answered, ended.
+    g.throughput(Throughput::Elements(3));
+    g.bench_function("offered_answered_ended_store", |b| {
+        b.iter_custom(|iters| time_apply(iters, 3))
+    });
+    g.finish();
+}
+
+fn record(c: &mut Criterion) {
+    let mut g = c.benchmark_group("record");
+    g.throughput(Throughput::Elements(1));
+    let s = settings();
+    let bounds = Bounds::new(&s, &BucketConfig::default());
+    let mut buckets = Buckets::new(&bounds.time_to_answer);
+    let mut v = 0i64;
+    g.bench_function("buckets_time_to_answer", |b| {
+        b.iter(|| {
+            v = (v + 7_919) % 120_000;
+            buckets.record(&bounds.time_to_answer, black_box(v))
+        })
+    });
+    let mut hdr = HdrWindow::new(300_000);
+    let mut now = BASE_TS;
+    g.bench_function("hdr_window", |b| {
+        b.iter(|| {
+            now += 1;
+            v = (v + 7_919) % 120_000;
+            hdr.record(now, black_box(v))
+        })
+    });
+    let (mut engine, mut store) = engine_and_store();
+    let id = engine.declare_queue("q0", &mut store);
+    g.bench_function("store_measure_answered", |b| {
+        b.iter(|| {
+            now += 1;
+            v = (v + 7_919) % 120_000;
+            store.measure(
+                id,
+                now,
+                Measure::Answered {
+                    wait: black_box(v),
+                    rings: 2,
+                    late: false,
+                },
+            )
+        })
+    });
+    g.finish();
+}
+
+/// A store with `queues` queues, each with answered calls with holds, one
+/// waiting call and a pending promise.
+fn populated(queues: usize) -> (Engine, Store) {
+    let (mut engine, mut store) = engine_and_store();
+    for q in 0..queues {
+        for c in 0..4 {
+            let id = format!("q{q}-{c}");
+            let t = BASE_TS + (q * 10 + c) as Millis;
+            let mut evs = vec![format!(
+                r#"{{"type":"call.offered","ts":{t},"call_id":"{id}","queue":"queue-{q}"}}"#
+            )];
+            if c < 3 {
+                let answered = t + 5_000 * (c as Millis + 1);
+                let (held, resumed) = (t + 30_000, t + 40_000 + 5_000 * c as Millis);
+                evs.push(format!(
+                    r#"{{"type":"call.answered","ts":{answered},"call_id":"{id}"}}"#
+                ));
+                evs.push(format!(
+                    r#"{{"type":"call.hold_started","ts":{held},"call_id":"{id}"}}"#
+                ));
+                evs.push(format!(
+                    r#"{{"type":"call.hold_ended","ts":{resumed},"call_id":"{id}"}}"#
+                ));
+                if c == 2 {
+                    evs.push(format!(
+                        r#"{{"type":"callback.promised","ts":{},"call_id":"{id}","promise_id":"p{id}","due":{}}}"#,
+                        t + 50_000,
+                        t + 3_600_000
+                    ));
+                }
+                evs.push(format!(
+                    r#"{{"type":"call.ended","ts":{},"call_id":"{id}"}}"#,
+                    t + 60_000
+                ));
+            }
+            for e in &evs {
+                engine.apply(&event(e), 0, &mut store);
+            }
+        }
+    }
+    assert_eq!(engine.series().len(), queues);
+    (engine, store)
+}
+
+fn state(engine: &Engine) -> EngineState {
+    EngineState {
+        clock: engine.clock(),
+        calls_in_flight: engine.calls_in_flight() as u64,
+        dedup_ids: engine.dedup_ids() as u64,
+    }
+}
+
+fn metrics(c: &mut Criterion) {
+    let mut g = c.benchmark_group("metrics");
+    g.sample_size(20);
+    let self_metrics = SelfMetrics::new();
+    for queues in [10usize, 100, 1000] {
+        let (mut engine, mut store) = populated(queues);
+        // What the pipeline does for a scrape: live gauges, then the copy.
+        g.bench_with_input(BenchmarkId::new("snapshot", queues), &queues, |b, _| {
+            b.iter(|| {
+                let live = engine.live(0, &mut store);
+                store.snapshot(live, state(&engine))
+            })
+        });
+        let live = engine.live(0, &mut store);
+        let snap = store.snapshot(live, state(&engine));
+        g.bench_with_input(BenchmarkId::new("render", queues), &queues, |b, _| {
+            b.iter(|| render(&snap, &self_metrics.registry))
+        });
+        g.bench_with_input(
+            BenchmarkId::new("snapshot_and_render", queues),
+            &queues,
+            |b, _| {
+                b.iter(|| {
+                    let live = engine.live(0, &mut store);
+                    let snap = store.snapshot(live, state(&engine));
+                    render(&snap, &self_metrics.registry)
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, apply, record, metrics);
+criterion_main!(benches);

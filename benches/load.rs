@@ -1,0 +1,893 @@
+//! benches/load.rs: the end-to-end load, latency and memory benchmark. This
+//! process is the client; it starts the release `ringwatch` binary
+//! (clock = event) and the `bare_server` example as separate processes, on
+//! 127.0.0.1 ports chosen by the kernel, drives them over real WebSockets and
+//! kills them when a case ends. Figures are printed as Markdown tables.
+//!
+//! `cargo bench --bench load -- [throughput] [latency] [memory] [quick]`
+//! (no mode: all three; `quick`: 1 s per case instead of 3 s). It builds
+//! `--release --bin ringwatch --example bare_server` itself before starting.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// 2026-11-23T09:00:00Z: event time starts here.
+const BASE_TS: i64 = 1_795_424_400_000;
+
+// ---------------------------------------------------------------- processes
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Ringwatch,
+    Bare,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ringwatch => "ringwatch",
+            Kind::Bare => "bare",
+        }
+    }
+}
+
+struct Bins {
+    ringwatch: PathBuf,
+    bare: PathBuf,
+}
+
+/// Build the release daemon and the bare server (a no-op when up to date).
+fn build() -> Bins {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&manifest)
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "ringwatch",
+            "--example",
+            "bare_server",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --release failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("target"));
+    Bins {
+        ringwatch: target.join("release/ringwatch"),
+        bare: target.join("release/examples/bare_server"),
+    }
+}
+
+/// A server process, killed (and reaped) when dropped.
+struct Server {
+    child: Child,
+    ingest: SocketAddr,
+    http: Option<SocketAddr>,
+}
+
+impl Server {
+    fn start(bins: &Bins, kind: Kind, env: &[(&str, &str)]) -> Server {
+        match kind {
+            Kind::Ringwatch => Self::ringwatch(bins, env),
+            Kind::Bare => Self::bare(bins),
+        }
+    }
+
+    fn ringwatch(bins: &Bins, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(&bins.ringwatch);
+        cmd.env_clear()
+            .env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
+            .env("RINGWATCH__HTTP__LISTEN", "127.0.0.1:0")
+            .env("RINGWATCH__LOG__FORMAT", "json")
+            .env("RINGWATCH__LOG__LEVEL", "info")
+            .env("RINGWATCH__RULES__CLOCK", "event")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn ringwatch");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keeps draining the log for the life of the process.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let (mut ingest, mut http) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ingest.is_none() || http.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("ringwatch did not start");
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let addr = v["addr"].as_str().and_then(|a| a.parse().ok());
+            match v["message"].as_str() {
+                Some("ingest listening") => ingest = addr,
+                Some("http listening") => http = addr,
+                _ => {}
+            }
+        }
+        Server {
+            child,
+            ingest: ingest.unwrap(),
+            http,
+        }
+    }
+
+    fn bare(bins: &Bins) -> Server {
+        let mut child = Command::new(&bins.bare)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn bare_server");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).expect("bare_server address");
+        let ingest = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("bare_server said {line:?}"));
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+        Server {
+            child,
+            ingest,
+            http: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/v1/events", self.ingest)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in bytes (VmRSS of /proc/PID/status).
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+
+    async fn scrape(&self, client: &reqwest::Client) -> String {
+        let url = format!("http://{}/metrics", self.http.expect("ringwatch only"));
+        let resp = client.get(url).send().await.expect("GET /metrics");
+        assert!(resp.status().is_success());
+        resp.text().await.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- events
+
+/// Valid events with unique ids: per call, offered -> answered (4 s later,
+/// one ring) -> ended (60 s after that), every event with an event_id. Calls
+/// of one generator follow each other 10 ms apart in event time.
+struct Gen {
+    prefix: String,
+    call: u64,
+    step: u8,
+    event: u64,
+    with_event_ids: bool,
+}
+
+impl Gen {
+    fn new(prefix: String) -> Gen {
+        Gen {
+            prefix,
+            call: 0,
+            step: 0,
+            event: 0,
+            with_event_ids: true,
+        }
+    }
+
+    fn push(&mut self, out: &mut String) {
+        use std::fmt::Write;
+        let (p, k, e) = (&self.prefix, self.call, self.event);
+        let ts = BASE_TS + k as i64 * 10;
+        let q = k % 10;
+        let eid = if self.with_event_ids {
+            format!(r#","event_id":"{p}e{e}""#)
+        } else {
+            String::new()
+        };
+        let _ = match self.step {
+            0 => write!(
+                out,
+                r#"{{"type":"call.offered","ts":{ts},"call_id":"{p}{k}","queue":"q{q}","caller":"+15550100"{eid}}}"#
+            ),
+            1 => write!(
+                out,
+                r#"{{"type":"call.answered","ts":{},"call_id":"{p}{k}","agent":"agent-{q}"{eid}}}"#,
+                ts + 4_000
+            ),
+            _ => write!(
+                out,
+                r#"{{"type":"call.ended","ts":{},"call_id":"{p}{k}","reason":"completed"{eid}}}"#,
+                ts + 64_000
+            ),
+        };
+        self.event += 1;
+        self.step = (self.step + 1) % 3;
+        if self.step == 0 {
+            self.call += 1;
+        }
+    }
+
+    /// One frame: a bare object for `batch == 1`, else a JSON array.
+    fn frame(&mut self, batch: usize) -> String {
+        let mut out = String::with_capacity(batch * 140 + 2);
+        if batch == 1 {
+            self.push(&mut out);
+            return out;
+        }
+        out.push('[');
+        for i in 0..batch {
+            if i > 0 {
+                out.push(',');
+            }
+            self.push(&mut out);
+        }
+        out.push(']');
+        out
+    }
+}
+
+// ---------------------------------------------------------------- client
+
+async fn connect(url: &str) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .expect("connect");
+    ws
+}
+
+async fn connect_many(url: &str, n: usize) -> Vec<Ws> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let chunk = (n - out.len()).min(200);
+        let batch = futures_util::future::join_all((0..chunk).map(|_| connect(url))).await;
+        out.extend(batch);
+    }
+    out
+}
+
+/// The `accepted` count of an ack (ringwatch's or the bare server's).
+fn accepted(ack: &str) -> u64 {
+    ack.split_once(r#""accepted":"#)
+        .map(|(_, rest)| {
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            rest[..end].parse().unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Wait for the next text message (an ack), skipping pings and pongs.
+async fn next_ack<S>(ws: &mut S) -> String
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return t.as_str().to_owned(),
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended while waiting for an ack: {other:?}"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    events: AtomicU64,
+    frames: AtomicU64,
+    /// Events sent but not reported accepted (must stay 0).
+    not_accepted: AtomicU64,
+}
+
+impl Counts {
+    fn ack(&self, ack: &str, sent: usize) {
+        let n = accepted(ack);
+        self.events.fetch_add(n, Ordering::Relaxed);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        let missing = (sent as u64).saturating_sub(n);
+        if missing > 0 && self.not_accepted.fetch_add(missing, Ordering::Relaxed) == 0 {
+            eprintln!("  first incomplete ack: {}", &ack[..ack.len().min(300)]);
+        }
+    }
+}
+
+/// One connection, `depth` frames in flight (1: send, wait for the ack, repeat).
+async fn drive(
+    mut ws: Ws,
+    mut gen: Gen,
+    batch: usize,
+    depth: usize,
+    stop: Arc<AtomicBool>,
+    c: Arc<Counts>,
+) {
+    if depth == 1 {
+        while !stop.load(Ordering::Relaxed) {
+            let frame = gen.frame(batch);
+            ws.send(Message::text(frame)).await.expect("send");
+            let ack = next_ack(&mut ws).await;
+            c.ack(&ack, batch);
+        }
+        let _ = ws.close(None).await;
+        return;
+    }
+    let (mut tx, mut rx) = ws.split();
+    let window = Arc::new(Semaphore::new(depth));
+    let sent = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (window, sent, stop) = (Arc::clone(&window), Arc::clone(&sent), Arc::clone(&stop));
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                window.acquire().await.expect("open").forget();
+                let frame = gen.frame(batch);
+                tx.send(Message::text(frame)).await.expect("send");
+                sent.fetch_add(1, Ordering::Release);
+            }
+            tx
+        })
+    };
+    let mut got = 0u64;
+    loop {
+        if stop.load(Ordering::Relaxed)
+            && writer.is_finished()
+            && got == sent.load(Ordering::Acquire)
+        {
+            break;
+        }
+        let Ok(ack) = tokio::time::timeout(Duration::from_millis(50), next_ack(&mut rx)).await
+        else {
+            continue;
+        };
+        got += 1;
+        window.add_permits(1);
+        c.ack(&ack, batch);
+    }
+    let tx = writer.await.unwrap();
+    if let Ok(mut ws) = tx.reunite(rx) {
+        let _ = ws.close(None).await;
+    }
+}
+
+struct Rate {
+    events_per_s: f64,
+    frames_per_s: f64,
+    not_accepted: u64,
+}
+
+async fn throughput(
+    server: &Server,
+    tag: &str,
+    conns: usize,
+    batch: usize,
+    depth: usize,
+    warm: Duration,
+    run: Duration,
+) -> Rate {
+    let sockets = connect_many(&server.url(), conns).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| {
+            let gen = Gen::new(format!("{tag}c{i}-"));
+            tokio::spawn(drive(
+                ws,
+                gen,
+                batch,
+                depth,
+                Arc::clone(&stop),
+                Arc::clone(&counts),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(warm).await;
+    let (e0, f0, t0) = (
+        counts.events.load(Ordering::Relaxed),
+        counts.frames.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    tokio::time::sleep(run).await;
+    let (e1, f1, t1) = (
+        counts.events.load(Ordering::Relaxed),
+        counts.frames.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("connection task stops")
+            .unwrap();
+    }
+    let secs = (t1 - t0).as_secs_f64();
+    Rate {
+        events_per_s: (e1 - e0) as f64 / secs,
+        frames_per_s: (f1 - f0) as f64 / secs,
+        not_accepted: counts.not_accepted.load(Ordering::Relaxed),
+    }
+}
+
+struct Latency {
+    hist: Histogram<u64>,
+    events_per_s: f64,
+}
+
+/// `conns` connections, each sending a `batch`-event frame on a fixed
+/// schedule (total `rate` events/s) and timing send -> ack in microseconds.
+async fn latency(
+    server: &Server,
+    tag: &str,
+    conns: usize,
+    batch: usize,
+    rate: f64,
+    run: Duration,
+) -> Latency {
+    let sockets = connect_many(&server.url(), conns).await;
+    let interval = Duration::from_secs_f64(conns as f64 * batch as f64 / rate);
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let end = start + run;
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut ws)| {
+            let mut gen = Gen::new(format!("{tag}c{i}-"));
+            tokio::spawn(async move {
+                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+                let mut next = start + interval.mul_f64(i as f64 / conns as f64);
+                let mut events = 0u64;
+                while next < end {
+                    tokio::time::sleep_until(next).await;
+                    let frame = gen.frame(batch);
+                    let sent = Instant::now();
+                    ws.send(Message::text(frame)).await.expect("send");
+                    let ack = next_ack(&mut ws).await;
+                    hist.saturating_record(sent.elapsed().as_micros() as u64);
+                    assert_eq!(accepted(&ack), batch as u64, "ack {ack}");
+                    events += batch as u64;
+                    next += interval;
+                }
+                let _ = ws.close(None).await;
+                (hist, events)
+            })
+        })
+        .collect();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut events = 0;
+    for t in tasks {
+        let (h, e) = t.await.unwrap();
+        hist.add(h).unwrap();
+        events += e;
+    }
+    Latency {
+        hist,
+        events_per_s: events as f64 / run.as_secs_f64(),
+    }
+}
+
+/// Check "ack means counted": a frame of offered calls on a queue of its
+/// own, then a scrape right after each ack must already count them.
+async fn verify_ack_means_counted(server: &Server, rounds: u64) -> (u64, u64) {
+    let client = reqwest::Client::new();
+    let mut ws = connect(&server.url()).await;
+    let mut mismatches = 0;
+    for round in 0..rounds {
+        let events: Vec<String> = (0..10)
+            .map(|i| {
+                format!(
+                    r#"{{"type":"call.offered","ts":{BASE_TS},"call_id":"verify-{round}-{i}","queue":"verify"}}"#
+                )
+            })
+            .collect();
+        ws.send(Message::text(format!("[{}]", events.join(","))))
+            .await
+            .unwrap();
+        let ack = next_ack(&mut ws).await;
+        assert_eq!(accepted(&ack), 10, "{ack}");
+        let text = server.scrape(&client).await;
+        let samples = ringwatch::sim::scrape::Samples::parse(&text).unwrap();
+        let got = samples
+            .get(r#"ringwatch_calls_offered_total{queue="verify"}"#)
+            .unwrap_or(-1.0);
+        if got != ((round + 1) * 10) as f64 {
+            mismatches += 1;
+            eprintln!(
+                "  after ack {round}: scrape shows {got}, expected {}",
+                (round + 1) * 10
+            );
+        }
+    }
+    let _ = ws.close(None).await;
+    (rounds, mismatches)
+}
+
+// ---------------------------------------------------------------- cases
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 10_000.0 {
+        format!("{:.0}k", r / 1000.0)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+struct Opts {
+    warm: Duration,
+    run: Duration,
+}
+
+/// Max rates, returned for the latency runs: (conns, batch, depth) -> ringwatch rate.
+async fn run_throughput(bins: &Bins, o: &Opts) -> Vec<((usize, usize, usize), f64)> {
+    println!("\n## Throughput (events/s; each connection sends a frame and waits for its ack unless depth > 1)\n");
+    println!("| frame | conns | depth | ringwatch ev/s | bare ev/s | ratio | ringwatch frames/s | not accepted |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let cases = [
+        (1, 1, 1),
+        (16, 1, 1),
+        (256, 1, 1),
+        (1, 100, 1),
+        (16, 100, 1),
+        (256, 100, 1),
+        (1, 1, 32),
+        (16, 100, 4),
+    ];
+    let mut out = Vec::new();
+    for (n, &(conns, batch, depth)) in cases.iter().enumerate() {
+        let mut rates = Vec::new();
+        for kind in [Kind::Ringwatch, Kind::Bare] {
+            let server = Server::start(bins, kind, &[]);
+            let tag = format!("t{n}");
+            let r = throughput(&server, &tag, conns, batch, depth, o.warm, o.run).await;
+            rates.push(r);
+            drop(server);
+        }
+        let (rw, bare) = (&rates[0], &rates[1]);
+        println!(
+            "| {} | {conns} | {depth}{} | {} | {} | {:.2} | {} | {} |",
+            if batch == 1 {
+                "1 event".into()
+            } else {
+                format!("{batch} events")
+            },
+            if depth > 1 { " (pipelined)" } else { "" },
+            fmt_rate(rw.events_per_s),
+            fmt_rate(bare.events_per_s),
+            rw.events_per_s / bare.events_per_s,
+            fmt_rate(rw.frames_per_s),
+            rw.not_accepted + bare.not_accepted,
+        );
+        out.push(((conns, batch, depth), rw.events_per_s));
+    }
+    out
+}
+
+async fn run_latency(bins: &Bins, o: &Opts, max: &[((usize, usize, usize), f64)]) {
+    println!("\n## Latency send -> ack (= send -> counted), at half the measured max rate\n");
+    println!("| server | frame | conns | target ev/s | achieved ev/s | p50 ms | p99 ms | p99.9 ms | max ms | frames |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (conns, batch) in [(1, 1), (16, 1), (16, 100)] {
+        let Some(&(_, rate)) = max.iter().find(|(k, _)| *k == (conns, batch, 1)) else {
+            continue;
+        };
+        let target = rate / 2.0;
+        // The 16 x 100 case runs once more on ringwatch with the
+        // ack-means-counted check (a scrape after each of 50 acks) alongside.
+        let with_check = conns == 16 && batch == 100;
+        let runs: &[(Kind, bool)] = if with_check {
+            &[
+                (Kind::Ringwatch, false),
+                (Kind::Ringwatch, true),
+                (Kind::Bare, false),
+            ]
+        } else {
+            &[(Kind::Ringwatch, false), (Kind::Bare, false)]
+        };
+        for &(kind, check) in runs {
+            let server = Server::start(bins, kind, &[]);
+            let tag = format!("l{conns}x{batch}");
+            let verify = async {
+                if check {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Some(verify_ack_means_counted(&server, 50).await)
+                } else {
+                    None
+                }
+            };
+            let (l, v) = tokio::join!(latency(&server, &tag, conns, batch, target, o.run), verify);
+            let h = &l.hist;
+            println!(
+                "| {}{} | {} | {conns} | {} | {} | {} | {} | {} | {} | {} |",
+                kind.name(),
+                if check { " + 50 scrapes" } else { "" },
+                if batch == 1 {
+                    "1 event".into()
+                } else {
+                    format!("{batch} events")
+                },
+                fmt_rate(target),
+                fmt_rate(l.events_per_s),
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.value_at_quantile(0.999)),
+                ms(h.max()),
+                h.len(),
+            );
+            if let Some((rounds, bad)) = v {
+                eprintln!("  ack-means-counted check under load: {rounds} scrapes right after an ack, {bad} missing the acknowledged events");
+            }
+        }
+    }
+}
+
+async fn run_memory(bins: &Bins) {
+    println!("\n## Memory and /metrics\n");
+    let client = reqwest::Client::new();
+
+    // Calls in flight: offered, never ended.
+    for with_ids in [false, true] {
+        let n: u64 = 1_000_000;
+        let server = Server::start(
+            bins,
+            Kind::Ringwatch,
+            &[("RINGWATCH__RULES__MAX_CALLS", "2000000")],
+        );
+        let mut ws = connect(&server.url()).await;
+        ws.send(Message::text(r#"{"type":"clock","ts":1795424400000}"#))
+            .await
+            .unwrap();
+        next_ack(&mut ws).await;
+        let _ = server.scrape(&client).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = server.rss();
+        let mut gen = Gen::new("m".into());
+        gen.with_event_ids = with_ids;
+        let mut sent = 0u64;
+        let mut steps = Vec::new();
+        let t = Instant::now();
+        while sent < n {
+            let mut frame = String::with_capacity(1000 * 120);
+            frame.push('[');
+            for i in 0..1000 {
+                if i > 0 {
+                    frame.push(',');
+                }
+                gen.step = 0; // offered only
+                gen.push(&mut frame);
+                gen.step = 0;
+                gen.call += 1;
+            }
+            frame.push(']');
+            ws.send(Message::text(frame)).await.unwrap();
+            let ack = next_ack(&mut ws).await;
+            assert_eq!(accepted(&ack), 1000, "{ack}");
+            sent += 1000;
+            if sent % 250_000 == 0 {
+                steps.push((sent, server.rss()));
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let samples =
+            ringwatch::sim::scrape::Samples::parse(&server.scrape(&client).await).unwrap();
+        let in_flight = samples.value("ringwatch_calls_in_flight");
+        let after = server.rss();
+        println!(
+            "in-flight calls{}: {in_flight} calls, RSS {:.1} MiB -> {:.1} MiB = **{:.0} bytes per call** (sent at {}/s)",
+            if with_ids { " (event_ids on, so the dedup window holds 1M ids too)" } else { " (no event_id)" },
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            (after - before) as f64 / n as f64,
+            fmt_rate(n as f64 / secs),
+        );
+        let steps: Vec<String> = steps
+            .iter()
+            .map(|(k, r)| {
+                format!(
+                    "{}k: {:.0} B/call",
+                    k / 1000,
+                    (r - before) as f64 / *k as f64
+                )
+            })
+            .collect();
+        println!("  growth: {}\n", steps.join(", "));
+        drop(ws);
+        drop(server);
+    }
+
+    // Idle connections.
+    for kind in [Kind::Ringwatch, Kind::Bare] {
+        let n = 10_000;
+        let server = Server::start(bins, kind, &[]);
+        let mut warm = connect(&server.url()).await;
+        warm.send(Message::text(r#"{"type":"clock","ts":1795424400000}"#))
+            .await
+            .unwrap();
+        next_ack(&mut warm).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = server.rss();
+        let t = Instant::now();
+        let conns = connect_many(&server.url(), n).await;
+        let opened = t.elapsed();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = server.rss();
+        let gauge = if kind == Kind::Ringwatch {
+            let s = ringwatch::sim::scrape::Samples::parse(&server.scrape(&client).await).unwrap();
+            format!(
+                ", ringwatch_ingest_connections = {}",
+                s.value("ringwatch_ingest_connections")
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "idle connections, {}: {n} opened in {:.1} s, RSS {:.1} MiB -> {:.1} MiB = **{:.0} bytes per connection**{gauge}",
+            kind.name(),
+            opened.as_secs_f64(),
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            (after - before) as f64 / n as f64,
+        );
+        drop(conns);
+        drop(warm);
+        drop(server);
+    }
+
+    // /metrics with 1,000 queues.
+    for queues in [10usize, 100, 1000] {
+        let server = Server::start(bins, Kind::Ringwatch, &[]);
+        let mut ws = connect(&server.url()).await;
+        let mut events = Vec::new();
+        for q in 0..queues {
+            for c in 0..4 {
+                let id = format!("mq{q}-{c}");
+                let t = BASE_TS + (q * 10 + c) as i64;
+                let queue = format!("queue-{q}");
+                events.push(format!(
+                    r#"{{"type":"call.offered","ts":{t},"call_id":"{id}","queue":"{queue}"}}"#
+                ));
+                if c == 3 {
+                    continue; // one waiting call per queue
+                }
+                events.push(format!(
+                    r#"{{"type":"call.answered","ts":{},"call_id":"{id}"}}"#,
+                    t + 5_000 * (c as i64 + 1)
+                ));
+                events.push(format!(
+                    r#"{{"type":"call.hold_started","ts":{},"call_id":"{id}"}}"#,
+                    t + 30_000
+                ));
+                events.push(format!(
+                    r#"{{"type":"call.hold_ended","ts":{},"call_id":"{id}"}}"#,
+                    t + 40_000 + 5_000 * c as i64
+                ));
+                if c == 2 {
+                    events.push(format!(r#"{{"type":"callback.promised","ts":{},"call_id":"{id}","promise_id":"p{id}","due":{}}}"#, t + 50_000, t + 3_600_000));
+                }
+                events.push(format!(
+                    r#"{{"type":"call.ended","ts":{},"call_id":"{id}"}}"#,
+                    t + 60_000
+                ));
+            }
+        }
+        for chunk in events.chunks(500) {
+            ws.send(Message::text(format!("[{}]", chunk.join(","))))
+                .await
+                .unwrap();
+            let ack = next_ack(&mut ws).await;
+            assert_eq!(accepted(&ack), chunk.len() as u64, "{ack}");
+        }
+        let body = server.scrape(&client).await; // warm-up
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            let t = Instant::now();
+            let b = server.scrape(&client).await;
+            times.push(t.elapsed());
+            assert!(b.len() > body.len() / 2);
+        }
+        times.sort();
+        println!(
+            "/metrics with {queues} queues: {:.0} KiB, {} lines; scrape wall time over 30 GETs: median {:.2} ms, p90 {:.2} ms, max {:.2} ms",
+            body.len() as f64 / 1024.0,
+            body.lines().count(),
+            times[15].as_secs_f64() * 1000.0,
+            times[27].as_secs_f64() * 1000.0,
+            times[29].as_secs_f64() * 1000.0,
+        );
+        drop(ws);
+        drop(server);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let has = |m: &str| args.iter().any(|a| a == m);
+    let all = !(has("throughput") || has("latency") || has("memory"));
+    let o = if has("quick") {
+        Opts {
+            warm: Duration::from_millis(300),
+            run: Duration::from_secs(1),
+        }
+    } else {
+        Opts {
+            warm: Duration::from_millis(500),
+            run: Duration::from_secs(3),
+        }
+    };
+    let bins = build();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "# ringwatch load bench: {} cores, client runtime {} workers, {} s per case",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        o.run.as_secs_f64()
+    );
+    rt.block_on(async {
+        let mut max = Vec::new();
+        if all || has("throughput") || has("latency") {
+            max = run_throughput(&bins, &o).await;
+        }
+        if all || has("latency") {
+            run_latency(&bins, &o, &max).await;
+        }
+        if all || has("memory") {
+            run_memory(&bins).await;
+        }
+    });
+}
