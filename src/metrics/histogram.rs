@@ -117,8 +117,30 @@ impl HdrWindow {
                 m
             }
         };
-        QUANTILES.map(|q| merged.value_at_quantile(q) as f64 / 1000.0)
+        quantiles_of(merged).map(|v| v as f64 / 1000.0)
     }
+}
+
+/// [`QUANTILES`] of `h` in one pass over its recorded bins, stopping at the
+/// last one needed; the same values as `value_at_quantile` (the top of the
+/// bin where the cumulative count reaches ceil(q * total), at least 1).
+fn quantiles_of(h: &Histogram<u32>) -> [u64; 3] {
+    let total = h.len();
+    let targets = QUANTILES.map(|q| ((q * total as f64).ceil() as u64).max(1));
+    let mut out = [0; 3];
+    let mut next = 0;
+    let mut seen: u64 = 0;
+    for v in h.iter_recorded() {
+        seen += u64::from(v.count_at_value());
+        while next < targets.len() && seen >= targets[next] {
+            out[next] = h.highest_equivalent(v.value_iterated_to());
+            next += 1;
+        }
+        if next == targets.len() {
+            break;
+        }
+    }
+    out
 }
 
 /// A histogram reused to merge window slots.
@@ -187,6 +209,24 @@ mod tests {
         );
         // merging again into the same scratch starts from empty
         assert_eq!(w.quantiles(120_000, &mut scratch), q);
+    }
+
+    #[test]
+    fn one_pass_quantiles_match_hdr() {
+        // pseudo-random but reproducible values across the whole range
+        let mut h = new_hdr();
+        let mut x: u64 = 12345;
+        for n in [1, 2, 3, 10, 99, 100, 101, 1000, 5000] {
+            h.reset();
+            for _ in 0..n {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                h.record((x >> 33) % HDR_MAX).unwrap();
+            }
+            let want = QUANTILES.map(|q| h.value_at_quantile(q));
+            assert_eq!(quantiles_of(&h), want, "{n} values");
+        }
     }
 
     #[test]

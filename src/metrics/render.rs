@@ -1,11 +1,14 @@
-//! Rendering: a [`Snapshot`] plus the self-metrics registry as Prometheus text
-//! (format 0.0.4), through the `prometheus` crate's data model and encoder.
+//! Rendering: a [`Snapshot`] as Prometheus text (format 0.0.4), followed by
+//! the self-metrics registry through the `prometheus` crate's encoder.
 //! Family names, help texts and label names of the contract live here.
+//!
+//! The call-center families are written straight into the output rather than
+//! built as `prometheus` data-model objects first: with 1,000 queues that is
+//! some 100,000 samples, and building an object (with owned label strings)
+//! per sample cost more than everything else in a scrape.
 
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
-    Summary,
-};
+use std::fmt::Write;
+
 use prometheus::{Encoder, TextEncoder};
 
 use super::histogram::{Buckets, QUANTILES};
@@ -23,64 +26,218 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Render every family: the contract's, then the self-metrics.
 pub fn render(snapshot: &Snapshot, self_metrics: &prometheus::Registry) -> String {
-    let mut families = call_center_families(snapshot);
-    families.extend(self_metrics.gather());
-    // A family with no series (no queue seen yet) is left out, as the text
-    // format has no way to say "a family with nothing in it".
-    families.retain(|f| !f.get_metric().is_empty());
-    let mut out = Vec::with_capacity(64 * 1024);
+    // ~6.5 KiB per queue: reserve once instead of growing through copies.
+    let mut t = Text::with_capacity(16 * 1024 + snapshot.series.len() * 7 * 1024);
+    call_center(&mut t, snapshot);
+    let mut out = t.out.into_bytes();
+    // Self-metrics without any series are left out by the encoder's caller:
+    // the text format cannot express an empty family.
+    let families: Vec<_> = self_metrics
+        .gather()
+        .into_iter()
+        .filter(|f| !f.get_metric().is_empty())
+        .collect();
     TextEncoder::new()
         .encode(&families, &mut out)
-        .expect("families built here are well-formed");
-    String::from_utf8(out).expect("the text encoder writes UTF-8")
+        .expect("registered self-metrics are well-formed");
+    String::from_utf8(out).expect("the exposition is UTF-8")
 }
 
-fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
-    let mut fams = Vec::with_capacity(48);
+/// The text being written. A family's `# HELP`/`# TYPE` header is written
+/// with its first sample, so a family with no series leaves no trace.
+struct Text {
+    out: String,
+    header: Option<(&'static str, &'static str, &'static str)>,
+}
+
+impl Text {
+    fn with_capacity(n: usize) -> Self {
+        Text {
+            out: String::with_capacity(n),
+            header: None,
+        }
+    }
+
+    fn family(&mut self, name: &'static str, help: &'static str, kind: &'static str) {
+        self.header = Some((name, help, kind));
+    }
+
+    /// One sample: `name{queue,site,extra...} value`. `series` adds the
+    /// series' `queue` (and `site`) labels.
+    fn sample(
+        &mut self,
+        name: &str,
+        suffix: &str,
+        series: Option<&SeriesSnapshot>,
+        extra: &[(&str, &str)],
+        value: f64,
+    ) {
+        if let Some((family, help, kind)) = self.header.take() {
+            self.out.push_str("# HELP ");
+            self.out.push_str(family);
+            self.out.push(' ');
+            escape(&mut self.out, help, false);
+            self.out.push_str("\n# TYPE ");
+            self.out.push_str(family);
+            self.out.push(' ');
+            self.out.push_str(kind);
+            self.out.push('\n');
+        }
+        self.out.push_str(name);
+        self.out.push_str(suffix);
+        let mut first = true;
+        let mut label = |out: &mut String, k: &str, v: &str| {
+            out.push(if first { '{' } else { ',' });
+            first = false;
+            out.push_str(k);
+            out.push_str("=\"");
+            escape(out, v, true);
+            out.push('"');
+        };
+        if let Some(x) = series {
+            label(&mut self.out, "queue", &x.queue);
+            if let Some(site) = &x.site {
+                label(&mut self.out, "site", site);
+            }
+        }
+        for (k, v) in extra {
+            label(&mut self.out, k, v);
+        }
+        if !first {
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        number(&mut self.out, value);
+        self.out.push('\n');
+    }
+
+    fn histogram(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        series: &[SeriesSnapshot],
+        bounds: &[i64],
+        unit: f64,
+        get: impl Fn(&SeriesSnapshot) -> &Buckets,
+    ) {
+        self.family(name, help, "histogram");
+        let les: Vec<String> = bounds
+            .iter()
+            .map(|b| (*b as f64 / unit).to_string())
+            .collect();
+        for x in series {
+            let data = get(x);
+            for (le, n) in les.iter().zip(data.cumulative()) {
+                self.sample(name, "_bucket", Some(x), &[("le", le)], n as f64);
+            }
+            self.sample(
+                name,
+                "_bucket",
+                Some(x),
+                &[("le", "+Inf")],
+                data.count as f64,
+            );
+            self.sample(name, "_sum", Some(x), &[], data.sum as f64 / unit);
+            self.sample(name, "_count", Some(x), &[], data.count as f64);
+        }
+    }
+
+    /// Quantiles over the sliding window, exposed as a summary: the samples
+    /// are the `{quantile="..."}` series of the contract, plus the
+    /// cumulative `_sum` and `_count` a summary carries (the histogram's
+    /// totals). promtool refuses a `quantile` label on any other type.
+    fn summary(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        series: &[SeriesSnapshot],
+        get: impl Fn(&SeriesSnapshot) -> (&[f64; 3], &Buckets),
+    ) {
+        self.family(name, help, "summary");
+        let qs = QUANTILES.map(|q| q.to_string());
+        for x in series {
+            let (values, totals) = get(x);
+            for (q, v) in qs.iter().zip(values) {
+                self.sample(name, "", Some(x), &[("quantile", q)], *v);
+            }
+            self.sample(name, "_sum", Some(x), &[], totals.sum as f64 / 1000.0);
+            self.sample(name, "_count", Some(x), &[], totals.count as f64);
+        }
+    }
+}
+
+/// Escape a label value (`\`, `"`, newline) or help text (`\`, newline).
+fn escape(out: &mut String, s: &str, quotes: bool) {
+    if !s.contains(['\\', '\n', '"']) {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quotes => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Values as the text format spells them.
+fn number(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+fn call_center(t: &mut Text, s: &Snapshot) {
     let series = &s.series;
 
     // Histograms: durations are kept in milliseconds and shown in seconds.
     let b = &s.bounds;
-    fams.push(histogram(
+    t.histogram(
         "ringwatch_time_to_answer_seconds",
         "Time from call.offered to call.answered, per answered call.",
         series,
         &b.time_to_answer,
         1000.0,
         |x| &x.histograms.time_to_answer,
-    ));
-    fams.push(histogram(
+    );
+    t.histogram(
         "ringwatch_answer_rings",
         "Rings heard before a person answered (ceil(time to answer / ring_cycle), at least 1).",
         series,
         &b.rings,
         1.0,
         |x| &x.histograms.rings,
-    ));
-    fams.push(histogram(
+    );
+    t.histogram(
         "ringwatch_hold_duration_seconds",
         "Length of one finished hold segment (a call ending on hold closes its segment).",
         series,
         &b.hold,
         1000.0,
         |x| &x.histograms.hold,
-    ));
-    fams.push(histogram(
+    );
+    t.histogram(
         "ringwatch_abandon_wait_seconds",
         "How long an abandoning caller waited before hanging up.",
         series,
         &b.time_to_answer,
         1000.0,
         |x| &x.histograms.abandon_wait,
-    ));
-    fams.push(histogram(
+    );
+    t.histogram(
         "ringwatch_callback_lateness_seconds",
         "How late a late callback came (completed minus due).",
         series,
         &b.lateness,
         1000.0,
         |x| &x.histograms.lateness,
-    ));
+    );
 
     // Per-series counters.
     let counters: [Described<CounterFn>; 6] = [
@@ -112,102 +269,102 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
         ),
     ];
     for (name, help, get) in counters {
-        fams.push(family(
-            name,
-            help,
-            MetricType::COUNTER,
-            series
-                .iter()
-                .map(|x| counter(labels(x, &[]), get(&x.counters) as f64))
-                .collect(),
-        ));
+        t.family(name, help, "counter");
+        for x in series {
+            t.sample(name, "", Some(x), &[], get(&x.counters) as f64);
+        }
     }
-    fams.push(family(
-        "ringwatch_calls_abandoned_total",
+    let name = "ringwatch_calls_abandoned_total";
+    t.family(
+        name,
         "Calls that ended before a person answered (short: waited under short_abandon).",
-        MetricType::COUNTER,
-        series
-            .iter()
-            .flat_map(|x| {
-                [
-                    counter(
-                        labels(x, &[("short", "true")]),
-                        x.counters.abandoned_short as f64,
-                    ),
-                    counter(
-                        labels(x, &[("short", "false")]),
-                        x.counters.abandoned_long as f64,
-                    ),
-                ]
-            })
-            .collect(),
-    ));
-    fams.push(family(
-        "ringwatch_callbacks_resolved_total",
+        "counter",
+    );
+    for x in series {
+        let c = &x.counters;
+        t.sample(
+            name,
+            "",
+            Some(x),
+            &[("short", "true")],
+            c.abandoned_short as f64,
+        );
+        t.sample(
+            name,
+            "",
+            Some(x),
+            &[("short", "false")],
+            c.abandoned_long as f64,
+        );
+    }
+    let name = "ringwatch_callbacks_resolved_total";
+    t.family(
+        name,
         "Callback promises that reached their one outcome.",
-        MetricType::COUNTER,
-        series
-            .iter()
-            .flat_map(|x| {
-                Outcome::ALL.map(|o| {
-                    counter(
-                        labels(x, &[("outcome", o.as_str())]),
-                        x.counters.resolved[o as usize] as f64,
-                    )
-                })
-            })
-            .collect(),
-    ));
-    fams.push(family(
-        "ringwatch_calls_evicted_total",
+        "counter",
+    );
+    for x in series {
+        for o in Outcome::ALL {
+            let v = x.counters.resolved[o as usize] as f64;
+            t.sample(name, "", Some(x), &[("outcome", o.as_str())], v);
+        }
+    }
+    let name = "ringwatch_calls_evicted_total";
+    t.family(
+        name,
         "Calls dropped after call_ttl without any event.",
-        MetricType::COUNTER,
-        series
-            .iter()
-            .map(|x| counter(labels(x, &[]), x.counters.evicted as f64))
-            .collect(),
-    ));
+        "counter",
+    );
+    for x in series {
+        t.sample(name, "", Some(x), &[], x.counters.evicted as f64);
+    }
 
     // Event accounting.
-    let t = &s.totals;
-    fams.push(family(
-        "ringwatch_events_received_total",
-        "Events accepted and applied, by type.",
-        MetricType::COUNTER,
-        EventKind::ALL
-            .iter()
-            .map(|k| counter(pairs(&[("type", k.as_str())]), t.received[k.index()] as f64))
-            .collect(),
-    ));
-    fams.push(family(
-        "ringwatch_events_rejected_total",
-        "Events not applied, by reason.",
-        MetricType::COUNTER,
-        Reason::ALL
-            .iter()
-            .map(|r| {
-                counter(
-                    pairs(&[("reason", r.as_str())]),
-                    t.rejected[r.index()] as f64,
-                )
-            })
-            .collect(),
-    ));
-    fams.push(family(
-        "ringwatch_events_duplicate_total",
+    let totals = &s.totals;
+    let name = "ringwatch_events_received_total";
+    t.family(name, "Events accepted and applied, by type.", "counter");
+    for k in EventKind::ALL {
+        t.sample(
+            name,
+            "",
+            None,
+            &[("type", k.as_str())],
+            totals.received[k.index()] as f64,
+        );
+    }
+    let name = "ringwatch_events_rejected_total";
+    t.family(name, "Events not applied, by reason.", "counter");
+    for r in Reason::ALL {
+        t.sample(
+            name,
+            "",
+            None,
+            &[("reason", r.as_str())],
+            totals.rejected[r.index()] as f64,
+        );
+    }
+    let name = "ringwatch_events_duplicate_total";
+    t.family(
+        name,
         "Events dropped as repeats of an already applied event_id.",
-        MetricType::COUNTER,
-        vec![counter(vec![], t.duplicates as f64)],
-    ));
-    fams.push(family(
-        "ringwatch_label_values_folded_total",
+        "counter",
+    );
+    t.sample(name, "", None, &[], totals.duplicates as f64);
+    let name = "ringwatch_label_values_folded_total";
+    t.family(
+        name,
         "Label values reported as \"other\" because max_queues, max_sites or max_agents was reached.",
-        MetricType::COUNTER,
-        FoldedLabel::ALL
-            .iter()
-            .map(|l| counter(pairs(&[("label", l.as_str())]), t.folded[*l as usize] as f64))
-            .collect(),
-    ));
+        "counter",
+    );
+    for l in FoldedLabel::ALL {
+        t.sample(
+            name,
+            "",
+            None,
+            &[("label", l.as_str())],
+            totals.folded[l as usize] as f64,
+        );
+    }
 
     // Per-agent attribution (only when metrics.per_agent is on; otherwise
     // these families are empty and left out).
@@ -234,32 +391,29 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
         ),
     ];
     for (name, help, get) in agent_counters {
-        fams.push(family(
-            name,
-            help,
-            MetricType::COUNTER,
-            s.agents
-                .iter()
-                .map(|a| counter(pairs(&[("agent", a.agent.as_str())]), get(a) as f64))
-                .collect(),
-        ));
+        t.family(name, help, "counter");
+        for a in &s.agents {
+            t.sample(name, "", None, &[("agent", &a.agent)], get(a) as f64);
+        }
     }
-    fams.push(family(
-        "ringwatch_agent_callbacks_resolved_total",
+    let name = "ringwatch_agent_callbacks_resolved_total";
+    t.family(
+        name,
         "Callback promises resolved, by the agent who called back (else the one who promised).",
-        MetricType::COUNTER,
-        s.agents
-            .iter()
-            .flat_map(|a| {
-                Outcome::ALL.map(|o| {
-                    counter(
-                        pairs(&[("agent", a.agent.as_str()), ("outcome", o.as_str())]),
-                        a.resolved[o as usize] as f64,
-                    )
-                })
-            })
-            .collect(),
-    ));
+        "counter",
+    );
+    for a in &s.agents {
+        for o in Outcome::ALL {
+            let v = a.resolved[o as usize] as f64;
+            t.sample(
+                name,
+                "",
+                None,
+                &[("agent", &a.agent), ("outcome", o.as_str())],
+                v,
+            );
+        }
+    }
 
     // The live wall.
     let live: [Described<LiveFn>; 9] = [
@@ -308,44 +462,36 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
         ),
     ];
     for (name, help, get) in live {
-        fams.push(family(
-            name,
-            help,
-            MetricType::GAUGE,
-            series
-                .iter()
-                .map(|x| gauge(labels(x, &[]), get(&x.live)))
-                .collect(),
-        ));
+        t.family(name, help, "gauge");
+        for x in series {
+            t.sample(name, "", Some(x), &[], get(&x.live));
+        }
     }
-    // Quantiles over the sliding window are exposed as summaries: the
-    // samples are the `{quantile="..."}` series of the contract, plus the
-    // cumulative _sum and _count a summary carries (the same totals as the
-    // histogram's). promtool refuses a `quantile` label on any other type.
-    fams.push(summary(
+    t.summary(
         "ringwatch_time_to_answer_quantile_seconds",
         "Time to answer quantiles from the HDR histogram over the sliding window (NaN when no call was answered in it); _sum and _count are totals since start.",
         series,
         |x| (&x.tta_quantiles, &x.histograms.time_to_answer),
-    ));
-    fams.push(summary(
+    );
+    t.summary(
         "ringwatch_hold_duration_quantile_seconds",
         "Hold segment quantiles from the HDR histogram over the sliding window (NaN when no hold ended in it); _sum and _count are totals since start.",
         series,
         |x| (&x.hold_quantiles, &x.histograms.hold),
-    ));
+    );
 
     // Engine state.
     let e = &s.engine;
-    let engine: [(&str, &str, f64); 3] = [
+    let clock = if e.clock == i64::MIN {
+        0.0
+    } else {
+        e.clock as f64 / 1000.0
+    };
+    let engine: [(&'static str, &'static str, f64); 3] = [
         (
             "ringwatch_clock_seconds",
             "The monitor's clock as Unix seconds (event time when clock = \"event\").",
-            if e.clock == i64::MIN {
-                0.0
-            } else {
-                e.clock as f64 / 1000.0
-            },
+            clock,
         ),
         (
             "ringwatch_calls_in_flight",
@@ -359,127 +505,40 @@ fn call_center_families(s: &Snapshot) -> Vec<MetricFamily> {
         ),
     ];
     for (name, help, v) in engine {
-        fams.push(family(
-            name,
-            help,
-            MetricType::GAUGE,
-            vec![gauge(vec![], v)],
-        ));
+        t.family(name, help, "gauge");
+        t.sample(name, "", None, &[], v);
     }
-    fams
 }
 
-fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_string());
-    f.set_help(help.to_string());
-    f.set_field_type(kind);
-    f.set_metric(metrics);
-    f
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn pairs(extra: &[(&str, &str)]) -> Vec<LabelPair> {
-    extra
-        .iter()
-        .map(|(k, v)| {
-            let mut p = LabelPair::default();
-            p.set_name(k.to_string());
-            p.set_value(v.to_string());
-            p
-        })
-        .collect()
-}
-
-/// `queue`, then `site` when the events carry one, then `extra`.
-fn labels(x: &SeriesSnapshot, extra: &[(&str, &str)]) -> Vec<LabelPair> {
-    let mut l = Vec::with_capacity(2 + extra.len());
-    l.push(("queue", x.queue.as_str()));
-    if let Some(site) = &x.site {
-        l.push(("site", site.as_str()));
+    #[test]
+    fn escapes_and_special_values() {
+        let mut out = String::new();
+        escape(&mut out, "a\\b\"c\nd", true);
+        assert_eq!(out, r#"a\\b\"c\nd"#);
+        let mut out = String::new();
+        escape(&mut out, "say \"hi\"\n", false);
+        assert_eq!(out, "say \"hi\"\\n");
+        let mut out = String::new();
+        for v in [f64::NAN, f64::INFINITY, 18.0, 0.5, 41.5, 1e21] {
+            number(&mut out, v);
+            out.push(' ');
+        }
+        assert_eq!(out, "NaN +Inf 18 0.5 41.5 1000000000000000000000 ");
     }
-    l.extend_from_slice(extra);
-    pairs(&l)
-}
 
-fn counter(labels: Vec<LabelPair>, v: f64) -> Metric {
-    let mut c = Counter::default();
-    c.set_value(v);
-    let mut m = Metric::from_label(labels);
-    m.set_counter(c);
-    m
-}
-
-fn gauge(labels: Vec<LabelPair>, v: f64) -> Metric {
-    let mut g = Gauge::default();
-    g.set_value(v);
-    let mut m = Metric::from_label(labels);
-    m.set_gauge(g);
-    m
-}
-
-fn histogram(
-    name: &str,
-    help: &str,
-    series: &[SeriesSnapshot],
-    bounds: &[i64],
-    unit: f64,
-    get: impl Fn(&SeriesSnapshot) -> &Buckets,
-) -> MetricFamily {
-    let metrics = series
-        .iter()
-        .map(|x| {
-            let data = get(x);
-            let buckets = bounds
-                .iter()
-                .zip(data.cumulative())
-                .map(|(le, n)| {
-                    let mut b = Bucket::default();
-                    b.set_upper_bound(*le as f64 / unit);
-                    b.set_cumulative_count(n);
-                    b
-                })
-                .collect();
-            let mut h = Histogram::default();
-            h.set_bucket(buckets);
-            h.set_sample_count(data.count);
-            h.set_sample_sum(data.sum as f64 / unit);
-            let mut m = Metric::from_label(labels(x, &[]));
-            m.set_histogram(h);
-            m
-        })
-        .collect();
-    family(name, help, MetricType::HISTOGRAM, metrics)
-}
-
-fn summary(
-    name: &str,
-    help: &str,
-    series: &[SeriesSnapshot],
-    get: impl Fn(&SeriesSnapshot) -> (&[f64; 3], &Buckets),
-) -> MetricFamily {
-    let metrics = series
-        .iter()
-        .map(|x| {
-            let (values, totals) = get(x);
-            let mut s = Summary::default();
-            s.set_quantile(
-                QUANTILES
-                    .iter()
-                    .zip(values)
-                    .map(|(q, v)| {
-                        let mut quantile = Quantile::default();
-                        quantile.set_quantile(*q);
-                        quantile.set_value(*v);
-                        quantile
-                    })
-                    .collect(),
-            );
-            s.set_sample_count(totals.count);
-            s.set_sample_sum(totals.sum as f64 / 1000.0);
-            let mut m = Metric::from_label(labels(x, &[]));
-            m.set_summary(s);
-            m
-        })
-        .collect();
-    family(name, help, MetricType::SUMMARY, metrics)
+    #[test]
+    fn empty_families_leave_no_header() {
+        let mut t = Text::with_capacity(0);
+        t.family("a_total", "A.", "counter");
+        t.family("b_total", "B.", "counter");
+        t.sample("b_total", "", None, &[("x", "y")], 2.0);
+        assert_eq!(
+            t.out,
+            "# HELP b_total B.\n# TYPE b_total counter\nb_total{x=\"y\"} 2\n"
+        );
+    }
 }
