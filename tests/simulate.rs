@@ -120,3 +120,32 @@ fn demo_runs_and_reports_live_figures() {
     assert!(stdout.contains("curl -s http://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("3-ring SL"), "{stdout}");
 }
+
+#[tokio::test]
+async fn consecutive_runs_add_traffic_without_collisions() {
+    let d = start(&[("RINGWATCH__RULES__CLOCK", "event")]);
+    let (ok, out) = simulate(&d, &["--seed", "1", "--duration", "900"]);
+    assert!(ok && out.contains("0 rejected"), "{out}");
+    let first = d
+        .metrics()
+        .await
+        .value(r#"ringwatch_events_received_total{type="call.offered"}"#);
+    // later in event time than the first run's settling heartbeat
+    let (ok, out) = simulate(
+        &d,
+        &[
+            "--seed",
+            "2",
+            "--duration",
+            "900",
+            "--start",
+            "2026-11-26T08:00:00Z",
+        ],
+    );
+    assert!(ok && out.contains("0 rejected"), "{out}");
+    let both = d
+        .metrics()
+        .await
+        .value(r#"ringwatch_events_received_total{type="call.offered"}"#);
+    assert!(first > 0.0 && both > first, "{first} then {both}");
+}

@@ -36,7 +36,7 @@ pub fn events(model: &Model, stories: &[Story], final_clock: Option<Millis>) -> 
                 offered,
                 ended,
             } => {
-                let id = format!("c{call}");
+                let id = format!("c{}-{call}", model.seed);
                 out.push((*offered, json!({"type": "call.offered", "call_id": id, "queue": queue(*q), "caller": "+15550100"})));
                 out.push((
                     *ended,
@@ -54,7 +54,7 @@ pub fn events(model: &Model, stories: &[Story], final_clock: Option<Millis>) -> 
                 transferred,
                 callback,
             } => {
-                let id = format!("c{call}");
+                let id = format!("c{}-{call}", model.seed);
                 let agent = format!("agent-{}-{}", queue(*q), call % 7);
                 out.push((*offered, json!({"type": "call.offered", "call_id": id, "queue": queue(*q), "caller": "+15550100"})));
                 out.push((
@@ -71,7 +71,7 @@ pub fn events(model: &Model, stories: &[Story], final_clock: Option<Millis>) -> 
                     }
                 }
                 if let Some(cb) = callback {
-                    let pid = format!("p{call}");
+                    let pid = format!("p{}-{call}", model.seed);
                     out.push((cb.promised, json!({"type": "callback.promised", "call_id": id, "promise_id": pid, "due": cb.due, "agent": agent, "customer": "Sam Sample"})));
                     match cb.resolution {
                         Resolution::Completed(at) => out.push((at, json!({"type": "callback.completed", "promise_id": pid, "agent": agent}))),

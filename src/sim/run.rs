@@ -41,6 +41,11 @@ pub struct SimulateArgs {
     /// Seconds of call arrivals to simulate.
     #[arg(long, default_value_t = 3600.0)]
     pub duration: f64,
+    /// First event time (RFC 3339 or epoch milliseconds) when not --realtime;
+    /// later runs can start after an earlier one's last event (which is a
+    /// `clock` heartbeat a day past the last due callback) to add traffic.
+    #[arg(long, default_value = "2026-11-23T08:00:00Z", value_parser = parse_start)]
+    pub start: Millis,
     /// Pace events to the wall clock (ts = now) instead of sending them as
     /// fast as they are acknowledged (which needs rules.clock = "event").
     #[arg(long)]
@@ -103,7 +108,7 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
     let start = if args.realtime {
         crate::pipeline::wall_now() + 1_000
     } else {
-        Model::default().start
+        args.start
     };
     let model = args.model(start);
     let stories = model.stories();
@@ -159,6 +164,15 @@ fn report_sent(sent: &Sent) {
     for r in &sent.rejections {
         println!("  rejected: {r}");
     }
+}
+
+fn parse_start(s: &str) -> Result<Millis, String> {
+    if let Ok(ms) = s.parse::<Millis>() {
+        return Ok(ms);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Millis)
+        .map_err(|e| format!("{s:?} is neither epoch milliseconds nor RFC 3339: {e}"))
 }
 
 pub async fn scrape(url: &str) -> Result<Samples, SimError> {
