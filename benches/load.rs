@@ -102,6 +102,11 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // RINGWATCH__* variables of the bench's own environment are passed
+        // on, so any configuration can be benchmarked.
+        for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("RINGWATCH__")) {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

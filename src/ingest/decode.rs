@@ -1,9 +1,10 @@
 //! Wire decoding: one text frame (an event or a JSON array of events) into
 //! validated [`Event`]s, or a specific rejection per element.
 //!
-//! Every field is first captured as raw JSON and then checked on its own, so a
-//! wrong field yields a detail that names it (serde's own messages do not), and
-//! one bad element of a batch never costs the others.
+//! A well-typed frame is parsed once; otherwise every field is captured as
+//! raw JSON and checked on its own, so a wrong field yields a detail that
+//! names it (serde's own messages do not), and one bad element of a batch
+//! never costs the others.
 
 use std::borrow::Cow;
 
@@ -42,14 +43,28 @@ impl DecodeError {
 pub type Decoded = Vec<Result<Event, DecodeError>>;
 
 /// Decode one text frame.
+///
+/// Fast path: the whole frame is deserialized once into typed fields. When
+/// that fails (a field of the wrong JSON type, a non-object element, invalid
+/// JSON), every element is taken apart field by field to say exactly what is
+/// wrong. Both paths end in the same [`validate`], reading the fields in the
+/// same order, so they always agree.
 pub fn decode_frame(text: &str) -> Decoded {
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
+        if let Ok(items) = serde_json::from_str::<Vec<Typed>>(text) {
+            return items.iter().map(validate_with_id).collect();
+        }
         match serde_json::from_str::<Vec<&RawValue>>(text) {
             Ok(items) => items.into_iter().map(decode_element).collect(),
             Err(e) => vec![Err(malformed(&e))],
         }
     } else {
+        if trimmed.starts_with('{') {
+            if let Ok(t) = serde_json::from_str::<Typed>(text) {
+                return vec![validate_with_id(&t)];
+            }
+        }
         match serde_json::from_str::<&RawValue>(text) {
             Ok(raw) => vec![decode_element(raw)],
             Err(e) => vec![Err(malformed(&e))],
@@ -64,8 +79,67 @@ fn malformed(e: &serde_json::Error) -> DecodeError {
     )
 }
 
-/// The envelope, every field still raw. Unknown fields are ignored (forward
-/// compatibility); `null` counts as absent.
+/// A timestamp as it came: RFC 3339 text or a JSON integer.
+enum Stamp<'a> {
+    Text(Cow<'a, str>),
+    Millis(u64),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Stamp<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Stamp<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an RFC 3339 string or non-negative integer epoch milliseconds")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Stamp::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Stamp::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Stamp::Millis(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The envelope with every field already of the right JSON type (the fast
+/// path). Unknown fields are ignored (forward compatibility); `null` counts
+/// as absent.
+#[derive(Deserialize)]
+struct Typed<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ts: Option<Stamp<'a>>,
+    #[serde(borrow)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    call_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    queue: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    agent: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    site: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    caller: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    customer: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    promise_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    due: Option<Stamp<'a>>,
+}
+
+/// The envelope, every field still raw (the fallback): each is checked on
+/// its own, so a wrong one yields a detail that names it.
 #[derive(Deserialize)]
 struct Wire<'a> {
     #[serde(borrow, rename = "type")]
@@ -94,6 +168,83 @@ struct Wire<'a> {
     due: Option<&'a RawValue>,
 }
 
+/// Where [`validate`] reads fields from.
+trait Fields<'a> {
+    fn text(&self, field: &'static str) -> Result<Option<Cow<'a, str>>, DecodeError>;
+    fn stamp(&self, field: &'static str) -> Result<Option<Stamp<'a>>, DecodeError>;
+}
+
+impl<'a> Fields<'a> for Typed<'a> {
+    fn text(&self, field: &'static str) -> Result<Option<Cow<'a, str>>, DecodeError> {
+        Ok(match field {
+            "type" => self.kind.clone(),
+            "event_id" => self.event_id.clone(),
+            "call_id" => self.call_id.clone(),
+            "queue" => self.queue.clone(),
+            "agent" => self.agent.clone(),
+            "site" => self.site.clone(),
+            "caller" => self.caller.clone(),
+            "customer" => self.customer.clone(),
+            "reason" => self.reason.clone(),
+            "promise_id" => self.promise_id.clone(),
+            _ => unreachable!("not a text field: {field}"),
+        })
+    }
+
+    fn stamp(&self, field: &'static str) -> Result<Option<Stamp<'a>>, DecodeError> {
+        let s = match field {
+            "ts" => &self.ts,
+            "due" => &self.due,
+            _ => unreachable!("not a timestamp field: {field}"),
+        };
+        Ok(s.as_ref().map(|s| match s {
+            Stamp::Text(t) => Stamp::Text(t.clone()),
+            Stamp::Millis(n) => Stamp::Millis(*n),
+        }))
+    }
+}
+
+impl<'a> Fields<'a> for Wire<'a> {
+    fn text(&self, field: &'static str) -> Result<Option<Cow<'a, str>>, DecodeError> {
+        let raw = match field {
+            "type" => self.kind,
+            "event_id" => self.event_id,
+            "call_id" => self.call_id,
+            "queue" => self.queue,
+            "agent" => self.agent,
+            "site" => self.site,
+            "caller" => self.caller,
+            "customer" => self.customer,
+            "reason" => self.reason,
+            "promise_id" => self.promise_id,
+            _ => unreachable!("not a text field: {field}"),
+        };
+        raw.map(|r| string(field, r)).transpose()
+    }
+
+    fn stamp(&self, field: &'static str) -> Result<Option<Stamp<'a>>, DecodeError> {
+        let raw = match field {
+            "ts" => self.ts,
+            "due" => self.due,
+            _ => unreachable!("not a timestamp field: {field}"),
+        };
+        let Some(raw) = raw else { return Ok(None) };
+        let text = raw.get();
+        if text.starts_with('"') {
+            return Ok(Some(Stamp::Text(string(field, raw)?)));
+        }
+        serde_json::from_str::<u64>(text).map(|n| Some(Stamp::Millis(n))).map_err(|_| {
+            invalid(
+                field,
+                format!(
+                    "expected an RFC 3339 string or non-negative integer epoch milliseconds, got {}",
+                    truncate(text, 40)
+                ),
+            )
+        })
+    }
+}
+
 fn decode_element(raw: &RawValue) -> Result<Event, DecodeError> {
     let text = raw.get();
     if !text.starts_with('{') {
@@ -104,46 +255,50 @@ fn decode_element(raw: &RawValue) -> Result<Event, DecodeError> {
     }
     let wire: Wire = serde_json::from_str(text)
         .map_err(|e| DecodeError::new(Reason::InvalidField, format!("event object: {e}")))?;
-    // The event_id is read first so that every later rejection can name it.
-    let event_id = wire
-        .event_id
-        .map(|r| id("event_id", r, 1, ID_MAX))
+    validate_with_id(&wire)
+}
+
+/// [`validate`], with the event's `event_id` (read first) on any rejection.
+fn validate_with_id<'a>(f: &impl Fields<'a>) -> Result<Event, DecodeError> {
+    let event_id = f
+        .text("event_id")?
+        .map(|v| bounded("event_id", v, 1, ID_MAX))
         .transpose()?;
-    decode_fields(&wire, event_id.clone()).map_err(|mut e| {
+    validate(f, event_id.clone()).map_err(|mut e| {
         e.event_id = event_id;
         e
     })
 }
 
-fn decode_fields(w: &Wire, event_id: Option<Id>) -> Result<Event, DecodeError> {
-    let kind_raw = w.kind.ok_or_else(|| missing("type"))?;
-    let kind_text = string("type", kind_raw)?;
+fn validate<'a>(f: &impl Fields<'a>, event_id: Option<Id>) -> Result<Event, DecodeError> {
+    let kind_text = f.text("type")?.ok_or_else(|| missing("type"))?;
     let kind = EventKind::parse(&kind_text).ok_or_else(|| {
         DecodeError::new(
             Reason::UnknownType,
             format!("unknown event type {:?}", truncate(&kind_text, 64)),
         )
     })?;
-    let ts = timestamp("ts", w.ts.ok_or_else(|| missing("ts"))?)?;
+    let ts = timestamp("ts", f.stamp("ts")?.ok_or_else(|| missing("ts"))?)?;
 
     // Every present field is checked against the contract, whatever the type.
-    let call = w.call_id.map(|r| id("call_id", r, 1, ID_MAX)).transpose()?;
-    let queue = w.queue.map(|r| id("queue", r, 1, LABEL_MAX)).transpose()?;
-    let site = w.site.map(|r| id("site", r, 1, LABEL_MAX)).transpose()?;
-    let agent = w.agent.map(|r| id("agent", r, 1, LABEL_MAX)).transpose()?;
+    let id = |field, min, max| -> Result<Option<Id>, DecodeError> {
+        f.text(field)?
+            .map(|v| bounded(field, v, min, max))
+            .transpose()
+    };
+    let call = id("call_id", 1, ID_MAX)?;
+    let queue = id("queue", 1, LABEL_MAX)?;
+    let site = id("site", 1, LABEL_MAX)?;
+    let agent = id("agent", 1, LABEL_MAX)?;
     // Personal data: validated for the contract, then dropped, never stored.
-    w.caller
-        .map(|r| id("caller", r, 0, PERSONAL_MAX))
-        .transpose()?;
-    w.customer
-        .map(|r| id("customer", r, 0, PERSONAL_MAX))
-        .transpose()?;
-    let reason = w.reason.map(end_reason).transpose()?;
-    let promise = w
-        .promise_id
-        .map(|r| id("promise_id", r, 1, ID_MAX))
-        .transpose()?;
-    let due = w.due.map(|r| timestamp("due", r)).transpose()?;
+    for field in ["caller", "customer"] {
+        if let Some(v) = f.text(field)? {
+            check_length(field, &v, 0, PERSONAL_MAX)?;
+        }
+    }
+    let reason = f.text("reason")?.map(end_reason).transpose()?;
+    let promise = id("promise_id", 1, ID_MAX)?;
+    let due = f.stamp("due")?.map(|d| timestamp("due", d)).transpose()?;
 
     let need = |v: Option<Id>, name: &str| v.ok_or_else(|| missing(name));
     let body = match kind {
@@ -223,20 +378,23 @@ fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, DecodeErro
         })
 }
 
-fn id(field: &str, raw: &RawValue, min: usize, max: usize) -> Result<Id, DecodeError> {
-    let s = string(field, raw)?;
-    let chars = s.chars().count();
+fn check_length(field: &str, v: &str, min: usize, max: usize) -> Result<(), DecodeError> {
+    let chars = v.chars().count();
     if chars < min || chars > max {
         return Err(invalid(
             field,
             format!("must be {min} to {max} characters, got {chars}"),
         ));
     }
-    Ok(Id::from(s.as_ref()))
+    Ok(())
 }
 
-fn end_reason(raw: &RawValue) -> Result<EndReason, DecodeError> {
-    let s = string("reason", raw)?;
+fn bounded(field: &str, v: Cow<str>, min: usize, max: usize) -> Result<Id, DecodeError> {
+    check_length(field, &v, min, max)?;
+    Ok(Id::from(v.as_ref()))
+}
+
+fn end_reason(s: Cow<str>) -> Result<EndReason, DecodeError> {
     EndReason::parse(&s).ok_or_else(|| {
         invalid(
             "reason",
@@ -249,29 +407,19 @@ fn end_reason(raw: &RawValue) -> Result<EndReason, DecodeError> {
 }
 
 /// RFC 3339 with an offset, or non-negative integer epoch milliseconds.
-fn timestamp(field: &str, raw: &RawValue) -> Result<Millis, DecodeError> {
-    let text = raw.get();
-    let ms = if text.starts_with('"') {
-        let s = string(field, raw)?;
-        let t = time::OffsetDateTime::parse(&s, &Rfc3339).map_err(|e| {
-            invalid(
-                field,
-                format!("{:?} is not an RFC 3339 timestamp: {e}", truncate(&s, 40)),
-            )
-        })?;
-        let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
-        Millis::try_from(ms).map_err(|_| invalid(field, "timestamp out of range"))?
-    } else {
-        let n: u64 = serde_json::from_str(text).map_err(|_| {
-            invalid(
-                field,
-                format!(
-                    "expected an RFC 3339 string or non-negative integer epoch milliseconds, got {}",
-                    truncate(text, 40)
-                ),
-            )
-        })?;
-        Millis::try_from(n).unwrap_or(Millis::MAX)
+fn timestamp(field: &str, stamp: Stamp) -> Result<Millis, DecodeError> {
+    let ms = match stamp {
+        Stamp::Text(s) => {
+            let t = time::OffsetDateTime::parse(&s, &Rfc3339).map_err(|e| {
+                invalid(
+                    field,
+                    format!("{:?} is not an RFC 3339 timestamp: {e}", truncate(&s, 40)),
+                )
+            })?;
+            let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+            Millis::try_from(ms).map_err(|_| invalid(field, "timestamp out of range"))?
+        }
+        Stamp::Millis(n) => Millis::try_from(n).unwrap_or(Millis::MAX),
     };
     if !(0..=TS_MAX).contains(&ms) {
         return Err(invalid(
@@ -477,5 +625,84 @@ mod tests {
         );
         // null is treated as absent
         assert!(one(r#"{"type":"clock","ts":1,"site":null}"#).is_ok());
+    }
+
+    #[test]
+    fn well_typed_frames_take_the_one_pass_path() {
+        let one = r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1","queue":"q7","caller":"+1555","event_id":"e1"}"#;
+        assert!(serde_json::from_str::<Typed>(one).is_ok());
+        let batch = format!("[{}]", vec![one; 100].join(","));
+        assert!(serde_json::from_str::<Vec<Typed>>(&batch).is_ok());
+        let escaped = r#"{"type":"clock","ts":"2026-11-23T09:00:00Z","site":"a\"b"}"#;
+        assert!(serde_json::from_str::<Typed>(escaped).is_ok());
+    }
+
+    mod fast_and_slow_paths_agree {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(r#""c1""#.to_string()),
+                Just(r#""billing""#.to_string()),
+                Just(r#""a\"b""#.to_string()),
+                Just(format!(r#""{}""#, "x".repeat(65))),
+                Just(format!(r#""{}""#, "x".repeat(129))),
+                Just(r#""""#.to_string()),
+                Just(r#""2026-11-23T09:00:00Z""#.to_string()),
+                Just(r#""not a time""#.to_string()),
+                Just("1795424400000".to_string()),
+                Just("-5".to_string()),
+                Just("1.5".to_string()),
+                Just("null".to_string()),
+                Just("true".to_string()),
+                Just("[1]".to_string()),
+                Just(r#"{"a":1}"#.to_string()),
+                Just(r#""completed""#.to_string()),
+                Just(r#""call.offered""#.to_string()),
+                Just(r#""callback.promised""#.to_string()),
+                Just(r#""clock""#.to_string()),
+            ]
+        }
+
+        fn field() -> impl Strategy<Value = &'static str> {
+            prop_oneof![
+                Just("type"),
+                Just("ts"),
+                Just("event_id"),
+                Just("call_id"),
+                Just("queue"),
+                Just("agent"),
+                Just("site"),
+                Just("caller"),
+                Just("customer"),
+                Just("reason"),
+                Just("promise_id"),
+                Just("due"),
+                Just("extra"),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn same_result_either_way(fields in proptest::collection::vec((field(), value()), 0..10)) {
+                let mut seen = std::collections::HashSet::new();
+                let body: Vec<String> = fields
+                    .iter()
+                    .filter(|(k, _)| seen.insert(*k))
+                    .map(|(k, v)| format!(r#""{k}":{v}"#))
+                    .collect();
+                let text = format!("{{{}}}", body.join(","));
+                let raw: &RawValue = serde_json::from_str(&text).unwrap();
+                let slow = decode_element(raw);
+                let mut fast = decode_frame(&text);
+                prop_assert_eq!(fast.pop().unwrap(), slow.clone());
+                // and inside a batch, next to a well-typed event
+                let batch = format!(r#"[{text}, {{"type":"clock","ts":1}}]"#);
+                let both = decode_frame(&batch);
+                prop_assert_eq!(&both[0], &slow);
+                prop_assert!(both[1].is_ok());
+            }
+        }
     }
 }
