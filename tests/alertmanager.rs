@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,14 +31,6 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Start Alertmanager (Debian's `prometheus-alertmanager`), or `None` when it
 /// is not installed and RINGWATCH_REQUIRE_ALERTMANAGER is not set.
 async fn alertmanager() -> Option<Alertmanager> {
@@ -57,7 +48,7 @@ async fn alertmanager() -> Option<Alertmanager> {
     let dir = std::env::temp_dir().join(format!(
         "ringwatch-am-{}-{}",
         std::process::id(),
-        free_port()
+        common::free_port()
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("alertmanager.yml");
@@ -66,7 +57,7 @@ async fn alertmanager() -> Option<Alertmanager> {
         "route:\n  receiver: quiet\nreceivers:\n  - name: quiet\n",
     )
     .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let child = Command::new(bin)
         .arg(format!("--config.file={}", cfg.display()))
         .arg(format!("--storage.path={}", dir.join("data").display()))
@@ -178,7 +169,7 @@ async fn hold_past_the_limit_reaches_alertmanager_and_resolves() {
 
 #[tokio::test]
 async fn unreachable_alertmanager_is_retried_and_counted_never_blocking_ingest() {
-    let port = free_port(); // nothing listens here
+    let port = common::free_port(); // nothing listens here
     let url = format!("http://127.0.0.1:{port}");
     let d = start(&[
         ("RINGWATCH__ALERTS__ALERTMANAGER_URL", url.as_str()),

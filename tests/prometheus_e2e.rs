@@ -22,7 +22,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -50,16 +50,6 @@ fn available(program: &str, what: &str) -> bool {
             false
         }
     }
-}
-
-/// A free loopback port (there is a short race until Prometheus binds it;
-/// [`Prometheus::start`] retries when it loses).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `application/x-www-form-urlencoded` value.
@@ -131,7 +121,7 @@ impl Prometheus {
                     .join(", ")
             );
             std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-            let port = free_port();
+            let port = common::free_port();
             let mut child = Command::new("prometheus")
                 .arg(format!(
                     "--config.file={}",
@@ -407,24 +397,11 @@ fn sample_value(s: &Value) -> f64 {
         .unwrap_or_else(|| panic!("not a sample: {s}"))
 }
 
-/// `ringwatch simulate` against `d`, unpaced (event time); panics with its
-/// output unless every event was accepted.
+/// `ringwatch simulate` against `d`; panics with its output unless every
+/// event was accepted.
 fn simulate(d: &common::Daemon, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwatch"))
-        .env_clear()
-        .env("RINGWATCH__RULES__CLOCK", "event")
-        .arg("simulate")
-        .arg("--url")
-        .arg(format!("ws://{}/v1/events", d.ingest))
-        .args(args)
-        .output()
-        .expect("run ringwatch simulate");
-    assert!(
-        out.status.success(),
-        "ringwatch simulate {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, out) = common::simulate(d, args);
+    assert!(ok, "ringwatch simulate {args:?} failed:\n{out}");
 }
 
 /// The monitor's clock of `d`, in Unix milliseconds.

@@ -6,27 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{send, start};
-
-fn simulate(d: &common::Daemon, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwatch"))
-        .env_clear()
-        .env("RINGWATCH__RULES__CLOCK", "event")
-        .arg("simulate")
-        .arg("--url")
-        .arg(format!("ws://{}/v1/events", d.ingest))
-        .arg("--metrics-url")
-        .arg(d.url("/metrics"))
-        .args(extra)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use common::{send, simulate, start};
 
 #[tokio::test]
 async fn thousands_of_simulated_calls_verify_exactly() {

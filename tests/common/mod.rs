@@ -157,6 +157,38 @@ impl Drop for Daemon {
     }
 }
 
+/// A free loopback port (bound and released: there is a short race until
+/// whoever it is for binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Run `ringwatch simulate` against `d` (unpaced, event time; `--metrics-url`
+/// points at `d` for `--verify`); returns success and stdout+stderr.
+pub fn simulate(d: &Daemon, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwatch"))
+        .env_clear()
+        .env("RINGWATCH__RULES__CLOCK", "event")
+        .arg("simulate")
+        .arg("--url")
+        .arg(format!("ws://{}/v1/events", d.ingest))
+        .arg("--metrics-url")
+        .arg(d.url("/metrics"))
+        .args(args)
+        .output()
+        .expect("run ringwatch simulate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 pub fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .args([format!("-{sig}"), pid.to_string()])
