@@ -3,4 +3,5 @@
 
 pub mod ack;
 pub mod decode;
+pub mod frame;
 pub mod server;

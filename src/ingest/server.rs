@@ -12,14 +12,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{ack, decode};
+use super::frame;
 use crate::metrics::self_metrics::{ProtocolError, SelfMetrics};
-use crate::pipeline::{wall_now, PipelineHandle, Rejection};
+use crate::pipeline::PipelineHandle;
 
 pub const PATH: &str = "/v1/events";
 
@@ -166,7 +166,7 @@ impl Connection<'_> {
             match msg {
                 None => return "peer",
                 Some(Ok(Message::Text(text))) => {
-                    if let Err(reason) = self.frame(text.as_str()).await {
+                    if let Err(reason) = self.frame(&text).await {
                         return reason;
                     }
                 }
@@ -190,44 +190,15 @@ impl Connection<'_> {
     }
 
     /// Decode, apply and acknowledge one text frame.
-    async fn frame(&mut self, text: &str) -> Result<(), &'static str> {
-        let started = Instant::now();
-        let m = &self.ctx.metrics;
-        m.frames.inc();
-        m.frame_bytes.inc_by(text.len() as u64);
-        let now = wall_now();
-        let mut events = Vec::new();
-        let mut rejected = Vec::new();
-        for (index, decoded) in decode::decode_frame(text).into_iter().enumerate() {
-            let index = index as u32;
-            match decoded {
-                Ok(ev) => {
-                    m.event_lag.observe((now - ev.ts).max(0) as f64 / 1000.0);
-                    events.push((index, ev));
-                }
-                Err(e) => rejected.push(Rejection {
-                    index,
-                    event_id: e.event_id,
-                    reason: e.reason,
-                    detail: e.detail,
-                }),
-            }
-        }
-        let decode_rejects = rejected.iter().map(|r| r.reason).collect();
-        let Ok(verdicts) = self.ctx.pipeline.apply(events, decode_rejects).await else {
+    async fn frame(&mut self, text: &Utf8Bytes) -> Result<(), &'static str> {
+        let Ok(ack) = frame::process(text, &self.ctx.pipeline, &self.ctx.metrics).await else {
             self.close(CloseCode::Away, "ringwatch is shutting down")
                 .await;
             return Err("shutdown");
         };
-        if !verdicts.rejected.is_empty() {
-            rejected.extend(verdicts.rejected);
-            rejected.sort_by_key(|r| r.index);
-        }
-        let ack = ack::encode(verdicts.accepted, verdicts.duplicates, &rejected);
         if self.ws.send(Message::text(ack)).await.is_err() {
             return Err("io_error");
         }
-        m.frame_duration.observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 

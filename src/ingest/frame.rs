@@ -1,0 +1,55 @@
+//! One text frame, whatever transport brought it: decode, hand to the
+//! pipeline, and build the acknowledgement. The server endpoint and every
+//! client-mode source go through here, so they count and answer alike.
+
+use std::time::Instant;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::{ack, decode};
+use crate::metrics::self_metrics::SelfMetrics;
+use crate::pipeline::{wall_now, PipelineHandle, Rejection, Stopped};
+
+/// Decode, apply and acknowledge one text frame; returns the ack text. The
+/// ack is only returned once the pipeline has applied (and journaled) the
+/// frame, so a sender that has it may forget the frame.
+pub async fn process(
+    text: &Utf8Bytes,
+    pipeline: &PipelineHandle,
+    metrics: &SelfMetrics,
+) -> Result<String, Stopped> {
+    let started = Instant::now();
+    metrics.frames.inc();
+    metrics.frame_bytes.inc_by(text.len() as u64);
+    let now = wall_now();
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, decoded) in decode::decode_frame(text.as_str()).into_iter().enumerate() {
+        let index = index as u32;
+        match decoded {
+            Ok(ev) => {
+                metrics
+                    .event_lag
+                    .observe((now - ev.ts).max(0) as f64 / 1000.0);
+                events.push((index, ev));
+            }
+            Err(e) => rejected.push(Rejection {
+                index,
+                event_id: e.event_id,
+                reason: e.reason,
+                detail: e.detail,
+            }),
+        }
+    }
+    let decode_rejects = rejected.iter().map(|r| r.reason).collect();
+    let verdicts = pipeline.apply(events, decode_rejects).await?;
+    if !verdicts.rejected.is_empty() {
+        rejected.extend(verdicts.rejected);
+        rejected.sort_by_key(|r| r.index);
+    }
+    let ack = ack::encode(verdicts.accepted, verdicts.duplicates, &rejected);
+    metrics
+        .frame_duration
+        .observe(started.elapsed().as_secs_f64());
+    Ok(ack)
+}
