@@ -714,7 +714,7 @@ async fn run_memory(bins: &Bins) {
             let ack = next_ack(&mut ws).await;
             assert_eq!(accepted(&ack), 1000, "{ack}");
             sent += 1000;
-            if sent % 250_000 == 0 {
+            if sent.is_multiple_of(250_000) {
                 steps.push((sent, server.rss()));
             }
         }

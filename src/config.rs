@@ -41,6 +41,23 @@ pub struct Config {
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub alerts: AlertsConfig,
+    pub durability: DurabilityConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurabilityConfig {
+    pub dir: String,
+    pub fsync: FsyncMode,
+    pub fsync_interval: f64,
+    pub snapshot_interval: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    Interval,
+    Batch,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -158,6 +175,8 @@ pub struct Validated {
     pub log: LogConfig,
     /// `None` when no Alertmanager is configured.
     pub alerts: Option<crate::alerts::AlertSettings>,
+    /// `None` when `durability.dir` is empty (state in memory only).
+    pub durability: Option<crate::durability::Settings>,
 }
 
 const LIST_KEYS: [&str; 5] = [
@@ -357,7 +376,30 @@ impl Config {
             declared_queues: m.queues.clone(),
             log: self.log.clone(),
             alerts: self.alerts()?,
+            durability: self.durability()?,
         })
+    }
+
+    fn durability(&self) -> Result<Option<crate::durability::Settings>, ConfigError> {
+        use crate::durability::{Fsync, Settings};
+        let d = &self.durability;
+        if d.dir.trim().is_empty() {
+            return Ok(None);
+        }
+        let interval = duration("durability.fsync_interval", d.fsync_interval, 0.001, 60.0)?;
+        Ok(Some(Settings {
+            dir: d.dir.trim().into(),
+            fsync: match d.fsync {
+                FsyncMode::Batch => Fsync::Batch,
+                FsyncMode::Interval => Fsync::Interval(interval),
+            },
+            snapshot_interval: duration(
+                "durability.snapshot_interval",
+                d.snapshot_interval,
+                1.0,
+                86_400.0,
+            )?,
+        }))
     }
 
     fn alerts(&self) -> Result<Option<crate::alerts::AlertSettings>, ConfigError> {

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Validated;
+use crate::durability::{self, DataDir, DurabilityError, Journal, StateConfig};
 use crate::http::{self, HttpState};
 use crate::ingest::server::{self, IngestSettings};
 use crate::metrics::self_metrics::SelfMetrics;
@@ -20,6 +21,8 @@ use crate::rules::Engine;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error(transparent)]
+    Durability(#[from] DurabilityError),
     #[error("cannot listen on {addr} ({key})")]
     Bind {
         key: &'static str,
@@ -52,25 +55,38 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, Daemon
 /// Bind and start everything; returns once the daemon is ready. Cancelling
 /// `shutdown` drains it within `shutdown.drain_timeout`.
 pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Running, DaemonError> {
+    // Locked before any port is bound: a second daemon on the same data
+    // directory stops here.
+    let data_dir = cfg.durability.as_ref().map(DataDir::open).transpose()?;
     let ingest_listener = bind("ingest.listen", cfg.ingest_listen).await?;
     let http_listener = bind("http.listen", cfg.http_listen).await?;
     let ingest_addr = ingest_listener.local_addr().expect("bound socket");
     let http_addr = http_listener.local_addr().expect("bound socket");
 
     let metrics = Arc::new(SelfMetrics::new());
-    let mut store = Store::new(
-        Bounds::new(&cfg.settings, &cfg.buckets),
-        cfg.quantile_window,
-    );
-    let mut engine = Engine::new(cfg.settings.clone());
-    for queue in &cfg.declared_queues {
-        engine.declare_queue(queue, &mut store);
-    }
-    let (pipeline, pipeline_task) = pipeline::spawn(engine, store);
-
+    let (pipeline, inbox) = pipeline::channel();
     let ready = Arc::new(AtomicBool::new(false));
-    let stop_ingest = shutdown.child_token();
+    // HTTP first: during recovery /healthz answers and /readyz says not yet.
     let stop_http = CancellationToken::new();
+    let app = http::router(HttpState {
+        pipeline: pipeline.clone(),
+        metrics: Arc::clone(&metrics),
+        ready: Arc::clone(&ready),
+    });
+    let http_stop = stop_http.clone();
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+
+    tracing::info!(addr = %http_addr, "http listening");
+
+    let (engine, store, journal) = recover(&cfg, data_dir, &metrics).await?;
+    let pipeline_task = pipeline::spawn(engine, store, journal, inbox);
+    let stop_ingest = shutdown.child_token();
     let connections = TaskTracker::new();
     let ingest_task = tokio::spawn(server::serve(
         ingest_listener,
@@ -96,25 +112,11 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
             shutdown.clone(),
         ))
     });
-    let app = http::router(HttpState {
-        pipeline,
-        metrics,
-        ready: Arc::clone(&ready),
-    });
-    let http_stop = stop_http.clone();
-    let http_task = tokio::spawn(async move {
-        let serve = axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
-
+    drop(pipeline);
     // Ready before the addresses are announced: whoever reads them can rely
     // on /readyz already answering 200.
     ready.store(true, Ordering::Release);
     tracing::info!(addr = %ingest_addr, path = server::PATH, "ingest listening");
-    tracing::info!(addr = %http_addr, "http listening");
     tracing::info!(
         clock = ?cfg.settings.clock,
         version = env!("CARGO_PKG_VERSION"),
@@ -158,4 +160,50 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         http_addr,
         task,
     })
+}
+
+type Recovered = (Engine, Store, Option<(Journal, std::time::Duration)>);
+
+/// The state to start from: fresh without durability, else the snapshot
+/// and journal in the data directory (replayed on a blocking thread).
+async fn recover(
+    cfg: &Validated,
+    data_dir: Option<DataDir>,
+    metrics: &Arc<SelfMetrics>,
+) -> Result<Recovered, DaemonError> {
+    let state = StateConfig {
+        rules: cfg.settings.clone(),
+        bounds: Bounds::new(&cfg.settings, &cfg.buckets),
+        quantile_window: cfg.quantile_window,
+        declared_queues: cfg.declared_queues.clone(),
+    };
+    let (Some(dir), Some(d)) = (data_dir, cfg.durability.clone()) else {
+        tracing::warn!("durability.dir is empty: state is kept in memory only and lost on restart");
+        let (engine, store) = state.fresh();
+        return Ok((engine, store, None));
+    };
+    let (engine, store, writer, report, dir) = tokio::task::spawn_blocking(move || {
+        durability::recover(&dir, &state, pipeline::replay)
+            .map(|(engine, store, writer, report)| (engine, store, writer, report, dir))
+    })
+    .await
+    .expect("recovery does not panic")?;
+    let m = &metrics.disk;
+    m.recovery_duration.set(report.duration.as_secs_f64());
+    m.recovery_records.set(report.records as i64);
+    m.recovery_cut_bytes.set(report.cut_bytes as i64);
+    m.recovery_bad_snapshots.set(report.bad_snapshots as i64);
+    tracing::info!(
+        dir = %d.dir.display(),
+        snapshot = ?report.snapshot,
+        segments = report.segments,
+        records = report.records,
+        cut_bytes = report.cut_bytes,
+        calls_in_flight = engine.calls_in_flight(),
+        promises_pending = engine.promises_pending(),
+        millis = report.duration.as_millis() as u64,
+        "state recovered"
+    );
+    let journal = Journal::new(dir, writer, d.fsync, Arc::clone(metrics));
+    Ok((engine, store, Some((journal, d.snapshot_interval))))
 }

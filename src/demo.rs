@@ -31,6 +31,8 @@ pub enum DemoError {
     Daemon(#[from] daemon::DaemonError),
     #[error(transparent)]
     Send(#[from] send::SendError),
+    #[error("cannot create the demo's data directory: {0}")]
+    DataDir(#[from] std::io::Error),
 }
 
 /// Three queues, a call every ~10 s on each, 7 agents each: busy enough that
@@ -60,6 +62,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), DemoError> {
     cfg.settings.clock = ClockMode::Wall;
+    // Each demo is a new simulated day: its journal lives in a temporary
+    // directory, removed when the demo ends.
+    let data = tempfile::Builder::new()
+        .prefix("ringwatch-demo-")
+        .tempdir()?;
+    if let Some(d) = &mut cfg.durability {
+        d.dir = data.path().to_path_buf();
+    }
     let running = daemon::start(cfg, shutdown.clone()).await?;
     let metrics_url = format!("http://{}/metrics", running.http_addr);
     let ingest_url = format!("ws://{}/v1/events", running.ingest_addr);

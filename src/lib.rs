@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod durability;
 pub mod event;
 pub mod http;
 pub mod ingest;

@@ -1,17 +1,22 @@
-//! The pipeline task: the single owner of the rules engine and the metrics
-//! store. Connections send it decoded frames and get verdicts back; `/metrics`
-//! asks it for a snapshot through the same queue, so a scrape taken after an
-//! acknowledgement always includes the acknowledged events.
+//! The pipeline task: the single owner of the rules engine, the metrics
+//! store and the journal. Connections send it decoded frames and get verdicts
+//! back once the frame is journaled; `/metrics` asks it for a snapshot
+//! through the same queue, so a scrape taken after an acknowledgement always
+//! includes the acknowledged events.
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::event::{Event, Id, Millis, Reason};
-use crate::metrics::{EngineState, Snapshot, Store};
-use crate::rules::{AlertKind, Engine, Verdict};
 use compact_str::CompactString;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::durability::{Ack, Journal, JournalFailed, Record};
+use crate::event::{Event, Id, Millis, Reason};
+use crate::ingest::{decode, frame};
+use crate::metrics::{EngineState, Snapshot, Store};
+use crate::rules::{AlertKind, ClockMode, Engine, Verdict};
 
 /// How often wall-clock timers (missed callbacks, eviction) are checked.
 const TICK: Duration = Duration::from_millis(250);
@@ -37,10 +42,12 @@ pub struct Verdicts {
 
 enum Command {
     Apply {
+        /// The frame as received: what the journal keeps.
+        text: Utf8Bytes,
         events: Vec<(u32, Event)>,
         /// Reasons of the frame's elements that failed decoding, to be counted.
         decode_rejects: Vec<Reason>,
-        reply: oneshot::Sender<Verdicts>,
+        reply: oneshot::Sender<Result<Verdicts, JournalFailed>>,
     },
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
@@ -68,27 +75,50 @@ pub struct Alert {
 #[error("the pipeline has stopped")]
 pub struct Stopped;
 
+/// Why a frame was not applied and acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+    #[error(transparent)]
+    Journal(#[from] JournalFailed),
+}
+
 #[derive(Clone)]
 pub struct PipelineHandle {
     tx: mpsc::Sender<Command>,
 }
 
+/// The receiving end of a [`PipelineHandle`], until [`spawn`] runs it.
+pub struct Inbox(mpsc::Receiver<Command>);
+
+/// A handle and its inbox: handles can be given out (to the HTTP server,
+/// say) before the state is recovered and the pipeline spawned.
+pub fn channel() -> (PipelineHandle, Inbox) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (PipelineHandle { tx }, Inbox(rx))
+}
+
 impl PipelineHandle {
+    /// Apply a decoded frame; the verdicts come back once the frame is in
+    /// the journal (when durability is on), never before.
     pub async fn apply(
         &self,
+        text: Utf8Bytes,
         events: Vec<(u32, Event)>,
         decode_rejects: Vec<Reason>,
-    ) -> Result<Verdicts, Stopped> {
+    ) -> Result<Verdicts, ApplyError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Apply {
+                text,
                 events,
                 decode_rejects,
                 reply,
             })
             .await
             .map_err(|_| Stopped)?;
-        rx.await.map_err(|_| Stopped)
+        Ok(rx.await.map_err(|_| Stopped)??)
     }
 
     /// The calls and promises past a limit right now.
@@ -111,37 +141,160 @@ impl PipelineHandle {
     }
 }
 
-/// Start the pipeline. It runs until every [`PipelineHandle`] is dropped,
-/// after applying everything already queued.
-pub fn spawn(engine: Engine, store: Store) -> (PipelineHandle, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(run(engine, store, rx));
-    (PipelineHandle { tx }, task)
+/// Start the pipeline on a (recovered) state. It runs until every
+/// [`PipelineHandle`] is dropped, after applying everything already queued,
+/// and then closes the journal with a last snapshot.
+pub fn spawn(
+    engine: Engine,
+    store: Store,
+    journal: Option<(Journal, Duration)>,
+    inbox: Inbox,
+) -> JoinHandle<()> {
+    let (journal, snapshot_every) = match journal {
+        Some((j, every)) => (Some(j), Some(every)),
+        None => (None, None),
+    };
+    let p = Pipeline {
+        engine,
+        store,
+        journal,
+        acks: Vec::new(),
+    };
+    tokio::spawn(run(p, inbox.0, snapshot_every))
 }
 
-async fn run(mut engine: Engine, mut store: Store, mut rx: mpsc::Receiver<Command>) {
+/// Commands applied in one go before the journal is committed: frames that
+/// arrive together share one write (and, with `fsync = "batch"`, one fsync).
+const BURST: usize = 256;
+
+async fn run(mut p: Pipeline, mut rx: mpsc::Receiver<Command>, snapshot_every: Option<Duration>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Without a journal there is nothing to snapshot: a timer that never fires.
+    let every = snapshot_every.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+    let mut snapshots = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            cmd = rx.recv() => match cmd {
-                Some(Command::Apply { events, decode_rejects, reply }) => {
-                    let verdicts = apply(&mut engine, &mut store, events, &decode_rejects);
-                    // The sender may have gone (connection dropped): nothing to do.
-                    let _ = reply.send(verdicts);
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                p.handle(cmd);
+                for _ in 1..BURST {
+                    match rx.try_recv() {
+                        Ok(cmd) => p.handle(cmd),
+                        Err(_) => break,
+                    }
                 }
-                Some(Command::Snapshot { reply }) => {
-                    let _ = reply.send(snapshot(&mut engine, &mut store));
-                }
-                Some(Command::Alerts { reply }) => {
-                    let _ = reply.send(alerts(&mut engine, &mut store));
-                }
-                None => break,
-            },
-            _ = tick.tick() => engine.tick(wall_now(), &mut store),
+                p.commit();
+            }
+            _ = tick.tick() => p.tick(),
+            _ = snapshots.tick() => p.snapshot(),
         }
     }
+    p.commit();
+    if let Some(journal) = p.journal.take() {
+        journal.close(&p.engine, &p.store).await;
+    }
     tracing::debug!("pipeline drained and stopped");
+}
+
+/// The state and its journal, owned by the pipeline task alone.
+struct Pipeline {
+    engine: Engine,
+    store: Store,
+    journal: Option<Journal>,
+    /// Acknowledgements waiting for the next journal commit.
+    acks: Vec<Ack>,
+}
+
+impl Pipeline {
+    /// Every input is journaled before it touches the state, with the wall
+    /// time it is applied at, so a replay calls the engine identically.
+    fn record(&mut self, rec: Record<'_>) {
+        if let Some(j) = &mut self.journal {
+            j.append(&rec);
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        let now = wall_now();
+        match cmd {
+            Command::Apply {
+                text,
+                events,
+                decode_rejects,
+                reply,
+            } => {
+                self.record(Record::Frame {
+                    now,
+                    text: text.as_str(),
+                });
+                let v = apply(
+                    &mut self.engine,
+                    &mut self.store,
+                    events,
+                    &decode_rejects,
+                    now,
+                );
+                if self.journal.is_some() {
+                    self.acks.push(Box::new(move |journaled| {
+                        // The sender may have gone (connection dropped): nothing to do.
+                        let _ = reply.send(journaled.map(|()| v));
+                    }));
+                } else {
+                    let _ = reply.send(Ok(v));
+                }
+            }
+            Command::Snapshot { reply } => {
+                self.record(Record::Live { now });
+                let _ = reply.send(snapshot(&mut self.engine, &mut self.store, now));
+            }
+            Command::Alerts { reply } => {
+                self.record(Record::Alerts { now });
+                let _ = reply.send(alerts(&mut self.engine, &mut self.store, now));
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        // In event mode a tick changes nothing: no need to journal it.
+        if self.engine.settings().clock == ClockMode::Wall {
+            let now = wall_now();
+            self.record(Record::Tick { now });
+            self.engine.tick(now, &mut self.store);
+        }
+    }
+
+    fn commit(&mut self) {
+        if let Some(j) = &mut self.journal {
+            j.commit(std::mem::take(&mut self.acks));
+        }
+    }
+
+    fn snapshot(&mut self) {
+        if let Some(j) = &mut self.journal {
+            j.snapshot(&self.engine, &self.store);
+        }
+    }
+}
+
+/// Apply one journal record during recovery, exactly as [`Pipeline`] did
+/// when it wrote it.
+pub fn replay(engine: &mut Engine, store: &mut Store, rec: Record<'_>) {
+    match rec {
+        Record::Frame { now, text } => {
+            let (events, rejected) = frame::split(decode::decode_frame(text));
+            let reasons: Vec<Reason> = rejected.iter().map(|r| r.reason).collect();
+            apply(engine, store, events, &reasons, now);
+        }
+        Record::Tick { now } => engine.tick(now, store),
+        Record::Live { now } => {
+            engine.live(now, store);
+        }
+        Record::Alerts { now } => {
+            engine.alerts(now, store);
+        }
+    }
 }
 
 fn apply(
@@ -149,11 +302,11 @@ fn apply(
     store: &mut Store,
     events: Vec<(u32, Event)>,
     decode_rejects: &[Reason],
+    now: Millis,
 ) -> Verdicts {
     for r in decode_rejects {
         store.rejected(*r);
     }
-    let now = wall_now();
     let mut v = Verdicts::default();
     for (index, ev) in events {
         match engine.apply(&ev, now, store) {
@@ -185,8 +338,8 @@ fn apply(
     v
 }
 
-fn alerts(engine: &mut Engine, store: &mut Store) -> Vec<Alert> {
-    let conditions = engine.alerts(wall_now(), store);
+fn alerts(engine: &mut Engine, store: &mut Store, now: Millis) -> Vec<Alert> {
+    let conditions = engine.alerts(now, store);
     conditions
         .into_iter()
         .map(|c| {
@@ -204,8 +357,8 @@ fn alerts(engine: &mut Engine, store: &mut Store) -> Vec<Alert> {
         .collect()
 }
 
-fn snapshot(engine: &mut Engine, store: &mut Store) -> Snapshot {
-    let live = engine.live(wall_now(), store);
+fn snapshot(engine: &mut Engine, store: &mut Store, now: Millis) -> Snapshot {
+    let live = engine.live(now, store);
     let state = EngineState {
         clock: engine.clock(),
         calls_in_flight: engine.calls_in_flight() as u64,

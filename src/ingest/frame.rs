@@ -7,8 +7,9 @@ use std::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{ack, decode};
+use crate::event::Event;
 use crate::metrics::self_metrics::SelfMetrics;
-use crate::pipeline::{wall_now, PipelineHandle, Rejection, Stopped};
+use crate::pipeline::{wall_now, ApplyError, PipelineHandle, Rejection};
 
 /// Decode, apply and acknowledge one text frame; returns the ack text. The
 /// ack is only returned once the pipeline has applied (and journaled) the
@@ -17,32 +18,19 @@ pub async fn process(
     text: &Utf8Bytes,
     pipeline: &PipelineHandle,
     metrics: &SelfMetrics,
-) -> Result<String, Stopped> {
+) -> Result<String, ApplyError> {
     let started = Instant::now();
     metrics.frames.inc();
     metrics.frame_bytes.inc_by(text.len() as u64);
     let now = wall_now();
-    let mut events = Vec::new();
-    let mut rejected = Vec::new();
-    for (index, decoded) in decode::decode_frame(text.as_str()).into_iter().enumerate() {
-        let index = index as u32;
-        match decoded {
-            Ok(ev) => {
-                metrics
-                    .event_lag
-                    .observe((now - ev.ts).max(0) as f64 / 1000.0);
-                events.push((index, ev));
-            }
-            Err(e) => rejected.push(Rejection {
-                index,
-                event_id: e.event_id,
-                reason: e.reason,
-                detail: e.detail,
-            }),
-        }
+    let (events, mut rejected) = split(decode::decode_frame(text.as_str()));
+    for (_, ev) in &events {
+        metrics
+            .event_lag
+            .observe((now - ev.ts).max(0) as f64 / 1000.0);
     }
     let decode_rejects = rejected.iter().map(|r| r.reason).collect();
-    let verdicts = pipeline.apply(events, decode_rejects).await?;
+    let verdicts = pipeline.apply(text.clone(), events, decode_rejects).await?;
     if !verdicts.rejected.is_empty() {
         rejected.extend(verdicts.rejected);
         rejected.sort_by_key(|r| r.index);
@@ -52,4 +40,23 @@ pub async fn process(
         .frame_duration
         .observe(started.elapsed().as_secs_f64());
     Ok(ack)
+}
+
+/// A decoded frame split into the events to apply (with their index in the
+/// frame) and the elements that failed decoding.
+pub fn split(decoded: decode::Decoded) -> (Vec<(u32, Event)>, Vec<Rejection>) {
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, d) in (0u32..).zip(decoded) {
+        match d {
+            Ok(ev) => events.push((index, ev)),
+            Err(e) => rejected.push(Rejection {
+                index,
+                event_id: e.event_id,
+                reason: e.reason,
+                detail: e.detail,
+            }),
+        }
+    }
+    (events, rejected)
 }

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::frame;
 use crate::metrics::self_metrics::{ProtocolError, SelfMetrics};
-use crate::pipeline::PipelineHandle;
+use crate::pipeline::{ApplyError, PipelineHandle};
 
 pub const PATH: &str = "/v1/events";
 
@@ -191,10 +191,22 @@ impl Connection<'_> {
 
     /// Decode, apply and acknowledge one text frame.
     async fn frame(&mut self, text: &Utf8Bytes) -> Result<(), &'static str> {
-        let Ok(ack) = frame::process(text, &self.ctx.pipeline, &self.ctx.metrics).await else {
-            self.close(CloseCode::Away, "ringwatch is shutting down")
+        let ack = match frame::process(text, &self.ctx.pipeline, &self.ctx.metrics).await {
+            Ok(ack) => ack,
+            Err(ApplyError::Stopped(_)) => {
+                self.close(CloseCode::Away, "ringwatch is shutting down")
+                    .await;
+                return Err("shutdown");
+            }
+            // Not acknowledged: the sender resends it after reconnecting.
+            Err(ApplyError::Journal(_)) => {
+                self.close(
+                    CloseCode::Error,
+                    "the journal could not be written: frame not acknowledged, resend it",
+                )
                 .await;
-            return Err("shutdown");
+                return Err("journal_error");
+            }
         };
         if self.ws.send(Message::text(ack)).await.is_err() {
             return Err("io_error");

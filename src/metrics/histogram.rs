@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use crate::event::Millis;
 
 /// Observation counts per boundary (non-cumulative; the last slot is +Inf).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Buckets {
     pub counts: Vec<u64>,
     /// Sum of observations in the family's unit (milliseconds or rings).
@@ -141,6 +141,54 @@ fn quantiles_of(h: &Histogram<u32>) -> [u64; 3] {
         }
     }
     out
+}
+
+/// One slot as a snapshot holds it: its epoch and the recorded bins as
+/// (highest value of the bin, count), which re-record into the same bins.
+type SlotImage = Option<(i64, Vec<(u64, u64)>)>;
+
+impl serde::Serialize for HdrWindow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let slots: Vec<SlotImage> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                slot.as_ref().map(|(epoch, h)| {
+                    let bins = h
+                        .iter_recorded()
+                        .map(|v| (v.value_iterated_to(), v.count_at_value().into()))
+                        .collect();
+                    (*epoch, bins)
+                })
+            })
+            .collect();
+        (self.step, slots).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HdrWindow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (step, slots): (Millis, Vec<SlotImage>) = serde::Deserialize::deserialize(d)?;
+        if step < 1 || slots.len() != (SLOTS + 1) as usize {
+            return Err(serde::de::Error::custom("HDR window of another shape"));
+        }
+        let slots = slots
+            .into_iter()
+            .map(|slot| {
+                slot.map(|(epoch, bins)| {
+                    let mut h = new_hdr();
+                    for (value, count) in bins {
+                        h.saturating_record_n(
+                            value.min(HDR_MAX),
+                            u32::try_from(count).unwrap_or(u32::MAX),
+                        );
+                    }
+                    (epoch, h)
+                })
+            })
+            .collect();
+        Ok(HdrWindow { step, slots })
+    }
 }
 
 /// A histogram reused to merge window slots.

@@ -20,7 +20,7 @@ use crate::rules::{
 use histogram::{Buckets, HdrWindow, Scratch};
 
 /// Bucket boundaries of each histogram family (durations in milliseconds).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bounds {
     pub time_to_answer: Vec<i64>,
     pub rings: Vec<i64>,
@@ -88,7 +88,7 @@ impl Bounds {
 }
 
 /// Counters of one series.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub offered: u64,
     pub answered: u64,
@@ -104,7 +104,7 @@ pub struct Counters {
 }
 
 /// Histograms of one series, in family order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Histograms {
     pub time_to_answer: Buckets,
     pub rings: Buckets,
@@ -113,6 +113,7 @@ pub struct Histograms {
     pub lateness: Buckets,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct SeriesMetrics {
     queue: CompactString,
     site: Option<CompactString>,
@@ -123,7 +124,7 @@ struct SeriesMetrics {
 }
 
 /// Counts that are not per series.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     pub received: [u64; EventKind::ALL.len()],
     pub rejected: [u64; Reason::ALL.len()],
@@ -133,7 +134,7 @@ pub struct Totals {
 }
 
 /// What is attributed to one agent (per-agent mode).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AgentCounters {
     pub agent: CompactString,
     pub answered: u64,
@@ -144,12 +145,14 @@ pub struct AgentCounters {
     pub resolved: [u64; 4],
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Store {
     bounds: Arc<Bounds>,
     window: Millis,
     series: Vec<SeriesMetrics>,
     agents: Vec<AgentCounters>,
     totals: Totals,
+    #[serde(skip)]
     scratch: Scratch,
 }
 
@@ -163,6 +166,28 @@ impl Store {
             totals: Totals::default(),
             scratch: Scratch::default(),
         }
+    }
+
+    /// Whether a store saved in a snapshot can carry on under the current
+    /// configuration: counts per bucket cannot be re-bucketed, so the
+    /// boundaries must be the same.
+    pub fn fits(&self, bounds: &Bounds, quantile_window: Millis) -> bool {
+        *self.bounds == *bounds && self.window == quantile_window
+    }
+
+    /// Per-agent series exist only in per-agent mode; a snapshot taken
+    /// without it may lack some agents the engine knows.
+    pub fn agents_len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Drop every per-agent figure (per-agent mode was turned off).
+    pub fn clear_agents(&mut self) {
+        self.agents.clear();
+    }
+
+    pub fn series_len(&self) -> usize {
+        self.series.len()
     }
 
     pub fn received(&mut self, kind: EventKind) {

@@ -1,13 +1,18 @@
 //! A set of ids remembered for a while: `event_id` de-duplication and the
 //! tombstones of ended calls and resolved promises.
 //!
-//! Ids are kept as 64-bit keyed hashes (SipHash with a per-process random key),
-//! so an entry costs ~24 bytes whatever the id's length, and a sender cannot
-//! aim collisions. A false match needs two live ids to share a random 64-bit
-//! hash: about n/2^64 per lookup, 1 in 10^13 for a million remembered ids.
+//! Ids are kept as 64-bit keyed hashes (SipHash-1-3 with a random key drawn
+//! when the set is created), so an entry costs ~24 bytes whatever the id's
+//! length, and a sender cannot aim collisions. A false match needs two live
+//! ids to share a random 64-bit hash: about n/2^64 per lookup, 1 in 10^13 for
+//! a million remembered ids. The key is saved with the set in snapshots, so a
+//! restarted daemon still recognises the ids it remembered.
 
 use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use siphasher::sip::SipHasher13;
 
 use crate::event::Millis;
 
@@ -30,7 +35,7 @@ impl Hasher for PreHashed {
 pub(crate) type HashSetU64 = HashSet<u64, BuildHasherDefault<PreHashed>>;
 
 pub struct ExpiringSet {
-    hasher: RandomState,
+    key: (u64, u64),
     keys: HashSetU64,
     /// Insertion order with expiry; the monitor's clock never goes back, so
     /// expiries are (almost) sorted and the front is always the next to go.
@@ -41,8 +46,11 @@ pub struct ExpiringSet {
 
 impl ExpiringSet {
     pub fn new(ttl: Millis, max: usize) -> Self {
+        // Two draws from std's per-process random source make the key.
+        let seed = RandomState::new();
+        let key = (seed.hash_one(0u8), seed.hash_one(1u8));
         ExpiringSet {
-            hasher: RandomState::new(),
+            key,
             keys: HashSetU64::default(),
             order: VecDeque::new(),
             ttl,
@@ -51,7 +59,22 @@ impl ExpiringSet {
     }
 
     fn key(&self, id: &str) -> u64 {
-        self.hasher.hash_one(id)
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        id.hash(&mut h);
+        h.finish()
+    }
+
+    /// After loading from a snapshot: the current configuration's limits.
+    /// A lower `max` forgets the oldest entries now.
+    pub(crate) fn restored(mut self, ttl: Millis, max: usize) -> Self {
+        self.ttl = ttl;
+        self.max = max;
+        while self.order.len() > max {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.keys.remove(&old);
+            }
+        }
+        self
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -92,6 +115,44 @@ impl ExpiringSet {
     }
 }
 
+/// What a snapshot keeps: the hash key and the entries in expiry order
+/// (the lookup set is rebuilt from them).
+#[derive(Serialize)]
+struct ImageRef<'a> {
+    key: (u64, u64),
+    order: &'a VecDeque<(Millis, u64)>,
+}
+
+#[derive(Deserialize)]
+struct Image {
+    key: (u64, u64),
+    order: VecDeque<(Millis, u64)>,
+}
+
+impl Serialize for ExpiringSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ImageRef {
+            key: self.key,
+            order: &self.order,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpiringSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let image = Image::deserialize(d)?;
+        Ok(ExpiringSet {
+            key: image.key,
+            keys: image.order.iter().map(|&(_, k)| k).collect(),
+            order: image.order,
+            // Replaced by `restored` with the configuration's values.
+            ttl: 0,
+            max: usize::MAX,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +169,21 @@ mod tests {
         assert!(!s.contains("a") && s.contains("b"));
         s.expire(150);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn survives_a_round_trip_with_its_key() {
+        let mut s = ExpiringSet::new(100, 10);
+        s.insert("a", 0);
+        s.insert("b", 50);
+        let bytes = postcard::to_stdvec(&s).unwrap();
+        let back: ExpiringSet = postcard::from_bytes(&bytes).unwrap();
+        let mut back = back.restored(100, 10);
+        assert!(back.contains("a") && back.contains("b") && !back.contains("c"));
+        back.expire(100);
+        assert!(!back.contains("a") && back.contains("b"));
+        // A fresh set has another key: the same id hashes differently.
+        assert_ne!(ExpiringSet::new(1, 1).key, s.key);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod calls;
 mod expiring;
+mod persist;
 mod promises;
 pub mod series;
 
@@ -15,10 +16,11 @@ use std::collections::{BinaryHeap, HashMap};
 use crate::event::{Body, Event, Id, Millis, Reason};
 
 pub use expiring::ExpiringSet;
+pub use persist::EngineImage;
 pub use series::{FoldedLabel, SeriesId, SeriesInfo, SeriesTable};
 
 /// The per-queue service limits, in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub ring_cycle: Millis,
     pub max_rings: u32,
@@ -242,14 +244,14 @@ pub struct Live {
     pub callbacks_overdue: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 enum CallState {
     Waiting,
     Talking,
     OnHold { since: Millis },
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Call {
     series: SeriesId,
     /// Who answered (or last held) the call, in per-agent mode.
@@ -261,7 +263,7 @@ struct Call {
     state: CallState,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Promise {
     series: SeriesId,
     /// Who made the promise, in per-agent mode.

@@ -38,7 +38,7 @@ impl FoldedLabel {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SeriesInfo {
     pub queue: CompactString,
     /// `None` when the events carry no site: the series has no `site` label.
@@ -54,6 +54,7 @@ pub struct Lookup {
     pub folded: Vec<FoldedLabel>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct SeriesTable {
     queues: Interner,
     sites: Interner,
@@ -69,6 +70,22 @@ impl SeriesTable {
             by_pair: HashMap::new(),
             series: Vec::new(),
         }
+    }
+
+    /// After loading from a snapshot: current caps, and each series' limits
+    /// as the current configuration gives them.
+    pub(crate) fn restored(
+        mut self,
+        max_queues: usize,
+        max_sites: usize,
+        limits_for: impl Fn(&str) -> Limits,
+    ) -> Self {
+        self.queues = self.queues.restored(max_queues);
+        self.sites = self.sites.restored(max_sites);
+        for s in &mut self.series {
+            s.limits = limits_for(&s.queue);
+        }
+        self
     }
 
     pub fn get(&self, id: SeriesId) -> &SeriesInfo {
@@ -145,7 +162,10 @@ pub(crate) struct Interned {
 }
 
 /// Names to dense indexes, with `other` once the cap is reached.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct Interner {
+    /// Rebuilt from `names` when a snapshot is loaded.
+    #[serde(skip)]
     ids: HashMap<CompactString, u32>,
     names: Vec<CompactString>,
     /// Distinct values other than `other` itself; at most `max`.
@@ -161,6 +181,21 @@ impl Interner {
             real: 0,
             max,
         }
+    }
+
+    /// After loading from a snapshot: rebuild the index and take the cap
+    /// of the current configuration (names already known stay known).
+    pub(crate) fn restored(mut self, max: usize) -> Self {
+        self.ids = (0..)
+            .zip(&self.names)
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        self.max = max;
+        self
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
     }
 
     pub(crate) fn name(&self, i: u32) -> &CompactString {

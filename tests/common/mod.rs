@@ -24,11 +24,37 @@ pub struct Daemon {
     pub http: SocketAddr,
     /// Every log line the daemon wrote so far (JSON).
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The daemon's own data directory, removed when the test ends.
+    _data: Option<tempfile::TempDir>,
 }
 
-/// Start the daemon with `RINGWATCH__...` overrides (port 0 on loopback and
-/// JSON logs are added), and wait until it logged both listening addresses.
+/// Start the daemon with `RINGWATCH__...` overrides (port 0 on loopback, JSON
+/// logs and a fresh data directory are added), and wait until it logged both
+/// listening addresses.
 pub fn start(env: &[(&str, &str)]) -> Daemon {
+    if env.iter().any(|(k, _)| *k == "RINGWATCH__DURABILITY__DIR") {
+        return spawn(env, None);
+    }
+    let data = tempfile::Builder::new()
+        .prefix("ringwatch-test-")
+        .tempdir()
+        .expect("temporary data directory");
+    let dir = data.path().to_str().unwrap().to_string();
+    let mut with_dir = env.to_vec();
+    with_dir.push(("RINGWATCH__DURABILITY__DIR", &dir));
+    spawn(&with_dir, Some(data))
+}
+
+/// Start the daemon on the data directory `dir` (kept after the test:
+/// restart tests start several daemons on one directory).
+pub fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
+    let dir = dir.to_str().unwrap();
+    let mut with_dir = env.to_vec();
+    with_dir.push(("RINGWATCH__DURABILITY__DIR", dir));
+    spawn(&with_dir, None)
+}
+
+fn spawn(env: &[(&str, &str)], data: Option<tempfile::TempDir>) -> Daemon {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwatch"));
     cmd.env_clear()
         .env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
@@ -74,6 +100,7 @@ pub fn start(env: &[(&str, &str)]) -> Daemon {
         ingest: ingest.unwrap(),
         http: http.unwrap(),
         logs,
+        _data: data,
     }
 }
 

@@ -1,0 +1,364 @@
+//! The journal: an append-only sequence of segment files holding, in order,
+//! everything that changed the pipeline's state (frames with the wall time
+//! they were applied at, clock ticks, scrapes and alert checks), so that
+//! replaying it reproduces the state exactly.
+//!
+//! Segment layout: an 8-byte magic, then records of
+//! `[payload length: u32 LE][CRC-32 of payload: u32 LE][payload]`, where the
+//! payload is `[tag: u8][wall time in ms: i64 LE][frame text, for frames]`.
+//! A record that is cut short or fails its checksum ends the segment: a
+//! crash can only tear the last write, and what follows a torn record was
+//! never acknowledged (see docs/durability.md).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::event::Millis;
+
+const MAGIC: &[u8; 8] = b"RWJRNL01";
+const HEADER: usize = 8;
+/// No record is larger than this (frames are capped well below): a length
+/// field beyond it is corruption, not a reason to allocate.
+pub const MAX_RECORD: usize = 64 << 20;
+
+/// One journal entry; the pipeline replays each with the same engine call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// A frame as received, applied at `now`.
+    Frame { now: Millis, text: &'a str },
+    /// The wall-clock timer (`Engine::tick`).
+    Tick { now: Millis },
+    /// A scrape (`Engine::live`, which also evicts idle calls).
+    Live { now: Millis },
+    /// An alert check (`Engine::alerts`).
+    Alerts { now: Millis },
+}
+
+impl Record<'_> {
+    fn tag(&self) -> u8 {
+        match self {
+            Record::Frame { .. } => 1,
+            Record::Tick { .. } => 2,
+            Record::Live { .. } => 3,
+            Record::Alerts { .. } => 4,
+        }
+    }
+
+    fn now(&self) -> Millis {
+        match *self {
+            Record::Frame { now, .. }
+            | Record::Tick { now }
+            | Record::Live { now }
+            | Record::Alerts { now } => now,
+        }
+    }
+
+    fn text(&self) -> &[u8] {
+        match self {
+            Record::Frame { text, .. } => text.as_bytes(),
+            _ => &[],
+        }
+    }
+
+    /// Decode a payload whose checksum matched.
+    fn parse(payload: &[u8]) -> Option<Record<'_>> {
+        let (&tag, rest) = payload.split_first()?;
+        let (now, text) = rest.split_first_chunk::<8>()?;
+        let now = Millis::from_le_bytes(*now);
+        match (tag, text.is_empty()) {
+            (1, _) => Some(Record::Frame {
+                now,
+                text: std::str::from_utf8(text).ok()?,
+            }),
+            (2, true) => Some(Record::Tick { now }),
+            (3, true) => Some(Record::Live { now }),
+            (4, true) => Some(Record::Alerts { now }),
+            _ => None,
+        }
+    }
+}
+
+pub fn segment_name(seq: u64) -> String {
+    format!("journal-{seq:020}.log")
+}
+
+/// The sequence number of a segment file name.
+pub fn segment_seq(name: &str) -> Option<u64> {
+    name.strip_prefix("journal-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
+/// Appends records to one segment. Records are encoded into a buffer;
+/// [`Writer::flush`] hands them to the operating system in one write (after
+/// which they survive a crash of the process), and the file behind
+/// [`Writer::file`] is what the sync thread fsyncs.
+pub struct Writer {
+    seq: u64,
+    file: Arc<File>,
+    buf: Vec<u8>,
+    /// Bytes in the file: where a failed write is cut back to.
+    flushed: u64,
+}
+
+impl Writer {
+    /// Create segment `seq` in `dir` (it must not exist yet).
+    pub fn create(dir: &Path, seq: u64) -> io::Result<Writer> {
+        let path = dir.join(segment_name(seq));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        file.write_all(MAGIC)?;
+        Ok(Writer {
+            seq,
+            file: Arc::new(file),
+            buf: Vec::with_capacity(64 << 10),
+            flushed: HEADER as u64,
+        })
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Bytes in the segment, buffered ones included.
+    pub fn len(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
+    /// No record yet, written or buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == HEADER as u64
+    }
+
+    /// Records buffered and not yet handed to the operating system.
+    pub fn pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// A handle on the segment file for fsync from another thread.
+    pub fn file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
+    /// Buffer one record.
+    pub fn append(&mut self, rec: &Record<'_>) {
+        let text = rec.text();
+        let tag = [rec.tag()];
+        let now = rec.now().to_le_bytes();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&tag);
+        crc.update(&now);
+        crc.update(text);
+        let payload_len = (tag.len() + now.len() + text.len()) as u32;
+        self.buf.extend_from_slice(&payload_len.to_le_bytes());
+        self.buf.extend_from_slice(&crc.finalize().to_le_bytes());
+        self.buf.extend_from_slice(&tag);
+        self.buf.extend_from_slice(&now);
+        self.buf.extend_from_slice(text);
+    }
+
+    /// Write everything buffered to the file. On failure the buffered
+    /// records are dropped and the segment is cut back to its last complete
+    /// write, so no half record sits before the ones that follow.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = (&*self.file).write_all(&self.buf);
+        match result {
+            Ok(()) => self.flushed += self.buf.len() as u64,
+            Err(_) => {
+                let _ = self.file.set_len(self.flushed);
+            }
+        }
+        self.buf.clear();
+        result
+    }
+}
+
+/// What reading one segment found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SegmentRead {
+    pub records: u64,
+    /// Bytes after the last good record that were cut off (torn or corrupt).
+    pub cut_bytes: u64,
+    /// Why reading stopped early, for the log.
+    pub problem: Option<String>,
+}
+
+/// Read segment `path`, calling `each` for every good record in order. A
+/// torn or corrupt tail is cut off the file (so the next start sees a clean
+/// segment) and reported; only I/O errors on the file itself are errors.
+pub fn read_segment(path: &Path, mut each: impl FnMut(Record<'_>)) -> io::Result<SegmentRead> {
+    let mut bytes = Vec::new();
+    File::open(path)?.read_to_end(&mut bytes)?;
+    let mut out = SegmentRead::default();
+    if bytes.len() < HEADER || &bytes[..HEADER] != MAGIC {
+        out.cut_bytes = bytes.len() as u64;
+        out.problem = Some("not a journal segment (bad header)".into());
+        cut(path, 0)?;
+        return Ok(out);
+    }
+    let mut at = HEADER;
+    while at < bytes.len() {
+        match next_record(&bytes[at..]) {
+            Ok((rec, used)) => {
+                each(rec);
+                out.records += 1;
+                at += used;
+            }
+            Err(problem) => {
+                out.cut_bytes = (bytes.len() - at) as u64;
+                out.problem = Some(format!("{problem} at byte {at}"));
+                cut(path, at as u64)?;
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn next_record(buf: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
+    let Some((head, rest)) = buf.split_first_chunk::<8>() else {
+        return Err("torn record header");
+    };
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+    if len > MAX_RECORD {
+        return Err("impossible record length");
+    }
+    let Some(payload) = rest.get(..len) else {
+        return Err("torn record");
+    };
+    if crc32fast::hash(payload) != crc {
+        return Err("record checksum mismatch");
+    }
+    let rec = Record::parse(payload).ok_or("unknown record")?;
+    Ok((rec, 8 + len))
+}
+
+/// Truncate a segment at `len` and make that durable, so a bad tail is
+/// reported once, not on every start.
+fn cut(path: &Path, len: u64) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    if len == 0 {
+        drop(file);
+        let mut bad = PathBuf::from(path);
+        bad.set_extension("corrupt");
+        return std::fs::rename(path, bad);
+    }
+    file.set_len(len)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> Vec<Record<'static>> {
+        vec![
+            Record::Frame {
+                now: 1_700_000_000_000,
+                text: r#"{"type":"call_offered"}"#,
+            },
+            Record::Tick { now: -5 },
+            Record::Live { now: 42 },
+            Record::Alerts { now: i64::MAX },
+            Record::Frame { now: 7, text: "" },
+        ]
+    }
+
+    fn read_all(path: &Path) -> (Vec<String>, SegmentRead) {
+        let mut seen = Vec::new();
+        let r = read_segment(path, |rec| seen.push(format!("{rec:?}"))).unwrap();
+        (seen, r)
+    }
+
+    fn written(dir: &Path) -> PathBuf {
+        let mut w = Writer::create(dir, 3).unwrap();
+        for r in records() {
+            w.append(&r);
+        }
+        w.flush().unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join(segment_name(3))).unwrap().len(),
+            w.len()
+        );
+        dir.join(segment_name(3))
+    }
+
+    #[test]
+    fn records_round_trip_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = written(dir.path());
+        let (seen, r) = read_all(&path);
+        let want: Vec<String> = records().iter().map(|r| format!("{r:?}")).collect();
+        assert_eq!(seen, want);
+        assert_eq!(r.cut_bytes, 0);
+        assert_eq!(segment_seq(&segment_name(3)), Some(3));
+    }
+
+    #[test]
+    fn every_torn_tail_is_cut_at_the_last_whole_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = written(dir.path());
+        let full = std::fs::read(&path).unwrap();
+        // Record boundaries, from an intact read.
+        let mut ends = vec![HEADER];
+        let mut at = HEADER;
+        while at < full.len() {
+            at += next_record(&full[at..]).unwrap().1;
+            ends.push(at);
+        }
+        for len in HEADER..full.len() {
+            std::fs::write(&path, &full[..len]).unwrap();
+            let (seen, r) = read_all(&path);
+            let whole = ends.iter().rposition(|&e| e <= len).unwrap();
+            assert_eq!(seen.len(), whole, "cut at {len}");
+            assert_eq!(r.cut_bytes as usize, len - ends[whole]);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len() as usize,
+                ends[whole]
+            );
+            // The next read finds a clean segment.
+            assert_eq!(read_all(&path).1.cut_bytes, 0);
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_ends_the_segment_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = written(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second = HEADER + 8 + 9 + r#"{"type":"call_offered"}"#.len();
+        bytes[second + 8] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let (seen, r) = read_all(&path);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            r.problem.as_deref(),
+            Some(&*format!("record checksum mismatch at byte {second}"))
+        );
+        assert_eq!(r.cut_bytes as usize, bytes.len() - second);
+    }
+
+    #[test]
+    fn a_bad_header_sets_the_segment_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(segment_name(9));
+        std::fs::write(&path, b"garbage!and more").unwrap();
+        let (seen, r) = read_all(&path);
+        assert!(seen.is_empty());
+        assert_eq!(r.cut_bytes, 16);
+        assert!(!path.exists());
+        assert!(dir
+            .path()
+            .join("journal-00000000000000000009.corrupt")
+            .exists());
+    }
+}

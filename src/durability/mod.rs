@@ -1,0 +1,559 @@
+//! Durability: nothing acknowledged is lost across a restart. The pipeline
+//! writes every state-changing input to the [`journal`] before it answers,
+//! and periodically (and on shutdown) writes the whole state to a
+//! [`snapshot`]; a start loads the newest good snapshot and replays the
+//! journal after it. Why a hand-written journal and what each fsync policy
+//! guarantees: docs/durability.md.
+
+pub mod journal;
+pub mod snapshot;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Millis;
+use crate::metrics::self_metrics::SelfMetrics;
+use crate::metrics::{Bounds, Store};
+use crate::rules::{Engine, EngineImage, Settings as RuleSettings};
+pub use journal::Record;
+use journal::Writer;
+
+/// When an acknowledgement may be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// After the frame is fsynced (group commit).
+    Batch,
+    /// After the frame is written; the journal is fsynced this often.
+    Interval(Duration),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub dir: PathBuf,
+    pub fsync: Fsync,
+    pub snapshot_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DurabilityError {
+    #[error("durability.dir {dir}: {source}")]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("durability.dir {0} is in use by another ringwatch (its LOCK file is held)")]
+    Locked(PathBuf),
+    #[error("recovery from {path}: {source}")]
+    Recover {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The data directory, locked for this process until dropped.
+pub struct DataDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Create (if needed) and lock the directory. Done before any port is
+    /// bound, so a second daemon on the same directory fails at once.
+    pub fn open(settings: &Settings) -> Result<DataDir, DurabilityError> {
+        let dir = &settings.dir;
+        let err = |source| DurabilityError::Dir {
+            dir: dir.clone(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(err)?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .map_err(err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(DurabilityError::Locked(dir.clone())),
+            Err(fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+        Ok(DataDir {
+            path: dir.clone(),
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Configuration the state is rebuilt under.
+pub struct StateConfig {
+    pub rules: RuleSettings,
+    pub bounds: Bounds,
+    pub quantile_window: Millis,
+    pub declared_queues: Vec<String>,
+}
+
+impl StateConfig {
+    /// The state of a first start.
+    pub fn fresh(&self) -> (Engine, Store) {
+        let mut store = Store::new(self.bounds.clone(), self.quantile_window);
+        let mut engine = Engine::new(self.rules.clone());
+        for queue in &self.declared_queues {
+            engine.declare_queue(queue, &mut store);
+        }
+        (engine, store)
+    }
+}
+
+/// Snapshot body version; bumped when the encoding changes.
+const STATE_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    version: u32,
+    /// Wall time the snapshot was taken (for the log).
+    taken_at: Millis,
+}
+
+fn encode_state(engine: &Engine, store: &Store) -> Vec<u8> {
+    let meta = Meta {
+        version: STATE_VERSION,
+        taken_at: crate::pipeline::wall_now(),
+    };
+    postcard::to_stdvec(&(meta, engine, store)).expect("in-memory encoding cannot fail")
+}
+
+/// Rebuild the state from a snapshot body. Metrics whose bucket boundaries
+/// changed since cannot carry on and restart from zero (as after any
+/// restart of an exporter); the rules state always carries on.
+fn decode_state(body: &[u8], cfg: &StateConfig) -> Result<(Engine, Store, Meta), String> {
+    let (meta, image, mut store): (Meta, EngineImage, Store) =
+        postcard::from_bytes(body).map_err(|e| format!("cannot decode: {e}"))?;
+    if meta.version != STATE_VERSION {
+        return Err(format!("unknown snapshot version {}", meta.version));
+    }
+    let mut engine = Engine::restore(cfg.rules.clone(), image);
+    if store.series_len() != engine.series().len() {
+        return Err("engine and metrics disagree on the series".into());
+    }
+    if !store.fits(&cfg.bounds, cfg.quantile_window) {
+        tracing::warn!(
+            "histogram buckets or metrics.quantile_window changed since the snapshot: \
+             call-center counters restart from zero; calls, promises and de-duplication carry on"
+        );
+        store = Store::new(cfg.bounds.clone(), cfg.quantile_window);
+        engine.replay_labels(&mut store);
+    } else if !cfg.rules.per_agent {
+        store.clear_agents();
+    } else {
+        engine.replay_agents_from(store.agents_len(), &mut store);
+    }
+    for queue in &cfg.declared_queues {
+        engine.declare_queue(queue, &mut store);
+    }
+    Ok((engine, store, meta))
+}
+
+/// What a start found on disk, for the log and the self-metrics.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub snapshot: Option<u64>,
+    pub bad_snapshots: u64,
+    pub segments: u64,
+    pub records: u64,
+    pub cut_bytes: u64,
+    pub duration: Duration,
+}
+
+/// The files of a data directory, by sequence number.
+struct Listing {
+    snapshots: Vec<u64>,
+    segments: Vec<u64>,
+}
+
+fn list(dir: &Path) -> io::Result<Listing> {
+    let mut l = Listing {
+        snapshots: Vec::new(),
+        segments: Vec::new(),
+    };
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = snapshot::snapshot_seq(name) {
+            l.snapshots.push(seq);
+        } else if let Some(seq) = journal::segment_seq(name) {
+            l.segments.push(seq);
+        }
+    }
+    l.snapshots.sort_unstable();
+    l.segments.sort_unstable();
+    Ok(l)
+}
+
+/// Load the newest usable snapshot and replay the journal after it with
+/// `replay` (the pipeline's own functions, so replay does what live did).
+/// Returns the state, a journal open on a new segment, and what was found.
+pub fn recover(
+    dir: &DataDir,
+    cfg: &StateConfig,
+    mut replay: impl FnMut(&mut Engine, &mut Store, Record<'_>),
+) -> Result<(Engine, Store, Writer, Recovery), DurabilityError> {
+    let started = Instant::now();
+    let path = dir.path();
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DurabilityError::Recover { path, source }
+    };
+    let listing = list(path).map_err(fail(path))?;
+    let mut report = Recovery::default();
+    let mut state = None;
+    for &seq in listing.snapshots.iter().rev() {
+        let file = path.join(snapshot::snapshot_name(seq));
+        let loaded = snapshot::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                let body = snapshot::unframe(&bytes).map_err(str::to_string)?;
+                decode_state(body, cfg)
+            });
+        match loaded {
+            Ok((engine, store, meta)) => {
+                tracing::info!(
+                    snapshot = %file.display(),
+                    taken_at = meta.taken_at,
+                    "snapshot loaded"
+                );
+                report.snapshot = Some(seq);
+                state = Some((engine, store, seq));
+                break;
+            }
+            Err(problem) => {
+                report.bad_snapshots += 1;
+                tracing::error!(snapshot = %file.display(), %problem, "snapshot unusable, trying an older one");
+            }
+        }
+    }
+    let (mut engine, mut store, from) = match state {
+        Some(s) => s,
+        None => {
+            let (e, s) = cfg.fresh();
+            (e, s, 0)
+        }
+    };
+    if report.snapshot.is_none() && !listing.snapshots.is_empty() {
+        tracing::error!(
+            "no usable snapshot: replaying every journal segment left; figures from before the oldest one are lost"
+        );
+    }
+    let segments: Vec<u64> = listing
+        .segments
+        .iter()
+        .copied()
+        .filter(|&s| s >= from)
+        .collect();
+    if let (Some(&first), true) = (segments.first(), report.snapshot.is_some()) {
+        if first != from {
+            tracing::error!(
+                expected = from,
+                found = first,
+                "journal segments missing after the snapshot"
+            );
+        }
+    }
+    for &seq in &segments {
+        let file = path.join(journal::segment_name(seq));
+        let read = journal::read_segment(&file, |rec| replay(&mut engine, &mut store, rec))
+            .map_err(fail(&file))?;
+        report.segments += 1;
+        report.records += read.records;
+        report.cut_bytes += read.cut_bytes;
+        if let Some(problem) = read.problem {
+            tracing::warn!(
+                segment = %file.display(),
+                %problem,
+                cut_bytes = read.cut_bytes,
+                "journal tail cut (a write torn by a crash, or corruption); nothing after it had been acknowledged"
+            );
+        }
+    }
+    let next = listing
+        .segments
+        .last()
+        .map_or(0, |s| s + 1)
+        .max(listing.snapshots.last().copied().unwrap_or(0))
+        .max(1);
+    let writer = Writer::create(path, next).map_err(fail(path))?;
+    snapshot::sync_dir(path).map_err(fail(path))?;
+    report.duration = started.elapsed();
+    Ok((engine, store, writer, report))
+}
+
+/// Told whether the frames it stands for reached the journal (and, with
+/// `fsync = "batch"`, the disk); then the acknowledgement may go.
+pub type Ack = Box<dyn FnOnce(Result<(), JournalFailed>) + Send>;
+
+/// The journal could not take a frame: it is not acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the journal could not be written")]
+pub struct JournalFailed;
+
+enum SyncJob {
+    /// Fsync this file, then release these acknowledgements.
+    Commit(Arc<File>, Vec<Ack>),
+    /// This file has unsynced writes (interval policy).
+    Dirty(Arc<File>),
+}
+
+/// The journal as the pipeline uses it: append, commit, snapshot, close.
+pub struct Journal {
+    dir: DataDir,
+    writer: Writer,
+    fsync: Fsync,
+    sync: Option<std_mpsc::Sender<SyncJob>>,
+    sync_thread: Option<std::thread::JoinHandle<()>>,
+    snapshot_job: Option<tokio::task::JoinHandle<()>>,
+    metrics: Arc<SelfMetrics>,
+    /// Segment length at the last commit, for the bytes-written counter.
+    committed_len: u64,
+    last_error_log: Option<Instant>,
+}
+
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Journal {
+    pub fn new(dir: DataDir, writer: Writer, fsync: Fsync, metrics: Arc<SelfMetrics>) -> Journal {
+        let (tx, rx) = std_mpsc::channel();
+        let m = Arc::clone(&metrics);
+        let sync_thread = std::thread::Builder::new()
+            .name("ringwatch-fsync".into())
+            .spawn(move || sync_loop(rx, fsync, &m))
+            .expect("spawn the fsync thread");
+        let committed_len = writer.len();
+        Journal {
+            dir,
+            writer,
+            fsync,
+            sync: Some(tx),
+            sync_thread: Some(sync_thread),
+            snapshot_job: None,
+            metrics,
+            committed_len,
+            last_error_log: None,
+        }
+    }
+
+    pub fn append(&mut self, rec: &Record<'_>) {
+        self.writer.append(rec);
+    }
+
+    /// Hand what was appended to the operating system, then release `acks`:
+    /// at once with the interval policy, after an fsync with the batch one.
+    pub fn commit(&mut self, acks: Vec<Ack>) {
+        let pending = self.writer.pending();
+        if let Err(e) = self.writer.flush() {
+            self.metrics.disk.journal_error("write");
+            // A full or failing disk fails every commit: log once in a while.
+            if self
+                .last_error_log
+                .is_none_or(|t| t.elapsed() >= ERROR_LOG_EVERY)
+            {
+                self.last_error_log = Some(Instant::now());
+                tracing::error!(error = %e, "journal write failed: frames are not acknowledged");
+            }
+            for ack in acks {
+                ack(Err(JournalFailed));
+            }
+            return;
+        }
+        let len = self.writer.len();
+        self.metrics
+            .disk
+            .journal_bytes
+            .inc_by(len.saturating_sub(self.committed_len));
+        self.committed_len = len;
+        let tx = self.sync.as_ref().expect("journal not closed");
+        match self.fsync {
+            Fsync::Batch if !acks.is_empty() => {
+                let _ = tx.send(SyncJob::Commit(self.writer.file(), acks));
+            }
+            _ => {
+                if pending {
+                    let _ = tx.send(SyncJob::Dirty(self.writer.file()));
+                }
+                for ack in acks {
+                    ack(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// Start a snapshot of `engine` and `store`: the journal moves to a new
+    /// segment, the state is encoded here (the only part that holds up the
+    /// pipeline) and written by a blocking task, which then deletes what
+    /// the snapshot makes unnecessary. Skipped while the last one is still
+    /// being written.
+    pub fn snapshot(&mut self, engine: &Engine, store: &Store) {
+        if self.snapshot_job.as_ref().is_some_and(|j| !j.is_finished()) {
+            return;
+        }
+        let Some((seq, old, framed)) = self.rotate(engine, store) else {
+            return;
+        };
+        let dir = self.dir.path().to_path_buf();
+        let metrics = Arc::clone(&self.metrics);
+        self.snapshot_job = Some(tokio::task::spawn_blocking(move || {
+            write_snapshot(&dir, seq, &old, &framed, &metrics);
+        }));
+    }
+
+    /// Move to a new segment and encode the state that precedes it.
+    fn rotate(&mut self, engine: &Engine, store: &Store) -> Option<(u64, Arc<File>, Vec<u8>)> {
+        let started = Instant::now();
+        let seq = self.writer.seq() + 1;
+        let next = match Writer::create(self.dir.path(), seq) {
+            Ok(w) => w,
+            Err(e) => {
+                self.metrics.disk.snapshot_failures.inc();
+                tracing::error!(error = %e, "cannot start a new journal segment; snapshot skipped");
+                return None;
+            }
+        };
+        // Whatever is appended but uncommitted belongs to the old segment.
+        self.commit(Vec::new());
+        if self.fsync == Fsync::Batch {
+            // A batch ack promises the record survives power loss: the new
+            // segment's directory entry must too.
+            if let Err(e) = snapshot::sync_dir(self.dir.path()) {
+                self.metrics.disk.journal_error("sync");
+                tracing::error!(error = %e, "cannot sync the data directory");
+            }
+        }
+        let old = std::mem::replace(&mut self.writer, next);
+        self.committed_len = self.writer.len();
+        let framed = snapshot::frame(&encode_state(engine, store));
+        self.metrics
+            .disk
+            .snapshot_encode_duration
+            .observe(started.elapsed().as_secs_f64());
+        Some((seq, old.file(), framed))
+    }
+
+    /// Flush, fsync and take a last snapshot (graceful shutdown), so the
+    /// next start has nothing to replay.
+    pub async fn close(mut self, engine: &Engine, store: &Store) {
+        if let Some(job) = self.snapshot_job.take() {
+            let _ = job.await;
+        }
+        let rotated = self.rotate(engine, store);
+        // Stop the fsync thread after it released every acknowledgement.
+        drop(self.sync.take());
+        if let Some(t) = self.sync_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        if let Some((seq, old, framed)) = rotated {
+            let dir = self.dir.path().to_path_buf();
+            let metrics = Arc::clone(&self.metrics);
+            let _ = tokio::task::spawn_blocking(move || {
+                write_snapshot(&dir, seq, &old, &framed, &metrics);
+            })
+            .await;
+            tracing::info!(seq, "final snapshot written");
+        }
+    }
+}
+
+fn write_snapshot(dir: &Path, seq: u64, old: &File, framed: &[u8], metrics: &SelfMetrics) {
+    let metrics = &metrics.disk;
+    let started = Instant::now();
+    // The snapshot replaces the old segment only once that is on disk too.
+    let result = old
+        .sync_data()
+        .and_then(|()| snapshot::write(dir, seq, framed))
+        .and_then(|_| prune(dir));
+    match result {
+        Ok(()) => {
+            metrics
+                .snapshot_duration
+                .observe(started.elapsed().as_secs_f64());
+            metrics.snapshot_bytes.set(framed.len() as i64);
+            metrics
+                .snapshot_last_success
+                .set(crate::pipeline::wall_now() as f64 / 1000.0);
+            tracing::debug!(seq, bytes = framed.len(), "snapshot written");
+        }
+        Err(e) => {
+            metrics.snapshot_failures.inc();
+            tracing::error!(seq, error = %e, "snapshot failed; the journal is kept and replayed instead");
+        }
+    }
+}
+
+/// Keep the two newest snapshots (the older one is the fallback if the
+/// newest cannot be read) and the journal segments from the older one on.
+fn prune(dir: &Path) -> io::Result<()> {
+    let l = list(dir)?;
+    let keep_from = match l.snapshots.len() {
+        0 => return Ok(()),
+        1 => l.snapshots[0],
+        n => l.snapshots[n - 2],
+    };
+    for &seq in l.snapshots.iter().filter(|&&s| s < keep_from) {
+        fs::remove_file(dir.join(snapshot::snapshot_name(seq)))?;
+    }
+    for &seq in l.segments.iter().filter(|&&s| s < keep_from) {
+        fs::remove_file(dir.join(journal::segment_name(seq)))?;
+    }
+    snapshot::sync_dir(dir)
+}
+
+/// The fsync thread: batches whatever is queued into one fsync per file,
+/// then releases the acknowledgements that waited for it. With the
+/// interval policy it syncs at most once per interval.
+fn sync_loop(rx: std_mpsc::Receiver<SyncJob>, fsync: Fsync, metrics: &SelfMetrics) {
+    let metrics = &metrics.disk;
+    let mut last = Instant::now();
+    while let Ok(first) = rx.recv() {
+        if let Fsync::Interval(every) = fsync {
+            std::thread::sleep((last + every).saturating_duration_since(Instant::now()));
+        }
+        let mut jobs = vec![first];
+        jobs.extend(rx.try_iter());
+        let mut files: Vec<&Arc<File>> = Vec::new();
+        for job in &jobs {
+            let (SyncJob::Commit(f, _) | SyncJob::Dirty(f)) = job;
+            if !files.iter().any(|g| Arc::ptr_eq(g, f)) {
+                files.push(f);
+            }
+        }
+        let mut result = Ok(());
+        for f in files {
+            let started = Instant::now();
+            if let Err(e) = f.sync_data() {
+                metrics.journal_error("sync");
+                tracing::error!(error = %e, "journal fsync failed");
+                result = Err(JournalFailed);
+            }
+            metrics
+                .journal_fsync_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        last = Instant::now();
+        for job in jobs {
+            if let SyncJob::Commit(_, acks) = job {
+                for ack in acks {
+                    ack(result);
+                }
+            }
+        }
+    }
+}
