@@ -29,7 +29,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin ringwatch \
-    && install -D -m 0755 target/release/ringwatch /out/ringwatch
+    && install -D -m 0755 target/release/ringwatch /out/ringwatch \
+    && install -d -m 0700 /out/data
 
 # ---- runtime ----------------------------------------------------------------
 # distroless/cc: glibc, libgcc and CA certificates, no shell, no package
@@ -37,6 +38,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # and WebSocket). The :nonroot tag runs as uid/gid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ringwatch /usr/local/bin/ringwatch
+# The journal and snapshots (docs/durability.md). Mount a volume here to keep
+# the state across containers: docker run -v ringwatch-data:/var/lib/ringwatch
+COPY --from=build --chown=65532:65532 /out/data /var/lib/ringwatch
+ENV RINGWATCH__DURABILITY__DIR=/var/lib/ringwatch
+VOLUME /var/lib/ringwatch
 # ringwatch binds loopback by default; in a container it must listen on all
 # interfaces so that the published ports (and other containers) reach it.
 ENV RINGWATCH__INGEST__LISTEN=0.0.0.0:9467

@@ -682,6 +682,22 @@ fn kubernetes_manifests_match_ringwatch() {
     );
     assert_eq!(volume["configMap"]["name"], cm["metadata"]["name"]);
     assert!(cm["data"][item["key"].as_str().unwrap()].is_string());
+    // The data directory is the PersistentVolumeClaim, mounted where
+    // durability.dir points.
+    let pvc = yaml_doc("deploy/kubernetes/pvc.yaml").expect("pvc.yaml parses");
+    assert_eq!(pvc["kind"], "PersistentVolumeClaim");
+    let data_mount = &c["volumeMounts"][1];
+    let data_volume = &pod["volumes"][1];
+    assert_eq!(data_mount["name"], data_volume["name"]);
+    assert_eq!(
+        data_volume["persistentVolumeClaim"]["claimName"],
+        pvc["metadata"]["name"]
+    );
+    assert_eq!(
+        data_mount["mountPath"].as_str(),
+        env.get("RINGWATCH__DURABILITY__DIR").map(String::as_str)
+    );
+    assert_eq!(pod["securityContext"]["fsGroup"].to_string(), docker_uid);
 
     // The Service selects the pod and names its ports like the container.
     assert_eq!(svc["kind"], "Service");
