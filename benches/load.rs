@@ -81,6 +81,8 @@ struct Server {
     child: Child,
     ingest: SocketAddr,
     http: Option<SocketAddr>,
+    /// ringwatch's data directory (journal, snapshots), removed afterwards.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -92,8 +94,13 @@ impl Server {
     }
 
     fn ringwatch(bins: &Bins, env: &[(&str, &str)]) -> Server {
+        let data = tempfile::Builder::new()
+            .prefix("ringwatch-bench-")
+            .tempdir()
+            .expect("temporary data directory");
         let mut cmd = Command::new(&bins.ringwatch);
         cmd.env_clear()
+            .env("RINGWATCH__DURABILITY__DIR", data.path())
             .env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
             .env("RINGWATCH__HTTP__LISTEN", "127.0.0.1:0")
             .env("RINGWATCH__LOG__FORMAT", "json")
@@ -139,6 +146,7 @@ impl Server {
             child,
             ingest: ingest.unwrap(),
             http,
+            _data: Some(data),
         }
     }
 
@@ -163,6 +171,7 @@ impl Server {
             child,
             ingest,
             http: None,
+            _data: None,
         }
     }
 

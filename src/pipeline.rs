@@ -159,6 +159,7 @@ pub fn spawn(
         store,
         journal,
         acks: Vec::new(),
+        capacity: (0, None),
     };
     tokio::spawn(run(p, inbox.0, snapshot_every))
 }
@@ -205,7 +206,12 @@ struct Pipeline {
     journal: Option<Journal>,
     /// Acknowledgements waiting for the next journal commit.
     acks: Vec<Ack>,
+    /// Capacity rejections since the last warning, and when that was.
+    capacity: (u64, Option<std::time::Instant>),
 }
+
+/// A full engine rejects every new call: say so at most this often.
+const CAPACITY_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Pipeline {
     /// Every input is journaled before it touches the state, with the wall
@@ -236,6 +242,7 @@ impl Pipeline {
                     &decode_rejects,
                     now,
                 );
+                self.warn_capacity(&v);
                 if self.journal.is_some() {
                     self.acks.push(Box::new(move |journaled| {
                         // The sender may have gone (connection dropped): nothing to do.
@@ -253,6 +260,34 @@ impl Pipeline {
                 self.record(Record::Alerts { now });
                 let _ = reply.send(alerts(&mut self.engine, &mut self.store, now));
             }
+        }
+    }
+
+    /// A `capacity` rejection means a configured cap (`rules.max_calls`,
+    /// `rules.max_promises`) is reached: operators must hear of it, but
+    /// a log line per event would flood the log exactly when it is full.
+    fn warn_capacity(&mut self, v: &Verdicts) {
+        let n = v
+            .rejected
+            .iter()
+            .filter(|r| r.reason == Reason::Capacity)
+            .count() as u64;
+        if n == 0 {
+            return;
+        }
+        let (count, last) = &mut self.capacity;
+        *count += n;
+        if last.is_none_or(|t| t.elapsed() >= CAPACITY_LOG_EVERY) {
+            let example = v.rejected.iter().find(|r| r.reason == Reason::Capacity);
+            tracing::warn!(
+                rejected = *count,
+                calls_in_flight = self.engine.calls_in_flight(),
+                promises_pending = self.engine.promises_pending(),
+                example = example.map(|r| r.detail.as_str()),
+                "capacity reached: events rejected with reason capacity (rules.max_calls / rules.max_promises)"
+            );
+            *count = 0;
+            *last = Some(std::time::Instant::now());
         }
     }
 

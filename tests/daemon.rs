@@ -332,3 +332,47 @@ async fn per_agent_series_only_when_enabled_and_capped() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn capacity_rejections_are_counted_and_logged_once_per_interval() {
+    let d = start(&[
+        ("RINGWATCH__RULES__MAX_CALLS", "2"),
+        ("RINGWATCH__RULES__MAX_PROMISES", "1"),
+    ]);
+    let mut ws = d.connect().await;
+    let offers: Vec<String> = (0..5)
+        .map(|i| {
+            format!(
+                r#"{{"type":"call.offered","ts":"2026-11-23T09:00:0{i}Z","call_id":"cap-{i}","queue":"sales"}}"#
+            )
+        })
+        .collect();
+    let ack = send(&mut ws, &format!("[{}]", offers.join(","))).await;
+    assert_eq!(ack["accepted"], 2, "{ack}");
+    let rejected = ack["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 3);
+    assert!(rejected.iter().all(|r| r["reason"] == "capacity"), "{ack}");
+    let promises: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                r#"{{"type":"callback.promised","ts":"2026-11-23T09:01:0{i}Z","promise_id":"p-{i}","queue":"sales","due":"2026-11-23T12:00:00Z"}}"#
+            )
+        })
+        .collect();
+    let ack = send(&mut ws, &format!("[{}]", promises.join(","))).await;
+    assert_eq!(ack["accepted"], 1, "{ack}");
+    d.eventually(r#"ringwatch_events_rejected_total{reason="capacity"}"#, 5.0)
+        .await;
+    // Five rejections in two frames, within one interval: one warning.
+    let warnings: Vec<String> = d
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("capacity reached"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("\"level\":\"WARN\""),
+        "{}",
+        warnings[0]
+    );
+}
