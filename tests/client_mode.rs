@@ -33,16 +33,19 @@ struct Peer<S> {
 async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Peer<S> {
     let seen = Arc::new(Mutex::new((String::new(), None)));
     let record = Arc::clone(&seen);
-    let ws = tokio_tungstenite::accept_hdr_async(stream, move |req: &Request, resp: Response| {
+    // The Result type is tungstenite's callback signature.
+    #[allow(clippy::result_large_err)]
+    let record_request = move |req: &Request, resp: Response| {
         let auth = req
             .headers()
             .get("authorization")
             .map(|v| v.to_str().unwrap().to_string());
         *record.lock().unwrap() = (req.uri().to_string(), auth);
         Ok(resp)
-    })
-    .await
-    .expect("WebSocket upgrade from ringwatch");
+    };
+    let ws = tokio_tungstenite::accept_hdr_async(stream, record_request)
+        .await
+        .expect("WebSocket upgrade from ringwatch");
     let (target, authorization) = seen.lock().unwrap().clone();
     Peer {
         ws,
