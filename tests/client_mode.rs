@@ -460,3 +460,49 @@ async fn wss_with_a_private_ca_and_an_untrusted_platform_refused() {
     server.abort();
     std::fs::remove_file(ca_file).ok();
 }
+
+#[test]
+fn bad_source_configuration_exits_64_naming_the_key() {
+    let bin = env!("CARGO_BIN_EXE_ringwatch");
+    let dir = std::env::temp_dir().join(format!("ringwatch-src-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sources.toml");
+    let check = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(bin)
+            .env_clear()
+            .envs(env.iter().copied())
+            .arg("--config")
+            .arg(&file)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    std::fs::write(
+        &file,
+        "[sources.platform]\nurl = \"wss://events.example.com/v1/stream?key=abc\"\n\
+         subscribe = '{\"action\":\"subscribe\"}'\nping_interval = 5\n",
+    )
+    .unwrap();
+    let (code, err) = check(&[("RINGWATCH__SOURCES__PLATFORM__TOKEN", "s3cret")]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let (code, err) = check(&[(
+        "RINGWATCH__SOURCES__PLATFORM__TOKEN_FILE",
+        "/nonexistent/token",
+    )]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("sources.platform.token_file"), "{err}");
+
+    let (code, err) = check(&[("RINGWATCH__SOURCES__PLATFORM__IDLE_TIMEOUT", "2")]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("sources.platform.idle_timeout"), "{err}");
+
+    let (code, err) = check(&[("RINGWATCH__SOURCES__PLATFORM__PORT", "1")]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("port"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -161,7 +161,7 @@ impl SelfMetrics {
         let registry = Registry::new();
         let connections = IntGauge::new(
             "ringwatch_ingest_connections",
-            "Open ingest WebSocket connections.",
+            "Open ingest WebSocket connections (accepted ones and client-mode sources).",
         )
         .unwrap();
         let connections_opened = IntCounter::new(
