@@ -346,8 +346,16 @@ async fn shutdown_acknowledges_what_it_took_in_and_closes_cleanly() {
     assert!(d.wait_exit(WAIT).success());
     assert!(acks.iter().all(|a| a["accepted"] == 1), "{acks:?}");
 
-    // Every frame the source took in was acknowledged before the close.
-    let logs = log_json(&d);
+    // Every frame the source took in was acknowledged before the close. (The
+    // log reader thread may still be draining the pipe: wait for the end.)
+    let mut logs = log_json(&d);
+    for _ in 0..250 {
+        if logs.iter().any(|l| l["message"] == "ringwatch stopped") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        logs = log_json(&d);
+    }
     let bye = logs
         .iter()
         .find(|l| l["message"] == "source disconnected")
