@@ -2,7 +2,7 @@
 //! `--config FILE`, then `RINGWATCH__SECTION__KEY` environment variables) and
 //! validated before anything is bound. Every error names the key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -41,6 +41,10 @@ pub struct Config {
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub alerts: AlertsConfig,
+    pub client: ClientDefaults,
+    /// Client-mode sources by name; none unless configured.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
     pub durability: DurabilityConfig,
 }
 
@@ -156,6 +160,60 @@ pub struct ShutdownConfig {
     pub drain_timeout: f64,
 }
 
+/// `[client]`: defaults for every client-mode source (each may override them).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientDefaults {
+    pub connect_timeout: f64,
+    pub ping_interval: f64,
+    pub idle_timeout: f64,
+    pub backoff_initial: f64,
+    pub backoff_max: f64,
+    pub backoff_reset_after: f64,
+}
+
+/// `[sources.<name>]`: one platform event stream ringwatch connects out to.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Required; an `Option` so that its absence is reported with the key.
+    pub url: Option<String>,
+    pub token: Option<Secret>,
+    pub token_file: Option<String>,
+    pub subscribe: Option<String>,
+    pub ca_file: Option<String>,
+    pub acks: Option<bool>,
+    pub connect_timeout: Option<f64>,
+    pub ping_interval: Option<f64>,
+    pub idle_timeout: Option<f64>,
+    pub backoff_initial: Option<f64>,
+    pub backoff_max: Option<f64>,
+    pub backoff_reset_after: Option<f64>,
+}
+
+/// A credential: deserializes like a string, never shows in `Debug` output
+/// (configurations and settings are debug-printed; tokens must not be).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// Everything validated, in the units the daemon uses.
 #[derive(Clone, Debug)]
 pub struct Validated {
@@ -177,6 +235,8 @@ pub struct Validated {
     pub alerts: Option<crate::alerts::AlertSettings>,
     /// `None` when `durability.dir` is empty (state in memory only).
     pub durability: Option<crate::durability::Settings>,
+    /// Client-mode sources, in name order.
+    pub sources: Vec<crate::ingest::client::SourceSettings>,
 }
 
 const LIST_KEYS: [&str; 5] = [
@@ -377,6 +437,7 @@ impl Config {
             log: self.log.clone(),
             alerts: self.alerts()?,
             durability: self.durability()?,
+            sources: self.sources()?,
         })
     }
 
@@ -429,6 +490,127 @@ impl Config {
             timeout: duration("alerts.timeout", a.timeout, 0.1, 60.0)?,
         }))
     }
+
+    fn sources(&self) -> Result<Vec<crate::ingest::client::SourceSettings>, ConfigError> {
+        use crate::ingest::client::{self, SourceSettings};
+        let d = &self.client;
+        let mut out = Vec::new();
+        for (name, s) in &self.sources {
+            let key = |k: &str| format!("sources.{name}.{k}");
+            // The name is a label value and an environment-variable segment
+            // (which the config layer lowercases): keep it short and plain.
+            let plain =
+                |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+            if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+                return Err(invalid(
+                    format!("sources.{name}"),
+                    "source names are 1 to 64 characters of a-z, 0-9, _ and -",
+                ));
+            }
+            let Some(url) = s.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+                return Err(invalid(key("url"), "is required (a ws:// or wss:// URL)"));
+            };
+            let target = client::Target::parse(url).map_err(|why| invalid(key("url"), why))?;
+            let token = match (&s.token, &s.token_file) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key("token_file"),
+                        "cannot be combined with token: set one of them",
+                    ))
+                }
+                (Some(t), None) => Some(bearer(&key("token"), t.expose())?),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        invalid(key("token_file"), format!("cannot read {path}: {e}"))
+                    })?;
+                    Some(bearer(&key("token_file"), &text)?)
+                }
+                (None, None) => None,
+            };
+            let mut ca_certs = Vec::new();
+            if let Some(path) = &s.ca_file {
+                if !target.tls {
+                    return Err(invalid(key("ca_file"), "is only used with a wss:// url"));
+                }
+                ca_certs = client::read_ca_file(Path::new(path))
+                    .map_err(|why| invalid(key("ca_file"), why))?;
+            }
+            let tls = if target.tls {
+                Some(client::tls_config(&ca_certs).map_err(|why| invalid(key("ca_file"), why))?)
+            } else {
+                None
+            };
+            if let Some(sub) = &s.subscribe {
+                if sub.trim().is_empty() {
+                    return Err(invalid(key("subscribe"), "must not be empty when set"));
+                }
+            }
+            let pick = |v: Option<f64>, default: f64, k: &str| match v {
+                Some(v) => (v, key(k)),
+                None => (default, format!("client.{k}")),
+            };
+            let (v, k) = pick(s.ping_interval, d.ping_interval, "ping_interval");
+            let ping_interval = duration(&k, v, 0.1, 3_600.0)?;
+            let (v, k) = pick(s.idle_timeout, d.idle_timeout, "idle_timeout");
+            let idle_timeout = duration(&k, v, 0.1, 86_400.0)?;
+            if idle_timeout <= ping_interval {
+                return Err(invalid(
+                    k,
+                    "must be longer than ping_interval, or live platforms would be dropped",
+                ));
+            }
+            let (v, k) = pick(s.connect_timeout, d.connect_timeout, "connect_timeout");
+            let connect_timeout = duration(&k, v, 0.1, 600.0)?;
+            let (v, k) = pick(s.backoff_initial, d.backoff_initial, "backoff_initial");
+            let backoff_initial = duration(&k, v, 0.001, 3_600.0)?;
+            let (v, k) = pick(s.backoff_max, d.backoff_max, "backoff_max");
+            let backoff_max = duration(&k, v, 0.001, 86_400.0)?;
+            if backoff_max < backoff_initial {
+                return Err(invalid(k, "must not be shorter than backoff_initial"));
+            }
+            let (v, k) = pick(
+                s.backoff_reset_after,
+                d.backoff_reset_after,
+                "backoff_reset_after",
+            );
+            let backoff_reset_after = duration(&k, v, 0.0, 86_400.0)?;
+            out.push(SourceSettings {
+                name: name.clone(),
+                target,
+                token,
+                subscribe: s.subscribe.clone(),
+                tls,
+                acks: s.acks.unwrap_or(true),
+                connect_timeout,
+                ping_interval,
+                idle_timeout,
+                backoff_initial,
+                backoff_max,
+                backoff_reset_after,
+                max_frame_bytes: self.ingest.max_frame_bytes,
+                read_buffer_bytes: self.ingest.read_buffer_bytes,
+                max_write_buffer_bytes: self.ingest.max_write_buffer_bytes,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A bearer token as it will go into the `Authorization` header: surrounding
+/// whitespace (a token file's final newline) dropped, header-safe characters.
+fn bearer(key: &str, raw: &str) -> Result<Secret, ConfigError> {
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err(invalid(key, "the token is empty"));
+    }
+    // Never echo the token in the message: it is a credential.
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(invalid(
+            key,
+            "the token must be printable ASCII without spaces",
+        ));
+    }
+    Ok(Secret::new(token))
 }
 
 fn seconds(key: &str, v: f64, min: f64, max: f64) -> Result<Millis, ConfigError> {
@@ -575,5 +757,119 @@ mod tests {
     fn missing_config_file_is_an_error() {
         let e = Config::load(Some(Path::new("/nonexistent/ringwatch.toml")), env(&[])).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ringwatch.toml"));
+    }
+
+    #[test]
+    fn sources_default_to_none_and_take_client_defaults() {
+        assert!(validate(&[]).unwrap().sources.is_empty());
+        let v = validate(&[
+            (
+                "RINGWATCH__SOURCES__PBX__URL",
+                "ws://127.0.0.1:9000/events?key=k",
+            ),
+            ("RINGWATCH__SOURCES__PBX__PING_INTERVAL", "5"),
+            (
+                "RINGWATCH__SOURCES__PBX__SUBSCRIBE",
+                r#"{"subscribe":"calls"}"#,
+            ),
+            ("RINGWATCH__SOURCES__PBX__ACKS", "false"),
+            ("RINGWATCH__CLIENT__BACKOFF_MAX", "7"),
+        ])
+        .unwrap();
+        let s = &v.sources[0];
+        assert_eq!(s.name, "pbx");
+        assert_eq!(s.target.display, "ws://127.0.0.1:9000/events");
+        assert_eq!(s.ping_interval, Duration::from_secs(5));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.backoff_max, Duration::from_secs(7));
+        assert_eq!(s.backoff_initial, Duration::from_millis(500));
+        assert_eq!(s.subscribe.as_deref(), Some(r#"{"subscribe":"calls"}"#));
+        assert!(!s.acks);
+        assert!(s.tls.is_none());
+        assert!(s.token.is_none());
+        let v = validate(&[(
+            "RINGWATCH__SOURCES__CLOUD__URL",
+            "wss://events.example.com/v1",
+        )])
+        .unwrap();
+        assert!(v.sources[0].tls.is_some());
+        assert!(v.sources[0].acks);
+    }
+
+    #[test]
+    fn tokens_come_from_env_or_file_and_never_show() {
+        let dir = std::env::temp_dir().join(format!("ringwatch-tok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "s3cr3t-from-file\n").unwrap();
+        let v = validate(&[
+            ("RINGWATCH__SOURCES__A__URL", "ws://127.0.0.1:1/"),
+            ("RINGWATCH__SOURCES__A__TOKEN", "s3cr3t-from-env"),
+            ("RINGWATCH__SOURCES__B__URL", "ws://127.0.0.1:1/"),
+            ("RINGWATCH__SOURCES__B__TOKEN_FILE", path.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(
+            v.sources[0].token.as_ref().unwrap().expose(),
+            "s3cr3t-from-env"
+        );
+        assert_eq!(
+            v.sources[1].token.as_ref().unwrap().expose(),
+            "s3cr3t-from-file"
+        );
+        let printed = format!("{v:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        let e = error(&[
+            ("RINGWATCH__SOURCES__A__URL", "ws://127.0.0.1:1/"),
+            ("RINGWATCH__SOURCES__A__TOKEN", "bad token"),
+        ]);
+        assert!(
+            e.contains("sources.a.token") && !e.contains("bad token"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn source_errors_name_the_key() {
+        let url = ("RINGWATCH__SOURCES__P__URL", "ws://127.0.0.1:1/");
+        assert!(error(&[("RINGWATCH__SOURCES__P__ACKS", "true")]).contains("sources.p.url"));
+        assert!(error(&[("RINGWATCH__SOURCES__P__URL", "http://x/")]).contains("sources.p.url"));
+        assert!(error(&[url, ("RINGWATCH__SOURCES__P__PORT", "1")]).contains("port"));
+        assert!(
+            error(&[url, ("RINGWATCH__SOURCES__P__TOKEN_FILE", "/nonexistent/t")])
+                .contains("sources.p.token_file")
+        );
+        assert!(error(&[
+            url,
+            ("RINGWATCH__SOURCES__P__TOKEN", "a"),
+            ("RINGWATCH__SOURCES__P__TOKEN_FILE", "/etc/hostname")
+        ])
+        .contains("sources.p.token_file"));
+        assert!(
+            error(&[url, ("RINGWATCH__SOURCES__P__CA_FILE", "/etc/hostname")])
+                .contains("sources.p.ca_file")
+        );
+        assert!(error(&[
+            ("RINGWATCH__SOURCES__P__URL", "wss://127.0.0.1:1/"),
+            ("RINGWATCH__SOURCES__P__CA_FILE", "/etc/hostname")
+        ])
+        .contains("sources.p.ca_file"));
+        assert!(error(&[
+            url,
+            ("RINGWATCH__SOURCES__P__IDLE_TIMEOUT", "10"),
+            ("RINGWATCH__SOURCES__P__PING_INTERVAL", "20")
+        ])
+        .contains("sources.p.idle_timeout"));
+        assert!(
+            error(&[url, ("RINGWATCH__CLIENT__BACKOFF_MAX", "0.1")]).contains("client.backoff_max")
+        );
+        assert!(
+            error(&[url, ("RINGWATCH__SOURCES__P__CONNECT_TIMEOUT", "0")])
+                .contains("sources.p.connect_timeout")
+        );
+        assert!(
+            error(&[("RINGWATCH__SOURCES__P.Q__URL", "ws://127.0.0.1:1/")]).contains("sources")
+        );
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Validated;
 use crate::durability::{self, DataDir, DurabilityError, Journal, StateConfig};
 use crate::http::{self, HttpState};
+use crate::ingest::client;
 use crate::ingest::server::{self, IngestSettings};
 use crate::metrics::self_metrics::SelfMetrics;
 use crate::metrics::{Bounds, Store};
@@ -103,6 +104,8 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         stop_ingest.clone(),
         connections.clone(),
     ));
+    // Client-mode sources stop with the ingest endpoint, on the same token.
+    let sources = client::spawn_all(&cfg.sources, &pipeline, &metrics, &stop_ingest);
     let alerts_task = cfg.alerts.clone().map(|settings| {
         tracing::info!(url = %settings.alertmanager_url, "pushing alerts to Alertmanager");
         tokio::spawn(crate::alerts::run(
@@ -137,6 +140,12 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
             .is_err()
         {
             tracing::warn!("drain deadline reached with ingest connections still open");
+        }
+        if tokio::time::timeout_at(deadline, sources.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain deadline reached with client-mode sources still open");
         }
         // 2. Stop alerts and HTTP (they hold the last pipeline handles),
         //    then let the pipeline apply whatever is still queued.

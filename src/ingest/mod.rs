@@ -1,7 +1,10 @@
 //! Ingest: getting events in. Transport (the WebSocket server) and decoding
 //! (frame to validated events) live here; what the events mean does not.
+//! Each source has its own module: [`server`] (senders connect to us) and
+//! [`client`] (we connect out to platforms); both go through [`frame`].
 
 pub mod ack;
+pub mod client;
 pub mod decode;
 pub mod frame;
 pub mod server;

@@ -3,7 +3,7 @@
 //! updated from many tasks, so they are the `prometheus` crate's atomics.
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
 
@@ -67,6 +67,95 @@ pub struct SelfMetrics {
     pub alerts_posted: IntCounter,
     pub alert_post_failures: IntCounter,
     pub disk: DiskMetrics,
+    pub sources: SourceMetrics,
+}
+
+/// Client-mode sources (`[sources.<name>]`), labelled `source` with the
+/// configured name, so the label is bounded by the configuration.
+pub struct SourceMetrics {
+    pub connected: IntGaugeVec,
+    pub attempts: IntCounterVec,
+    pub failures: IntCounterVec,
+    pub reconnects: IntCounterVec,
+    pub disconnects: IntCounterVec,
+    pub frames: IntCounterVec,
+    pub last_event: GaugeVec,
+}
+
+impl SourceMetrics {
+    fn new() -> Self {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).unwrap()
+        };
+        SourceMetrics {
+            connected: IntGaugeVec::new(
+                Opts::new(
+                    "ringwatch_source_connected",
+                    "1 while the client-mode source is connected, else 0.",
+                ),
+                &["source"],
+            )
+            .unwrap(),
+            attempts: counter(
+                "ringwatch_source_connection_attempts_total",
+                "Connection attempts to the source (TCP, TLS, upgrade, subscribe).",
+                &["source"],
+            ),
+            failures: counter(
+                "ringwatch_source_connection_failures_total",
+                "Connection attempts that failed or timed out (retried with backoff).",
+                &["source"],
+            ),
+            reconnects: counter(
+                "ringwatch_source_reconnects_total",
+                "Connections established after the source's first one.",
+                &["source"],
+            ),
+            disconnects: counter(
+                "ringwatch_source_disconnects_total",
+                "Established source connections that ended, by reason.",
+                &["source", "reason"],
+            ),
+            frames: counter(
+                "ringwatch_source_frames_total",
+                "Text frames received from the source.",
+                &["source"],
+            ),
+            last_event: GaugeVec::new(
+                Opts::new(
+                    "ringwatch_source_last_event_timestamp_seconds",
+                    "Unix time the last event frame arrived from the source (0: none yet); time() minus this is its age.",
+                ),
+                &["source"],
+            )
+            .unwrap(),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.connected.clone()),
+            Box::new(self.attempts.clone()),
+            Box::new(self.failures.clone()),
+            Box::new(self.reconnects.clone()),
+            Box::new(self.disconnects.clone()),
+            Box::new(self.frames.clone()),
+            Box::new(self.last_event.clone()),
+        ]
+    }
+
+    /// Create every series of one source (at 0) before it first connects.
+    pub fn declare(&self, source: &str) {
+        self.connected.with_label_values(&[source]).set(0);
+        self.attempts.with_label_values(&[source]);
+        self.failures.with_label_values(&[source]);
+        self.reconnects.with_label_values(&[source]);
+        for r in CLOSE_REASONS {
+            self.disconnects.with_label_values(&[source, r]);
+        }
+        self.frames.with_label_values(&[source]);
+        self.last_event.with_label_values(&[source]);
+    }
 }
 
 impl SelfMetrics {
@@ -74,7 +163,7 @@ impl SelfMetrics {
         let registry = Registry::new();
         let connections = IntGauge::new(
             "ringwatch_ingest_connections",
-            "Open ingest WebSocket connections.",
+            "Open ingest WebSocket connections (accepted ones and client-mode sources).",
         )
         .unwrap();
         let connections_opened = IntCounter::new(
@@ -186,6 +275,10 @@ impl SelfMetrics {
         ] {
             registry.register(c).expect("self-metric names are unique");
         }
+        let sources = SourceMetrics::new();
+        for c in sources.collectors() {
+            registry.register(c).expect("self-metric names are unique");
+        }
         SelfMetrics {
             disk: DiskMetrics::new(&registry),
             registry,
@@ -201,6 +294,7 @@ impl SelfMetrics {
             alerts_active,
             alerts_posted,
             alert_post_failures,
+            sources,
         }
     }
 
