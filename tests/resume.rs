@@ -32,7 +32,7 @@ fn day() -> Vec<WireEvent> {
     let mut evs = events(&model, &stories, Some(settle_time(&stories, 86_400_000)));
     let last = evs.last().unwrap().ts;
     let mut pad = 0;
-    while evs.len() % BATCH != 0 {
+    while !evs.len().is_multiple_of(BATCH) {
         evs.push(WireEvent {
             ts: last,
             json: format!(r#"{{"event_id":"pad-{pad}","type":"clock","ts":{last}}}"#),
