@@ -234,5 +234,44 @@ fn metrics(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, apply, record, metrics);
+/// Snapshot encoding (the part of a snapshot that holds up the pipeline) and
+/// decoding (a start): 1,000 queues, `calls` calls in flight, one
+/// remembered event id per call.
+fn snapshot(c: &mut Criterion) {
+    use ringwatch::durability::{decode_state, encode_state, StateConfig};
+    let mut g = c.benchmark_group("snapshot");
+    g.sample_size(10);
+    for calls in [10_000u64, 100_000] {
+        let (mut engine, mut store) = populated(1_000);
+        for n in 0..calls {
+            let e = format!(
+                r#"{{"type":"call.offered","ts":{},"call_id":"open-{n}","queue":"queue-{}","event_id":"ev-open-{n}"}}"#,
+                BASE_TS + 100_000,
+                n % 1_000
+            );
+            engine.apply(&event(&e), 0, &mut store);
+        }
+        let body = encode_state(&engine, &store);
+        eprintln!(
+            "snapshot of 1000 queues, {calls} calls: {} bytes",
+            body.len()
+        );
+        g.bench_with_input(BenchmarkId::new("encode", calls), &calls, |b, _| {
+            b.iter(|| black_box(encode_state(&engine, &store)))
+        });
+        let s = settings();
+        let cfg = StateConfig {
+            bounds: Bounds::new(&s, &BucketConfig::default()),
+            rules: s,
+            quantile_window: 300_000,
+            declared_queues: Vec::new(),
+        };
+        g.bench_with_input(BenchmarkId::new("decode", calls), &calls, |b, _| {
+            b.iter(|| black_box(decode_state(&body, &cfg).is_ok()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, apply, record, metrics, snapshot);
 criterion_main!(benches);

@@ -120,13 +120,14 @@ impl StateConfig {
 const STATE_VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
-struct Meta {
+pub struct Meta {
     version: u32,
     /// Wall time the snapshot was taken (for the log).
     taken_at: Millis,
 }
 
-fn encode_state(engine: &Engine, store: &Store) -> Vec<u8> {
+/// The snapshot body of a state (public for the benchmarks).
+pub fn encode_state(engine: &Engine, store: &Store) -> Vec<u8> {
     let meta = Meta {
         version: STATE_VERSION,
         taken_at: crate::pipeline::wall_now(),
@@ -137,7 +138,7 @@ fn encode_state(engine: &Engine, store: &Store) -> Vec<u8> {
 /// Rebuild the state from a snapshot body. Metrics whose bucket boundaries
 /// changed since cannot carry on and restart from zero (as after any
 /// restart of an exporter); the rules state always carries on.
-fn decode_state(body: &[u8], cfg: &StateConfig) -> Result<(Engine, Store, Meta), String> {
+pub fn decode_state(body: &[u8], cfg: &StateConfig) -> Result<(Engine, Store, Meta), String> {
     let (meta, image, mut store): (Meta, EngineImage, Store) =
         postcard::from_bytes(body).map_err(|e| format!("cannot decode: {e}"))?;
     if meta.version != STATE_VERSION {
