@@ -286,8 +286,15 @@ async fn a_torn_journal_tail_is_cut_and_reported() {
     let mut bytes = std::fs::read(&segment).unwrap();
     bytes.extend_from_slice(&[0x40, 0, 0, 0, 0xde, 0xad, 0xbe]);
     std::fs::write(&segment, &bytes).unwrap();
+    // And a snapshot whose write the crash interrupted.
+    let partial = dir.path().join("snapshot-00000000000000000099.bin.tmp");
+    std::fs::write(&partial, b"RWSNAP01 half").unwrap();
 
     let d = start_in(dir.path(), &[EVENT_CLOCK]);
+    assert!(
+        !partial.exists(),
+        "a partial snapshot is removed, never used"
+    );
     let m = d.metrics().await;
     assert_eq!(m.value("ringwatch_recovery_cut_bytes"), 7.0);
     assert!(m.value("ringwatch_recovery_replayed_records") >= 1.0);

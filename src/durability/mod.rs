@@ -191,7 +191,10 @@ fn list(dir: &Path) -> io::Result<Listing> {
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(seq) = snapshot::snapshot_seq(name) {
+        if name.starts_with("snapshot-") && name.ends_with(".tmp") {
+            // A snapshot whose write was cut short by a crash: never used.
+            fs::remove_file(dir.join(name))?;
+        } else if let Some(seq) = snapshot::snapshot_seq(name) {
             l.snapshots.push(seq);
         } else if let Some(seq) = journal::segment_seq(name) {
             l.segments.push(seq);
