@@ -5,3 +5,4 @@ pub mod ack;
 pub mod decode;
 pub mod frame;
 pub mod server;
+pub mod throttle;
