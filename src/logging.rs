@@ -4,6 +4,9 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -15,9 +18,26 @@ pub fn init(cfg: &LogConfig) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match cfg.format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => builder.finish().with(no_payloads()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(no_payloads())
+            .init(),
     }
+}
+
+/// The WebSocket library logs whole frames at trace level, and frames carry
+/// caller and customer data: its trace lines are dropped whatever the filter
+/// says, so no level ever logs personal data. Its debug lines stay.
+fn no_payloads<S: tracing::Subscriber>() -> impl tracing_subscriber::Layer<S> {
+    filter_fn(|m| {
+        *m.level() != tracing::Level::TRACE
+            || !["tungstenite", "tokio_tungstenite"]
+                .iter()
+                .any(|t| m.target().starts_with(t))
+    })
 }
 
 /// Lets a log line through at most once per interval, and says how many

@@ -265,18 +265,30 @@ async fn one_source_is_revoked_by_editing_the_file_and_sending_sighup() {
 
 #[tokio::test]
 async fn tokens_never_appear_in_the_logs() {
-    let dir = Dir::new("logs");
+    secrets_stay_out_of_logs("debug").await;
+}
+
+/// At trace level the libraries log too (the WebSocket library would log
+/// whole frames): still no token, and no caller or customer data.
+#[tokio::test]
+async fn tokens_and_personal_data_stay_out_of_trace_logs() {
+    secrets_stay_out_of_logs("trace").await;
+}
+
+async fn secrets_stay_out_of_logs(level: &str) {
+    let dir = Dir::new(&format!("logs-{level}"));
     let tokens = dir.write("tokens", &format!("pbx {PBX}\n"));
     let scrapers = dir.write("scrapers", &format!("prometheus {SCRAPER}\n"));
     let wrong = "wrong-token-5e6f7a8b9c0d1e2f3a4b";
     let d = start(&[
-        ("RINGWATCH__LOG__LEVEL", "debug"),
+        ("RINGWATCH__LOG__LEVEL", level),
         ("RINGWATCH__INGEST__TOKENS_FILE", &tokens),
         ("RINGWATCH__HTTP__METRICS_TOKENS_FILE", &scrapers),
     ]);
     assert_eq!(refused(connect(&d, Some(wrong)).await).0, 401);
     let mut ws = connect(&d, Some(PBX)).await.unwrap();
-    assert_eq!(send(&mut ws, OFFER).await["accepted"], 1);
+    let personal = r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1","queue":"q","caller":"+15557654321","customer":"Jane Q. Public"}"#;
+    assert_eq!(send(&mut ws, personal).await["accepted"], 1);
     ws.close(None).await.unwrap();
     assert_eq!(scrape_with(&d, Some(wrong)).await.0, 401);
     assert_eq!(scrape_with(&d, Some(SCRAPER)).await.0, 200);
@@ -313,6 +325,10 @@ async fn tokens_never_appear_in_the_logs() {
             "{secret} in the logs:\n{logs}"
         );
     }
+    assert!(
+        !logs.contains("7654321") && !logs.contains("Jane"),
+        "personal data in the logs:\n{logs}"
+    );
 }
 
 #[tokio::test]
