@@ -174,21 +174,25 @@ fn check_upgrade(
 async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     let s = &ctx.settings;
     let mut verdict = Verdict::Unseen;
+    let mut in_tls = s.tls.is_some();
     // TLS and the upgrade together get one handshake_timeout.
     let handshake = async {
         let stream: Stream = match &s.tls {
             None => Either::Left(stream),
-            Some(tls) => Either::Right(
-                tls.handshake(
-                    stream,
-                    peer,
-                    s.handshake_timeout,
-                    Listener::Ingest,
-                    &ctx.metrics,
-                )
-                .await
-                .ok_or(None)?,
-            ),
+            Some(tls) => {
+                let tls = tls
+                    .handshake(
+                        stream,
+                        peer,
+                        s.handshake_timeout,
+                        Listener::Ingest,
+                        &ctx.metrics,
+                    )
+                    .await
+                    .ok_or(None)?;
+                in_tls = false;
+                Either::Right(tls)
+            }
         };
         #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
         let check = |req: &Request, resp| check_upgrade(req, resp, &s.auth, &mut verdict);
@@ -210,6 +214,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
                 tracing::debug!(%peer, error = %e, "ingest handshake refused");
                 ctx.metrics.protocol_error(ProtocolError::Handshake);
             }
+            return;
+        }
+        Err(_) if in_tls => {
+            tracing::debug!(%peer, listener = "ingest", "TLS handshake timed out");
+            ctx.metrics.tls_handshake_failure(Listener::Ingest);
             return;
         }
         Err(_) => {
