@@ -143,15 +143,19 @@ fn refusal(status: u16, body: &str, challenge: Option<&'static str>) -> ErrorRes
     err
 }
 
-/// The upgrade's checks: the path, then the bearer token.
+/// The upgrade's checks: the path, then the bearer token. Refusals are
+/// counted here, before the answer is written, so whoever reads the answer
+/// finds them counted.
 #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
 fn check_upgrade(
     req: &Request,
     resp: Response,
     auth: &Auth,
+    metrics: &SelfMetrics,
     verdict: &mut Verdict,
 ) -> Result<Response, ErrorResponse> {
     if req.uri().path() != PATH {
+        metrics.protocol_error(ProtocolError::Handshake);
         *verdict = Verdict::NotFound;
         return Err(refusal(
             404,
@@ -165,6 +169,7 @@ fn check_upgrade(
             Ok(resp)
         }
         Err(f) => {
+            metrics.auth_failure(Listener::Ingest, f);
             *verdict = Verdict::Refused(f);
             Err(refusal(401, f.message(), Some(f.challenge())))
         }
@@ -195,7 +200,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
             }
         };
         #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
-        let check = |req: &Request, resp| check_upgrade(req, resp, &s.auth, &mut verdict);
+        let check =
+            |req: &Request, resp| check_upgrade(req, resp, &s.auth, &ctx.metrics, &mut verdict);
         tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config(s)))
             .await
             .map_err(Some)
@@ -205,14 +211,17 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
         // The TLS handshake failed: counted and logged there.
         Ok(Err(None)) => return,
         Ok(Err(Some(e))) => {
-            if let Verdict::Refused(f) = verdict {
+            match verdict {
                 // Debug only: refusals are the peer's doing and cost a line
                 // each. The token itself is never logged.
-                tracing::debug!(%peer, reason = f.as_str(), "ingest upgrade refused: bearer token");
-                ctx.metrics.auth_failure(Listener::Ingest, f);
-            } else {
-                tracing::debug!(%peer, error = %e, "ingest handshake refused");
-                ctx.metrics.protocol_error(ProtocolError::Handshake);
+                Verdict::Refused(f) => {
+                    tracing::debug!(%peer, reason = f.as_str(), "ingest upgrade refused: bearer token");
+                }
+                Verdict::NotFound => tracing::debug!(%peer, error = %e, "ingest handshake refused"),
+                Verdict::Unseen | Verdict::Admitted(_) => {
+                    tracing::debug!(%peer, error = %e, "ingest handshake refused");
+                    ctx.metrics.protocol_error(ProtocolError::Handshake);
+                }
             }
             return;
         }
@@ -350,7 +359,8 @@ impl Connection<'_> {
                     self.close(CloseCode::Policy, "the bearer token of this source was revoked").await;
                     return "revoked";
                 }
-                _ = tokio::time::sleep_until(resume), if paused_until.is_some() => {
+                // In an async block so that no timer is made unless paused.
+                _ = async { tokio::time::sleep_until(resume).await }, if paused_until.is_some() => {
                     paused_until = None;
                     // Not reading was our doing: the peer was not idle.
                     last_seen = Instant::now();
