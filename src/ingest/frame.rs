@@ -18,18 +18,6 @@ pub async fn process(
     pipeline: &PipelineHandle,
     metrics: &SelfMetrics,
 ) -> Result<String, Stopped> {
-    process_counted(text, pipeline, metrics)
-        .await
-        .map(|(ack, _)| ack)
-}
-
-/// [`process`], also returning how many events the frame held (accepted,
-/// duplicate and rejected alike): what a rate limit charges.
-pub async fn process_counted(
-    text: &Utf8Bytes,
-    pipeline: &PipelineHandle,
-    metrics: &SelfMetrics,
-) -> Result<(String, usize), Stopped> {
     let started = Instant::now();
     metrics.frames.inc();
     metrics.frame_bytes.inc_by(text.len() as u64);
@@ -53,7 +41,6 @@ pub async fn process_counted(
             }),
         }
     }
-    let elements = events.len() + rejected.len();
     let decode_rejects = rejected.iter().map(|r| r.reason).collect();
     let verdicts = pipeline.apply(events, decode_rejects).await?;
     if !verdicts.rejected.is_empty() {
@@ -64,5 +51,5 @@ pub async fn process_counted(
     metrics
         .frame_duration
         .observe(started.elapsed().as_secs_f64());
-    Ok((ack, elements))
+    Ok(ack)
 }

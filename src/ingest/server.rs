@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::frame;
-use super::throttle::{Bucket, RateLimit};
+use super::throttle::{self, Bucket, RateLimit};
 use crate::auth::{Auth, Failure, Listener, Source, TokenSet};
 use crate::logging::RateLimited;
 use crate::metrics::self_metrics::{ProtocolError, SelfMetrics};
@@ -410,15 +410,13 @@ impl Connection<'_> {
     /// Decode, apply and acknowledge one text frame; returns how long to
     /// stop reading to stay within the event rate.
     async fn frame(&mut self, text: &Utf8Bytes) -> Result<Duration, &'static str> {
-        let Ok((ack, events)) =
-            frame::process_counted(text, &self.ctx.pipeline, &self.ctx.metrics).await
-        else {
+        let Ok(ack) = frame::process(text, &self.ctx.pipeline, &self.ctx.metrics).await else {
             self.close(CloseCode::Away, "ringwatch is shutting down")
                 .await;
             return Err("shutdown");
         };
         let pause = match &mut self.bucket {
-            Some(b) => b.charge(events, Instant::now()),
+            Some(b) => b.charge(throttle::events_in_ack(&ack), Instant::now()),
             None => Duration::ZERO,
         };
         if !pause.is_zero() {
