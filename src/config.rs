@@ -652,7 +652,11 @@ mod tests {
         for name in ["a", "b"] {
             let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
             std::fs::write(dir.join(format!("{name}.crt")), c.cert.pem()).unwrap();
-            std::fs::write(dir.join(format!("{name}.key")), c.key_pair.serialize_pem()).unwrap();
+            std::fs::write(
+                dir.join(format!("{name}.key")),
+                c.signing_key.serialize_pem(),
+            )
+            .unwrap();
         }
         std::fs::write(dir.join("junk.pem"), "not pem at all\n").unwrap();
         dir

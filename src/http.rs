@@ -40,7 +40,7 @@ pub fn router(state: HttpState) -> Router {
 async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
     if let Err(f) = s.auth.check(&headers) {
         tracing::debug!(reason = f.as_str(), "/metrics refused: bearer token");
-        s.metrics.auth_failure(Listener::Http, f);
+        s.metrics.edge.auth_failure(Listener::Http, f);
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, f.challenge())],

@@ -52,7 +52,9 @@ pub fn reload(r: &Reloadable, metrics: &SelfMetrics) -> usize {
             None => {}
             Some(Ok(changes)) => {
                 if what == "ingest_tokens" {
-                    metrics.declare_sources(changes.added.iter().map(String::as_str));
+                    metrics
+                        .edge
+                        .declare_sources(changes.added.iter().map(String::as_str));
                 }
                 tracing::info!(
                     file = what,
@@ -62,12 +64,12 @@ pub fn reload(r: &Reloadable, metrics: &SelfMetrics) -> usize {
                     new_token = ?changes.changed,
                     "token file reloaded"
                 );
-                metrics.reloaded(what, true);
+                metrics.edge.reloaded(what, true);
             }
             Some(Err(e)) => {
                 failed += 1;
                 tracing::error!(file = what, error = %e, "token file reload failed: the previous tokens stay in force");
-                metrics.reloaded(what, false);
+                metrics.edge.reloaded(what, false);
             }
         }
     }
@@ -76,12 +78,12 @@ pub fn reload(r: &Reloadable, metrics: &SelfMetrics) -> usize {
         match tls.reload() {
             Ok(()) => {
                 tracing::info!(file = what, "TLS certificate and key reloaded");
-                metrics.reloaded(what, true);
+                metrics.edge.reloaded(what, true);
             }
             Err(e) => {
                 failed += 1;
                 tracing::error!(file = what, error = %e, "TLS reload failed: the previous certificate stays in use");
-                metrics.reloaded(what, false);
+                metrics.edge.reloaded(what, false);
             }
         }
     }

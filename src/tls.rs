@@ -178,12 +178,12 @@ impl Tls {
             Ok(Ok(s)) => Some(s),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, listener = listener.as_str(), error = %e, "TLS handshake failed");
-                metrics.tls_handshake_failure(listener);
+                metrics.edge.tls_handshake_failure(listener);
                 None
             }
             Err(_) => {
                 tracing::debug!(%peer, listener = listener.as_str(), "TLS handshake timed out");
-                metrics.tls_handshake_failure(listener);
+                metrics.edge.tls_handshake_failure(listener);
                 None
             }
         }

@@ -28,7 +28,6 @@ use crate::auth::{Auth, Failure, Listener, Source, TokenSet};
 use crate::logging::RateLimited;
 use crate::metrics::self_metrics::{ProtocolError, SelfMetrics};
 use crate::pipeline::PipelineHandle;
-use crate::tls::Tls;
 
 pub const PATH: &str = "/v1/events";
 
@@ -53,7 +52,7 @@ pub struct IngestSettings {
     /// `None`: no per-connection event rate limit.
     pub rate: Option<RateLimit>,
     pub auth: Auth,
-    pub tls: Option<Tls>,
+    pub tls: Option<crate::tls::Tls>,
 }
 
 struct Ctx {
@@ -76,7 +75,9 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    metrics.declare_sources(settings.auth.source_names().iter().map(String::as_str));
+    metrics
+        .edge
+        .declare_sources(settings.auth.source_names().iter().map(String::as_str));
     let ctx = Arc::new(Ctx {
         slots: Arc::new(Semaphore::new(settings.max_connections)),
         settings,
@@ -169,7 +170,7 @@ fn check_upgrade(
             Ok(resp)
         }
         Err(f) => {
-            metrics.auth_failure(Listener::Ingest, f);
+            metrics.edge.auth_failure(Listener::Ingest, f);
             *verdict = Verdict::Refused(f);
             Err(refusal(401, f.message(), Some(f.challenge())))
         }
@@ -227,7 +228,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
         }
         Err(_) if in_tls => {
             tracing::debug!(%peer, listener = "ingest", "TLS handshake timed out");
-            ctx.metrics.tls_handshake_failure(Listener::Ingest);
+            ctx.metrics.edge.tls_handshake_failure(Listener::Ingest);
             return;
         }
         Err(_) => {
@@ -245,7 +246,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     let name = source.as_ref().map(|s| s.name().to_string());
     let source_gauge = name
         .as_deref()
-        .map(|n| ctx.metrics.source_connections.with_label_values(&[n]));
+        .map(|n| ctx.metrics.edge.source_connections.with_label_values(&[n]));
     ctx.metrics.connections.inc();
     ctx.metrics.connections_opened.inc();
     if let Some(g) = &source_gauge {
@@ -280,7 +281,7 @@ async fn refuse_over_cap(
     source: Option<&Source>,
     ctx: &Ctx,
 ) {
-    ctx.metrics.connections_refused.inc();
+    ctx.metrics.edge.connections_refused.inc();
     let max = ctx.settings.max_connections;
     if let Some(suppressed) = ctx.over_cap_log.check() {
         tracing::warn!(
@@ -422,8 +423,8 @@ impl Connection<'_> {
         if !pause.is_zero() {
             // Counted before the ack goes out: whoever holds the ack sees it.
             let m = &self.ctx.metrics;
-            m.throttled_frames.inc();
-            m.throttled_seconds.inc_by(pause.as_secs_f64());
+            m.edge.throttled_frames.inc();
+            m.edge.throttled_seconds.inc_by(pause.as_secs_f64());
             if let Some(suppressed) = self.ctx.throttle_log.check() {
                 tracing::warn!(
                     peer = %self.peer,
