@@ -10,9 +10,12 @@ use std::time::Duration;
 use config::{Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::auth::TokenFile;
 use crate::event::Millis;
+use crate::ingest::throttle::RateLimit;
 use crate::metrics::BucketConfig;
 use crate::rules::{ClockMode, Limits, Settings};
+use crate::tls::{TlsError, TlsFiles};
 
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -83,12 +86,21 @@ pub struct IngestConfig {
     pub handshake_timeout: f64,
     pub read_buffer_bytes: usize,
     pub max_write_buffer_bytes: usize,
+    pub max_connections: usize,
+    pub max_events_per_second: f64,
+    pub events_burst: u32,
+    pub tokens_file: String,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: String,
+    pub metrics_tokens_file: String,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -237,6 +249,26 @@ pub struct Validated {
     pub durability: Option<crate::durability::Settings>,
     /// Client-mode sources, in name order.
     pub sources: Vec<crate::ingest::client::SourceSettings>,
+    pub ingest_edge: IngestEdge,
+    pub http_edge: HttpEdge,
+}
+
+/// Who may use the ingest listener, over what, and how much.
+#[derive(Clone, Debug)]
+pub struct IngestEdge {
+    pub max_connections: usize,
+    /// `None`: no per-connection rate limit.
+    pub rate: Option<RateLimit>,
+    /// `None`: open to anyone who reaches the port.
+    pub tokens: Option<TokenFile>,
+    pub tls: Option<TlsFiles>,
+}
+
+/// Who may scrape `/metrics`, and over what (`/healthz` and `/readyz` stay open).
+#[derive(Clone, Debug)]
+pub struct HttpEdge {
+    pub tokens: Option<TokenFile>,
+    pub tls: Option<TlsFiles>,
 }
 
 const LIST_KEYS: [&str; 5] = [
@@ -438,6 +470,38 @@ impl Config {
             alerts: self.alerts()?,
             durability: self.durability()?,
             sources: self.sources()?,
+            ingest_edge: self.ingest_edge()?,
+            http_edge: HttpEdge {
+                tokens: token_file("http.metrics_tokens_file", &self.http.metrics_tokens_file)?,
+                tls: tls_files("http", &self.http.tls_cert_file, &self.http.tls_key_file)?,
+            },
+        })
+    }
+
+    fn ingest_edge(&self) -> Result<IngestEdge, ConfigError> {
+        let i = &self.ingest;
+        let eps = i.max_events_per_second;
+        let rate = if eps == 0.0 {
+            None
+        } else if !eps.is_finite() || !(0.01..=10_000_000.0).contains(&eps) {
+            return Err(invalid(
+                "ingest.max_events_per_second",
+                format!("must be 0 (no limit) or between 0.01 and 10000000 events per second, got {eps}"),
+            ));
+        } else {
+            // 0: one second's worth.
+            let burst = if i.events_burst == 0 {
+                eps.ceil() as u32
+            } else {
+                i.events_burst
+            };
+            Some(RateLimit::new(eps, burst))
+        };
+        Ok(IngestEdge {
+            max_connections: count("ingest.max_connections", i.max_connections, 1)?,
+            rate,
+            tokens: token_file("ingest.tokens_file", &i.tokens_file)?,
+            tls: tls_files("ingest", &i.tls_cert_file, &i.tls_key_file)?,
         })
     }
 
@@ -654,6 +718,39 @@ fn bucket_list(key: &str, v: &[f64]) -> Result<Vec<f64>, ConfigError> {
     Ok(v.to_vec())
 }
 
+/// An empty path means no token file (the listener is open).
+fn token_file(key: &str, path: &str) -> Result<Option<TokenFile>, ConfigError> {
+    if path.trim().is_empty() {
+        return Ok(None);
+    }
+    TokenFile::load(Path::new(path.trim()))
+        .map(Some)
+        .map_err(|e| invalid(key, e.to_string()))
+}
+
+/// Both paths empty: no TLS. Both set: the pair, loaded and checked.
+fn tls_files(section: &str, cert: &str, key: &str) -> Result<Option<TlsFiles>, ConfigError> {
+    let (cert, key) = (cert.trim(), key.trim());
+    let cert_key = format!("{section}.tls_cert_file");
+    let key_key = format!("{section}.tls_key_file");
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, true) => return Err(invalid(key_key, format!("must be set when {cert_key} is"))),
+        (true, false) => return Err(invalid(cert_key, format!("must be set when {key_key} is"))),
+        (false, false) => {}
+    }
+    let (cert, key) = (Path::new(cert), Path::new(key));
+    match crate::tls::load_pair(cert, key) {
+        Ok(pair) => Ok(Some(TlsFiles {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            pair,
+        })),
+        Err(e @ TlsError::Cert { .. }) => Err(invalid(cert_key, e.to_string())),
+        Err(e @ TlsError::Key { .. }) => Err(invalid(key_key, e.to_string())),
+    }
+}
+
 fn addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse().map_err(|_| {
         invalid(
@@ -751,6 +848,124 @@ mod tests {
         assert!(error(&[("RINGWATCH__METRICS__BUCKETS__HOLD", "5,-1")])
             .contains("metrics.buckets.hold"));
         assert!(error(&[("RINGWATCH__LOG__LEVEL", "ringwatch=loud")]).contains("log.level"));
+    }
+
+    #[test]
+    fn listener_guards_default_to_open_plain_and_unthrottled() {
+        let v = validate(&[]).unwrap();
+        assert_eq!(v.ingest_edge.max_connections, 1000);
+        assert!(v.ingest_edge.rate.is_none());
+        assert!(v.ingest_edge.tokens.is_none() && v.ingest_edge.tls.is_none());
+        assert!(v.http_edge.tokens.is_none() && v.http_edge.tls.is_none());
+        let v = validate(&[("RINGWATCH__INGEST__MAX_EVENTS_PER_SECOND", "2.5")]).unwrap();
+        assert_eq!(v.ingest_edge.rate, Some(RateLimit::new(2.5, 3)));
+        let v = validate(&[
+            ("RINGWATCH__INGEST__MAX_EVENTS_PER_SECOND", "100"),
+            ("RINGWATCH__INGEST__EVENTS_BURST", "10"),
+        ])
+        .unwrap();
+        assert_eq!(v.ingest_edge.rate, Some(RateLimit::new(100.0, 10)));
+    }
+
+    /// A scratch directory with a token file and two unrelated key pairs.
+    fn edge_files(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringwatch-edge-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tokens"), "pbx 0123456789abcdef0123\n").unwrap();
+        std::fs::write(dir.join("bad-tokens"), "pbx short\n").unwrap();
+        for name in ["a", "b"] {
+            let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+            std::fs::write(dir.join(format!("{name}.crt")), c.cert.pem()).unwrap();
+            std::fs::write(
+                dir.join(format!("{name}.key")),
+                c.signing_key.serialize_pem(),
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.join("junk.pem"), "not pem at all\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn token_files_and_certificates_are_loaded_and_checked() {
+        let dir = edge_files("ok");
+        let p = |f: &str| dir.join(f).display().to_string();
+        let v = validate(&[
+            ("RINGWATCH__INGEST__TOKENS_FILE", &p("tokens")),
+            ("RINGWATCH__HTTP__METRICS_TOKENS_FILE", &p("tokens")),
+            ("RINGWATCH__INGEST__TLS_CERT_FILE", &p("a.crt")),
+            ("RINGWATCH__INGEST__TLS_KEY_FILE", &p("a.key")),
+            ("RINGWATCH__HTTP__TLS_CERT_FILE", &p("b.crt")),
+            ("RINGWATCH__HTTP__TLS_KEY_FILE", &p("b.key")),
+        ])
+        .unwrap();
+        let tokens = v.ingest_edge.tokens.as_ref().unwrap();
+        assert_eq!(tokens.tokens.names().collect::<Vec<_>>(), ["pbx"]);
+        assert!(v.http_edge.tokens.is_some());
+        assert_eq!(v.ingest_edge.tls.as_ref().unwrap().cert, dir.join("a.crt"));
+        assert_eq!(v.http_edge.tls.as_ref().unwrap().key, dir.join("b.key"));
+        // Debug output (it may end up in a log) shows no token.
+        assert!(!format!("{v:?}").contains("0123456789abcdef0123"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn listener_guard_errors_name_the_key() {
+        let dir = edge_files("bad");
+        let p = |f: &str| dir.join(f).display().to_string();
+        let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+            (
+                vec![("RINGWATCH__INGEST__MAX_CONNECTIONS", "0".into())],
+                "`ingest.max_connections`",
+            ),
+            (
+                vec![("RINGWATCH__INGEST__MAX_EVENTS_PER_SECOND", "-1".into())],
+                "`ingest.max_events_per_second`",
+            ),
+            (
+                vec![("RINGWATCH__INGEST__TOKENS_FILE", p("missing"))],
+                "`ingest.tokens_file` cannot read token file",
+            ),
+            (
+                vec![("RINGWATCH__HTTP__METRICS_TOKENS_FILE", p("bad-tokens"))],
+                "`http.metrics_tokens_file` token file",
+            ),
+            (
+                vec![("RINGWATCH__INGEST__TLS_CERT_FILE", p("a.crt"))],
+                "`ingest.tls_key_file` must be set when ingest.tls_cert_file is",
+            ),
+            (
+                vec![("RINGWATCH__HTTP__TLS_KEY_FILE", p("a.key"))],
+                "`http.tls_cert_file` must be set",
+            ),
+            (
+                vec![
+                    ("RINGWATCH__HTTP__TLS_CERT_FILE", p("junk.pem")),
+                    ("RINGWATCH__HTTP__TLS_KEY_FILE", p("a.key")),
+                ],
+                "`http.tls_cert_file` certificate file",
+            ),
+            (
+                vec![
+                    ("RINGWATCH__INGEST__TLS_CERT_FILE", p("a.crt")),
+                    ("RINGWATCH__INGEST__TLS_KEY_FILE", p("a.crt")),
+                ],
+                "`ingest.tls_key_file` key file",
+            ),
+            (
+                vec![
+                    ("RINGWATCH__INGEST__TLS_CERT_FILE", p("a.crt")),
+                    ("RINGWATCH__INGEST__TLS_KEY_FILE", p("b.key")),
+                ],
+                "does not match the certificate",
+            ),
+        ];
+        for (pairs, want) in cases {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let e = error(&pairs);
+            assert!(e.contains(want), "{pairs:?}: {e}");
+        }
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{self, Auth};
 use crate::config::Validated;
 use crate::durability::{self, DataDir, DurabilityError, Journal, StateConfig};
 use crate::http::{self, HttpState};
@@ -19,6 +20,7 @@ use crate::metrics::self_metrics::SelfMetrics;
 use crate::metrics::{Bounds, Store};
 use crate::pipeline;
 use crate::rules::Engine;
+use crate::tls::Tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -65,6 +67,32 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
     let http_addr = http_listener.local_addr().expect("bound socket");
 
     let metrics = Arc::new(SelfMetrics::new());
+    let ingest_auth = Auth::new(auth::Listener::Ingest, cfg.ingest_edge.tokens.as_ref());
+    let http_auth = Auth::new(auth::Listener::Http, cfg.http_edge.tokens.as_ref());
+    let ingest_tls = cfg.ingest_edge.tls.as_ref().map(Tls::new);
+    let http_tls = cfg.http_edge.tls.as_ref().map(Tls::new);
+    auth::warn_if_exposed(
+        auth::Listener::Ingest,
+        ingest_addr,
+        &ingest_auth,
+        ingest_tls.is_some(),
+    );
+    auth::warn_if_exposed(
+        auth::Listener::Http,
+        http_addr,
+        &http_auth,
+        http_tls.is_some(),
+    );
+    crate::reload::on_sighup(
+        crate::reload::Reloadable {
+            ingest_tokens: ingest_auth.clone(),
+            http_tokens: http_auth.clone(),
+            ingest_tls: ingest_tls.clone(),
+            http_tls: http_tls.clone(),
+        },
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    );
     let (pipeline, inbox) = pipeline::channel();
     let ready = Arc::new(AtomicBool::new(false));
     // HTTP first: during recovery /healthz answers and /readyz says not yet.
@@ -73,12 +101,12 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         pipeline: pipeline.clone(),
         metrics: Arc::clone(&metrics),
         ready: Arc::clone(&ready),
+        auth: http_auth,
     });
     let http_stop = stop_http.clone();
+    let http_metrics = Arc::clone(&metrics);
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await });
-        if let Err(e) = serve.await {
+        if let Err(e) = http::serve(http_listener, http_tls, app, http_metrics, http_stop).await {
             tracing::error!(error = %e, "http server failed");
         }
     });
@@ -98,6 +126,10 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
             ping_interval: cfg.ping_interval,
             idle_timeout: cfg.idle_timeout,
             handshake_timeout: cfg.handshake_timeout,
+            max_connections: cfg.ingest_edge.max_connections,
+            rate: cfg.ingest_edge.rate,
+            auth: ingest_auth.clone(),
+            tls: ingest_tls.clone(),
         },
         pipeline.clone(),
         Arc::clone(&metrics),

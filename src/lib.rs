@@ -6,9 +6,11 @@
 //! [`ingest`] (WebSocket transport, decoding) -> [`pipeline`] (the single
 //! owner of state) -> [`rules`] (pure per-call state machine) -> [`metrics`]
 //! (recording, rendering) -> [`http`] (exposure). [`daemon`] wires them;
-//! [`config`], [`logging`] and [`shutdown`] serve the binary.
+//! [`config`], [`logging`] and [`shutdown`] serve the binary; [`auth`], [`tls`]
+//! and [`reload`] guard the two listeners.
 
 pub mod alerts;
+pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod demo;
@@ -19,6 +21,8 @@ pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod rules;
 pub mod shutdown;
 pub mod sim;
+pub mod tls;

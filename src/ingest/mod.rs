@@ -8,3 +8,4 @@ pub mod client;
 pub mod decode;
 pub mod frame;
 pub mod server;
+pub mod throttle;

@@ -1,7 +1,10 @@
-//! The WebSocket ingest endpoint `GET /v1/events`: accepts connections, reads
-//! text frames, hands decoded events to the pipeline and answers every frame
-//! with its acknowledgement. Protocol errors close only the connection that
-//! made them, with the matching close code; bad events never close anything.
+//! The WebSocket ingest endpoint `GET /v1/events`: accepts connections (over
+//! TLS when configured), checks the bearer token at the upgrade, caps the
+//! open connections, reads text frames, hands decoded events to the pipeline
+//! and answers every frame with its acknowledgement, pausing a connection
+//! that goes over its event rate. Protocol errors close only the connection
+//! that made them, with the matching close code; bad events never close
+//! anything.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,15 +12,20 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::frame;
+use super::throttle::{self, Bucket, RateLimit};
+use crate::auth::{Auth, Failure, Listener, Source, TokenSet};
+use crate::logging::RateLimited;
 use crate::metrics::self_metrics::{ProtocolError, SelfMetrics};
 use crate::pipeline::{ApplyError, PipelineHandle};
 
@@ -25,6 +33,12 @@ pub const PATH: &str = "/v1/events";
 
 /// How long a closing connection waits for the peer's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Warnings a peer can provoke at will are logged at most this often.
+const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A plain or TLS connection.
+type Stream = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
 
 #[derive(Clone, Debug)]
 pub struct IngestSettings {
@@ -34,6 +48,11 @@ pub struct IngestSettings {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
+    pub max_connections: usize,
+    /// `None`: no per-connection event rate limit.
+    pub rate: Option<RateLimit>,
+    pub auth: Auth,
+    pub tls: Option<crate::tls::Tls>,
 }
 
 struct Ctx {
@@ -41,6 +60,9 @@ struct Ctx {
     pipeline: PipelineHandle,
     metrics: Arc<SelfMetrics>,
     cancel: CancellationToken,
+    slots: Arc<Semaphore>,
+    over_cap_log: RateLimited,
+    throttle_log: RateLimited,
 }
 
 /// Accept connections until `cancel`; each connection task is tracked so the
@@ -53,11 +75,17 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    metrics
+        .edge
+        .declare_sources(settings.auth.source_names().iter().map(String::as_str));
     let ctx = Arc::new(Ctx {
+        slots: Arc::new(Semaphore::new(settings.max_connections)),
         settings,
         pipeline,
         metrics,
         cancel,
+        over_cap_log: RateLimited::new(LIMIT_LOG_INTERVAL),
+        throttle_log: RateLimited::new(LIMIT_LOG_INTERVAL),
     });
     loop {
         let accepted = tokio::select! {
@@ -89,27 +117,118 @@ fn ws_config(s: &IngestSettings) -> WebSocketConfig {
         .max_write_buffer_size(s.max_write_buffer_bytes)
 }
 
-#[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
-fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
-    if req.uri().path() == PATH {
-        return Ok(resp);
+/// What the upgrade request turned out to be.
+enum Verdict {
+    /// Not looked at yet (the request never got that far).
+    Unseen,
+    NotFound,
+    Refused(Failure),
+    /// `None` when ingest is open to all.
+    Admitted(Option<Arc<Source>>),
+}
+
+fn refusal(status: u16, body: &str, challenge: Option<&'static str>) -> ErrorResponse {
+    use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
+    let mut err = ErrorResponse::new(Some(body.to_string()));
+    *err.status_mut() = StatusCode::from_u16(status).expect("a valid status code");
+    let h = err.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if let Some(c) = challenge {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
     }
-    let mut err = ErrorResponse::new(Some(format!("ringwatch ingest is at {PATH}\n")));
-    *err.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
-    Err(err)
+    err
+}
+
+/// The upgrade's checks: the path, then the bearer token. Refusals are
+/// counted here, before the answer is written, so whoever reads the answer
+/// finds them counted.
+#[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
+fn check_upgrade(
+    req: &Request,
+    resp: Response,
+    auth: &Auth,
+    metrics: &SelfMetrics,
+    verdict: &mut Verdict,
+) -> Result<Response, ErrorResponse> {
+    if req.uri().path() != PATH {
+        metrics.protocol_error(ProtocolError::Handshake);
+        *verdict = Verdict::NotFound;
+        return Err(refusal(
+            404,
+            &format!("ringwatch ingest is at {PATH}\n"),
+            None,
+        ));
+    }
+    match auth.check(req.headers()) {
+        Ok(source) => {
+            *verdict = Verdict::Admitted(source);
+            Ok(resp)
+        }
+        Err(f) => {
+            metrics.edge.auth_failure(Listener::Ingest, f);
+            *verdict = Verdict::Refused(f);
+            Err(refusal(401, f.message(), Some(f.challenge())))
+        }
+    }
 }
 
 async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        check_path,
-        Some(ws_config(&ctx.settings)),
-    );
-    let ws = match tokio::time::timeout(ctx.settings.handshake_timeout, handshake).await {
+    let s = &ctx.settings;
+    let mut verdict = Verdict::Unseen;
+    let mut in_tls = s.tls.is_some();
+    // TLS and the upgrade together get one handshake_timeout.
+    let handshake = async {
+        let stream: Stream = match &s.tls {
+            None => Either::Left(stream),
+            Some(tls) => {
+                let tls = tls
+                    .handshake(
+                        stream,
+                        peer,
+                        s.handshake_timeout,
+                        Listener::Ingest,
+                        &ctx.metrics,
+                    )
+                    .await
+                    .ok_or(None)?;
+                in_tls = false;
+                Either::Right(tls)
+            }
+        };
+        #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
+        let check =
+            |req: &Request, resp| check_upgrade(req, resp, &s.auth, &ctx.metrics, &mut verdict);
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config(s)))
+            .await
+            .map_err(Some)
+    };
+    let ws = match tokio::time::timeout(s.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "ingest handshake refused");
-            ctx.metrics.protocol_error(ProtocolError::Handshake);
+        // The TLS handshake failed: counted and logged there.
+        Ok(Err(None)) => return,
+        Ok(Err(Some(e))) => {
+            match verdict {
+                // Debug only: refusals are the peer's doing and cost a line
+                // each. The token itself is never logged.
+                Verdict::Refused(f) => {
+                    tracing::debug!(%peer, reason = f.as_str(), "ingest upgrade refused: bearer token");
+                }
+                Verdict::NotFound => tracing::debug!(%peer, error = %e, "ingest handshake refused"),
+                Verdict::Unseen | Verdict::Admitted(_) => {
+                    tracing::debug!(%peer, error = %e, "ingest handshake refused");
+                    ctx.metrics.protocol_error(ProtocolError::Handshake);
+                }
+            }
+            return;
+        }
+        Err(_) if in_tls => {
+            tracing::debug!(%peer, listener = "ingest", "TLS handshake timed out");
+            ctx.metrics.edge.tls_handshake_failure(Listener::Ingest);
             return;
         }
         Err(_) => {
@@ -118,18 +237,102 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
             return;
         }
     };
+    let Verdict::Admitted(source) = verdict else {
+        unreachable!("an upgrade completes only when admitted")
+    };
+    let Ok(slot) = Arc::clone(&ctx.slots).try_acquire_owned() else {
+        return refuse_over_cap(ws, peer, source.as_deref(), &ctx).await;
+    };
+    let name = source.as_ref().map(|s| s.name().to_string());
+    let source_gauge = name
+        .as_deref()
+        .map(|n| ctx.metrics.edge.source_connections.with_label_values(&[n]));
     ctx.metrics.connections.inc();
     ctx.metrics.connections_opened.inc();
-    tracing::debug!(%peer, "ingest connection opened");
-    let reason = Connection { ws, ctx: &ctx }.run().await;
+    if let Some(g) = &source_gauge {
+        g.inc();
+    }
+    tracing::debug!(%peer, source = name.as_deref(), "ingest connection opened");
+    let tokens = source.as_ref().and_then(|_| s.auth.subscribe());
+    let reason = Connection {
+        ws,
+        ctx: &ctx,
+        peer,
+        source,
+        tokens,
+        bucket: s.rate.map(|r| Bucket::new(r, Instant::now())),
+        _slot: slot,
+    }
+    .run()
+    .await;
     ctx.metrics.connections.dec();
+    if let Some(g) = &source_gauge {
+        g.dec();
+    }
     ctx.metrics.closed(reason);
-    tracing::debug!(%peer, reason, "ingest connection closed");
+    tracing::debug!(%peer, source = name.as_deref(), reason, "ingest connection closed");
+}
+
+/// Over `max_connections`: the upgrade is done, so the peer learns why from
+/// a close frame (1013, try again later) rather than a reset.
+async fn refuse_over_cap(
+    mut ws: WebSocketStream<Stream>,
+    peer: SocketAddr,
+    source: Option<&Source>,
+    ctx: &Ctx,
+) {
+    ctx.metrics.edge.connections_refused.inc();
+    let max = ctx.settings.max_connections;
+    if let Some(suppressed) = ctx.over_cap_log.check() {
+        tracing::warn!(
+            %peer,
+            source = source.map(Source::name),
+            max_connections = max,
+            suppressed,
+            "ingest connection refused: ingest.max_connections are open"
+        );
+    }
+    let frame = CloseFrame {
+        code: CloseCode::Again,
+        reason: format!(
+            "too many connections: ingest.max_connections ({max}) are open, try again later"
+        )
+        .into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if ws.close(Some(frame)).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
 }
 
 struct Connection<'a> {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<Stream>,
     ctx: &'a Ctx,
+    peer: SocketAddr,
+    /// The token source it was admitted as (`None` when ingest is open).
+    source: Option<Arc<Source>>,
+    /// Token reloads, to end the connection when its token is revoked.
+    tokens: Option<watch::Receiver<Arc<TokenSet>>>,
+    bucket: Option<Bucket>,
+    /// Held for the connection's life: its place under `max_connections`.
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Resolves when `source`'s token is no longer in the token set.
+async fn revoked(tokens: Option<&mut watch::Receiver<Arc<TokenSet>>>, source: Option<&Source>) {
+    let (Some(rx), Some(source)) = (tokens, source) else {
+        return std::future::pending().await;
+    };
+    loop {
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if !rx.borrow_and_update().admits(source) {
+            return;
+        }
+    }
 }
 
 impl Connection<'_> {
@@ -141,18 +344,32 @@ impl Connection<'_> {
             s.ping_interval,
         );
         let mut last_seen = Instant::now();
+        // While set, the connection is over its event rate and reads nothing.
+        let mut paused_until: Option<tokio::time::Instant> = None;
         loop {
             // A frame being processed is finished (and acknowledged) before
             // shutdown is looked at again: nothing in flight is dropped.
+            let resume = paused_until.unwrap_or_else(tokio::time::Instant::now);
             let msg = tokio::select! {
                 biased;
                 _ = self.ctx.cancel.cancelled() => {
                     self.close(CloseCode::Away, "ringwatch is shutting down").await;
                     return "shutdown";
                 }
-                msg = self.ws.next() => msg,
+                _ = revoked(self.tokens.as_mut(), self.source.as_deref()) => {
+                    self.close(CloseCode::Policy, "the bearer token of this source was revoked").await;
+                    return "revoked";
+                }
+                // In an async block so that no timer is made unless paused.
+                _ = async { tokio::time::sleep_until(resume).await }, if paused_until.is_some() => {
+                    paused_until = None;
+                    // Not reading was our doing: the peer was not idle.
+                    last_seen = Instant::now();
+                    continue;
+                }
+                msg = self.ws.next(), if paused_until.is_none() => msg,
                 _ = ping.tick() => {
-                    if last_seen.elapsed() > s.idle_timeout {
+                    if paused_until.is_none() && last_seen.elapsed() > s.idle_timeout {
                         self.close(CloseCode::Away, "idle timeout: no frame or pong received").await;
                         return "idle_timeout";
                     }
@@ -165,11 +382,13 @@ impl Connection<'_> {
             last_seen = Instant::now();
             match msg {
                 None => return "peer",
-                Some(Ok(Message::Text(text))) => {
-                    if let Err(reason) = self.frame(&text).await {
-                        return reason;
+                Some(Ok(Message::Text(text))) => match self.frame(&text).await {
+                    Ok(pause) if !pause.is_zero() => {
+                        paused_until = Some(tokio::time::Instant::now() + pause);
                     }
-                }
+                    Ok(_) => {}
+                    Err(reason) => return reason,
+                },
                 Some(Ok(Message::Binary(_))) => {
                     self.ctx.metrics.protocol_error(ProtocolError::Binary);
                     self.close(
@@ -189,8 +408,9 @@ impl Connection<'_> {
         }
     }
 
-    /// Decode, apply and acknowledge one text frame.
-    async fn frame(&mut self, text: &Utf8Bytes) -> Result<(), &'static str> {
+    /// Decode, apply and acknowledge one text frame; returns how long to
+    /// stop reading to stay within the event rate.
+    async fn frame(&mut self, text: &Utf8Bytes) -> Result<Duration, &'static str> {
         let ack = match frame::process(text, &self.ctx.pipeline, &self.ctx.metrics).await {
             Ok(ack) => ack,
             Err(ApplyError::Stopped(_)) => {
@@ -208,10 +428,29 @@ impl Connection<'_> {
                 return Err("journal_error");
             }
         };
+        let pause = match &mut self.bucket {
+            Some(b) => b.charge(throttle::events_in_ack(&ack), Instant::now()),
+            None => Duration::ZERO,
+        };
+        if !pause.is_zero() {
+            // Counted before the ack goes out: whoever holds the ack sees it.
+            let m = &self.ctx.metrics;
+            m.edge.throttled_frames.inc();
+            m.edge.throttled_seconds.inc_by(pause.as_secs_f64());
+            if let Some(suppressed) = self.ctx.throttle_log.check() {
+                tracing::warn!(
+                    peer = %self.peer,
+                    source = self.source.as_deref().map(Source::name),
+                    pause_seconds = pause.as_secs_f64(),
+                    suppressed,
+                    "ingest connection over ingest.max_events_per_second: reading paused"
+                );
+            }
+        }
         if self.ws.send(Message::text(ack)).await.is_err() {
             return Err("io_error");
         }
-        Ok(())
+        Ok(pause)
     }
 
     async fn error(mut self, e: WsError) -> &'static str {

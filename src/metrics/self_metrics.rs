@@ -42,11 +42,131 @@ impl ProtocolError {
     }
 }
 
+/// Who got in, over what, and how fast: tokens, TLS, the connection cap and
+/// the event rate of the listeners (see docs/security.md, docs/limits.md).
+pub struct EdgeMetrics {
+    pub auth_failures: IntCounterVec,
+    pub source_connections: IntGaugeVec,
+    pub connections_refused: IntCounter,
+    pub throttled_frames: IntCounter,
+    pub throttled_seconds: prometheus::Counter,
+    pub tls_handshake_failures: IntCounterVec,
+    pub reloads: IntCounterVec,
+}
+
+/// What a SIGHUP reloads (`what` label values of `ringwatch_reloads_total`).
+pub const RELOADABLE: [&str; 4] = ["ingest_tokens", "http_tokens", "ingest_tls", "http_tls"];
+
+impl EdgeMetrics {
+    fn new(registry: &Registry) -> Self {
+        use crate::auth::{Failure, Listener};
+        let m = EdgeMetrics {
+            auth_failures: IntCounterVec::new(
+                Opts::new(
+                    "ringwatch_auth_failures_total",
+                    "Requests refused with 401 for want of a valid bearer token, by listener (ingest, http = /metrics) and reason.",
+                ),
+                &["listener", "reason"],
+            )
+            .unwrap(),
+            source_connections: IntGaugeVec::new(
+                Opts::new(
+                    "ringwatch_ingest_source_connections",
+                    "Open ingest connections per token source (only when ingest.tokens_file is set).",
+                ),
+                &["source"],
+            )
+            .unwrap(),
+            connections_refused: IntCounter::new(
+                "ringwatch_ingest_connections_refused_total",
+                "Ingest connections closed with 1013 right after the upgrade because ingest.max_connections were open.",
+            )
+            .unwrap(),
+            throttled_frames: IntCounter::new(
+                "ringwatch_ingest_throttled_frames_total",
+                "Frames after which a connection stopped reading to stay within ingest.max_events_per_second.",
+            )
+            .unwrap(),
+            throttled_seconds: prometheus::Counter::new(
+                "ringwatch_ingest_throttled_seconds_total",
+                "Time connections were made to stop reading by ingest.max_events_per_second (counted when each pause starts).",
+            )
+            .unwrap(),
+            tls_handshake_failures: IntCounterVec::new(
+                Opts::new(
+                    "ringwatch_tls_handshake_failures_total",
+                    "TLS handshakes that failed or timed out, by listener.",
+                ),
+                &["listener"],
+            )
+            .unwrap(),
+            reloads: IntCounterVec::new(
+                Opts::new(
+                    "ringwatch_reloads_total",
+                    "Reloads of token files and TLS certificates on SIGHUP, by what and result (a failure keeps the previous one).",
+                ),
+                &["what", "result"],
+            )
+            .unwrap(),
+        };
+        for l in Listener::ALL {
+            for f in Failure::ALL {
+                m.auth_failures.with_label_values(&[l.as_str(), f.as_str()]);
+            }
+            m.tls_handshake_failures.with_label_values(&[l.as_str()]);
+        }
+        for what in RELOADABLE {
+            for result in ["success", "failure"] {
+                m.reloads.with_label_values(&[what, result]);
+            }
+        }
+        for c in [
+            Box::new(m.auth_failures.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.source_connections.clone()),
+            Box::new(m.connections_refused.clone()),
+            Box::new(m.throttled_frames.clone()),
+            Box::new(m.throttled_seconds.clone()),
+            Box::new(m.tls_handshake_failures.clone()),
+            Box::new(m.reloads.clone()),
+        ] {
+            registry.register(c).expect("self-metric names are unique");
+        }
+        m
+    }
+
+    pub fn auth_failure(&self, listener: crate::auth::Listener, failure: crate::auth::Failure) {
+        self.auth_failures
+            .with_label_values(&[listener.as_str(), failure.as_str()])
+            .inc();
+    }
+
+    pub fn tls_handshake_failure(&self, listener: crate::auth::Listener) {
+        self.tls_handshake_failures
+            .with_label_values(&[listener.as_str()])
+            .inc();
+    }
+
+    /// Give every token source its series (at 0), so a source that never
+    /// connected shows 0 rather than nothing.
+    pub fn declare_sources<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for n in names {
+            self.source_connections.with_label_values(&[n]);
+        }
+    }
+
+    pub fn reloaded(&self, what: &'static str, ok: bool) {
+        debug_assert!(RELOADABLE.contains(&what));
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.with_label_values(&[what, result]).inc();
+    }
+}
+
 /// Why a connection ended (`reason` label values).
-pub const CLOSE_REASONS: [&str; 6] = [
+pub const CLOSE_REASONS: [&str; 7] = [
     "peer",
     "protocol_error",
     "idle_timeout",
+    "revoked",
     "shutdown",
     "io_error",
     "journal_error",
@@ -58,6 +178,7 @@ pub struct SelfMetrics {
     pub connections_opened: IntCounter,
     pub connections_closed: IntCounterVec,
     pub frames: IntCounter,
+    pub edge: EdgeMetrics,
     pub frame_bytes: IntCounter,
     pub protocol_errors: IntCounterVec,
     pub event_lag: Histogram,
@@ -161,6 +282,7 @@ impl SourceMetrics {
 impl SelfMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        let edge = EdgeMetrics::new(&registry);
         let connections = IntGauge::new(
             "ringwatch_ingest_connections",
             "Open ingest WebSocket connections (accepted ones and client-mode sources).",
@@ -286,6 +408,7 @@ impl SelfMetrics {
             connections_opened,
             connections_closed,
             frames,
+            edge,
             frame_bytes,
             protocol_errors,
             event_lag,

@@ -1,0 +1,91 @@
+//! SIGHUP: re-read the token files and TLS certificates without a restart.
+//! Each is reloaded on its own; one that fails keeps what it had, and the
+//! failure is logged and counted, so a typo never locks every source out.
+
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::metrics::self_metrics::SelfMetrics;
+use crate::tls::Tls;
+
+/// Everything a SIGHUP re-reads.
+pub struct Reloadable {
+    pub ingest_tokens: Auth,
+    pub http_tokens: Auth,
+    pub ingest_tls: Option<Tls>,
+    pub http_tls: Option<Tls>,
+}
+
+/// Install the SIGHUP handler now (so a SIGHUP sent once the daemon is
+/// ready never kills it) and reload on every signal until `shutdown`.
+pub fn on_sighup(r: Reloadable, metrics: Arc<SelfMetrics>, shutdown: CancellationToken) {
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP: token files and certificates will not be reloaded");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            tracing::info!(signal = "SIGHUP", "reloading token files and certificates");
+            reload(&r, &metrics);
+        }
+    });
+}
+
+/// Reload each configured file; returns how many failed.
+pub fn reload(r: &Reloadable, metrics: &SelfMetrics) -> usize {
+    let mut failed = 0;
+    for (what, auth) in [
+        ("ingest_tokens", &r.ingest_tokens),
+        ("http_tokens", &r.http_tokens),
+    ] {
+        match auth.reload() {
+            None => {}
+            Some(Ok(changes)) => {
+                if what == "ingest_tokens" {
+                    metrics
+                        .edge
+                        .declare_sources(changes.added.iter().map(String::as_str));
+                }
+                tracing::info!(
+                    file = what,
+                    sources = changes.sources,
+                    added = ?changes.added,
+                    removed = ?changes.removed,
+                    new_token = ?changes.changed,
+                    "token file reloaded"
+                );
+                metrics.edge.reloaded(what, true);
+            }
+            Some(Err(e)) => {
+                failed += 1;
+                tracing::error!(file = what, error = %e, "token file reload failed: the previous tokens stay in force");
+                metrics.edge.reloaded(what, false);
+            }
+        }
+    }
+    for (what, tls) in [("ingest_tls", &r.ingest_tls), ("http_tls", &r.http_tls)] {
+        let Some(tls) = tls else { continue };
+        match tls.reload() {
+            Ok(()) => {
+                tracing::info!(file = what, "TLS certificate and key reloaded");
+                metrics.edge.reloaded(what, true);
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::error!(file = what, error = %e, "TLS reload failed: the previous certificate stays in use");
+                metrics.edge.reloaded(what, false);
+            }
+        }
+    }
+    failed
+}
