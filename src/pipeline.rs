@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::durability::{Ack, Journal, JournalFailed, Record};
 use crate::event::{Event, Id, Millis, Reason};
 use crate::ingest::{decode, frame};
+use crate::logging::RateLimited;
 use crate::metrics::{EngineState, Snapshot, Store};
 use crate::rules::{AlertKind, ClockMode, Engine, Verdict};
 
@@ -159,7 +160,7 @@ pub fn spawn(
         store,
         journal,
         acks: Vec::new(),
-        capacity: (0, None),
+        capacity_log: RateLimited::new(Duration::from_secs(10)),
     };
     tokio::spawn(run(p, inbox.0, snapshot_every))
 }
@@ -206,12 +207,9 @@ struct Pipeline {
     journal: Option<Journal>,
     /// Acknowledgements waiting for the next journal commit.
     acks: Vec<Ack>,
-    /// Capacity rejections since the last warning, and when that was.
-    capacity: (u64, Option<std::time::Instant>),
+    /// A full engine rejects every new call: say so at most every 10 s.
+    capacity_log: RateLimited,
 }
-
-/// A full engine rejects every new call: say so at most this often.
-const CAPACITY_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Pipeline {
     /// Every input is journaled before it touches the state, with the wall
@@ -267,27 +265,17 @@ impl Pipeline {
     /// `rules.max_promises`) is reached: operators must hear of it, but
     /// a log line per event would flood the log exactly when it is full.
     fn warn_capacity(&mut self, v: &Verdicts) {
-        let n = v
-            .rejected
-            .iter()
-            .filter(|r| r.reason == Reason::Capacity)
-            .count() as u64;
-        if n == 0 {
+        let Some(example) = v.rejected.iter().find(|r| r.reason == Reason::Capacity) else {
             return;
-        }
-        let (count, last) = &mut self.capacity;
-        *count += n;
-        if last.is_none_or(|t| t.elapsed() >= CAPACITY_LOG_EVERY) {
-            let example = v.rejected.iter().find(|r| r.reason == Reason::Capacity);
+        };
+        if let Some(suppressed) = self.capacity_log.check() {
             tracing::warn!(
-                rejected = *count,
+                suppressed,
                 calls_in_flight = self.engine.calls_in_flight(),
                 promises_pending = self.engine.promises_pending(),
-                example = example.map(|r| r.detail.as_str()),
+                example = example.detail.as_str(),
                 "capacity reached: events rejected with reason capacity (rules.max_calls / rules.max_promises)"
             );
-            *count = 0;
-            *last = Some(std::time::Instant::now());
         }
     }
 

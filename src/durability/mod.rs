@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Millis;
+use crate::logging::RateLimited;
 use crate::metrics::self_metrics::SelfMetrics;
 use crate::metrics::{Bounds, Store};
 use crate::rules::{Engine, EngineImage, Settings as RuleSettings};
@@ -329,10 +330,8 @@ pub struct Journal {
     metrics: Arc<SelfMetrics>,
     /// Segment length at the last commit, for the bytes-written counter.
     committed_len: u64,
-    last_error_log: Option<Instant>,
+    error_log: RateLimited,
 }
-
-const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Journal {
     pub fn new(dir: DataDir, writer: Writer, fsync: Fsync, metrics: Arc<SelfMetrics>) -> Journal {
@@ -352,7 +351,7 @@ impl Journal {
             snapshot_job: None,
             metrics,
             committed_len,
-            last_error_log: None,
+            error_log: RateLimited::new(Duration::from_secs(10)),
         }
     }
 
@@ -367,12 +366,8 @@ impl Journal {
         if let Err(e) = self.writer.flush() {
             self.metrics.disk.journal_error("write");
             // A full or failing disk fails every commit: log once in a while.
-            if self
-                .last_error_log
-                .is_none_or(|t| t.elapsed() >= ERROR_LOG_EVERY)
-            {
-                self.last_error_log = Some(Instant::now());
-                tracing::error!(error = %e, "journal write failed: frames are not acknowledged");
+            if let Some(suppressed) = self.error_log.check() {
+                tracing::error!(error = %e, suppressed, "journal write failed: frames are not acknowledged");
             }
             for ack in acks {
                 ack(Err(JournalFailed));
