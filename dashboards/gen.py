@@ -847,6 +847,106 @@ def sre():
         "s", "Wall clock minus the monitor's clock. About 0 with clock = \"wall\"; with clock = "
         "\"event\" it shows how far behind real time the events are.", minmax=(None, None)), 6, 8)
 
+    L.row("Durability")
+    L.add(timeseries(
+        "Journal written",
+        targets((rate("ringwatch_journal_written_bytes_total", by="instance", base=RW), "{{instance}}")),
+        "Bps", "Bytes appended to the journal per second: every frame, plus the timer, scrapes and alert "
+        "checks. While snapshots succeed the journal holds about two snapshot intervals of this "
+        "(docs/durability.md).", minmax=(0, None)), 6, 8)
+    L.add(timeseries(
+        "Journal fsync p50 / p99",
+        targets((quantile(0.5, "ringwatch_journal_fsync_duration_seconds", by="instance", base=RW), "p50 {{instance}}"),
+                (quantile(0.99, "ringwatch_journal_fsync_duration_seconds", by="instance", base=RW), "p99 {{instance}}")),
+        "s", "Time of one fsync of the journal. With fsync = \"batch\" every acknowledgement waits for "
+        "one; with \"interval\" they run in the background every fsync_interval. Slow fsyncs come "
+        "before a failing or stalled disk.", minmax=(0, None)), 6, 8)
+    L.add(timeseries(
+        "Journal and snapshot errors",
+        targets((per_minute(rate("ringwatch_journal_errors_total", by="instance, op", base=RW)), "journal {{op}} {{instance}}"),
+                (per_minute(rate("ringwatch_snapshot_failures_total", by="instance", base=RW)), "snapshot {{instance}}")),
+        "cpm", "Failed journal writes (frames not acknowledged, connections closed with 1011) and "
+        "fsyncs, and failed snapshots, per minute (alerts RingwatchJournalErrors, "
+        "RingwatchSnapshotsFailing). Should be 0.", minmax=(0, None)), 6, 8)
+    L.add(timeseries(
+        "Snapshot age",
+        targets(("time() - max by (instance) (ringwatch_snapshot_last_success_timestamp_seconds{%s} > 0)" % RW,
+                 "{{instance}}"),),
+        "s", "Time since the last snapshot was written; it drops back every durability.snapshot_interval "
+        "(60 s). No value from a start until its first snapshot, nor with durability off. Dashed line: "
+        "10 minutes (alert RingwatchSnapshotStale).",
+        thresholds=steps(("green", None), ("red", 600)), minmax=(0, None)), 6, 8)
+    L.add(timeseries(
+        "Snapshot duration p99",
+        targets((quantile(0.99, "ringwatch_snapshot_encode_duration_seconds", by="instance", base=RW, window="15m"),
+                 "encode (ingest waits) {{instance}}"),
+                (quantile(0.99, "ringwatch_snapshot_write_duration_seconds", by="instance", base=RW, window="15m"),
+                 "write + sync {{instance}}")),
+        "s", "Over 15 minutes: encoding the state, which holds up ingest, and writing and syncing the "
+        "file in the background.", minmax=(0, None)), 8, 8)
+    L.add(timeseries(
+        "Snapshot size",
+        targets(("max by (instance) (ringwatch_snapshot_size_bytes{%s})" % RW, "{{instance}}"),),
+        "bytes", "Size of the last snapshot: grows with calls in flight, pending promises and remembered "
+        "event ids.", minmax=(0, None)), 8, 8)
+    L.add(table(
+        "Last start: recovery",
+        "What each instance's last start recovered from its data directory (the log line `state "
+        "recovered` has the same). Bytes cut or unusable snapshots mean the process before did not "
+        "stop gracefully (alert RingwatchJournalTailCut) or the disk is damaged.",
+        [
+            ("Took", "max by (instance) (ringwatch_recovery_duration_seconds{%s})" % RW, "s", None),
+            ("Records replayed", "max by (instance) (ringwatch_recovery_replayed_records{%s})" % RW, "short", None),
+            ("Bytes cut", "max by (instance) (ringwatch_recovery_cut_bytes{%s})" % RW, "bytes", ZERO_GOOD),
+            ("Unusable snapshots", "max by (instance) (ringwatch_recovery_unusable_snapshots{%s})" % RW, "short",
+             ZERO_GOOD),
+        ],
+        "instance"), 8, 8)
+
+    L.row("Client-mode sources")
+    L.add(table(
+        "Sources",
+        "One row per client-mode source ([sources.NAME]) and instance: connected now, age of its last "
+        "event frame (empty until the first), reconnects and failed connection attempts over the last "
+        "hour (alerts RingwatchSourceDisconnected, RingwatchSourceFlapping).",
+        [
+            ("Connected", "max by (instance, source) (ringwatch_source_connected{%s})" % RW, "short",
+             steps(("red", None), ("green", 1))),
+            ("Last event age",
+             "time() - max by (instance, source) (ringwatch_source_last_event_timestamp_seconds{%s} > 0)" % RW,
+             "s", None),
+            ("Reconnects (1 h)", inc("ringwatch_source_reconnects_total", "1h", by="instance, source", base=RW),
+             "short", None),
+            ("Failed attempts (1 h)",
+             inc("ringwatch_source_connection_failures_total", "1h", by="instance, source", base=RW), "short", None),
+        ],
+        "source"), 12, 8)
+    L.add(timeseries(
+        "Sources connected",
+        targets(("max by (instance, source) (ringwatch_source_connected{%s})" % RW, "{{source}} {{instance}}"),),
+        "short", "1 while connected to the source, 0 while connecting or backing off.", minmax=(0, 1)), 6, 8)
+    L.add(timeseries(
+        "Source reconnects and failed attempts",
+        targets((per_hour(rate("ringwatch_source_reconnects_total", by="instance, source", base=RW)),
+                 "reconnects {{source}} {{instance}}"),
+                (per_hour(rate("ringwatch_source_connection_failures_total", by="instance, source", base=RW)),
+                 "failed {{source}} {{instance}}")),
+        "suffix:/h", "Connections established again after a break, and attempts that failed or timed out "
+        "(each followed by a backoff), per hour.", minmax=(0, None)), 6, 8)
+    L.add(timeseries(
+        "Source last event age",
+        targets(("time() - max by (instance, source) (ringwatch_source_last_event_timestamp_seconds{%s} > 0)" % RW,
+                 "{{source}} {{instance}}"),),
+        "s", "Time since the last event frame arrived from each source (none until its first). Grows "
+        "while a platform is quiet, and while it is disconnected.", minmax=(0, None)), 12, 8)
+    L.add(timeseries(
+        "Source disconnects by reason",
+        targets((per_hour(rate("ringwatch_source_disconnects_total", by="source, reason", base=RW)),
+                 "{{source}}: {{reason}}"),),
+        "suffix:/h", "Established source connections that ended, per hour, by reason (idle_timeout: no "
+        "frame or pong for idle_timeout; journal_error: closed because the journal could not be "
+        "written).", minmax=(0, None)), 12, 8)
+
     L.row("Alerts sent by ringwatch")
     L.add(timeseries(
         "Alerts to Alertmanager",
@@ -860,7 +960,8 @@ def sre():
         "instance", "Instance", 'label_values(up{job="ringwatch"}, instance)')]
     return dashboard(
         "ringwatch-sre", "ringwatch / SRE",
-        "ringwatch itself: scrape health, events in and out, ingest, engine state and alert delivery.",
+        "ringwatch itself: scrape health, events in and out, ingest, engine state, durability, "
+        "client-mode sources and alert delivery.",
         L, variables, "30s", "now-3h", ["sre"],
     )
 

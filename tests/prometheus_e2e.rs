@@ -28,7 +28,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 const REQUIRE: &str = "RINGWATCH_REQUIRE_PROMTOOL";
 
@@ -527,6 +529,25 @@ fn burst(part: u32, t0: i64) -> (String, usize) {
     frame(&format!("e2e{part}"), ev)
 }
 
+/// A client-mode "platform" for the SRE dashboard's source panels: it takes
+/// ringwatch's connection, sends one empty batch (`[]`: no event, so no
+/// figure moves, but the source's last-event time is set) and then keeps
+/// reading, which answers pings, so the source stays connected. Returns the
+/// URL to configure and the task (abort it when done).
+async fn platform() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/stream", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("ringwatch connects");
+        let mut ws = tokio_tungstenite::accept_async(stream)
+            .await
+            .expect("WebSocket upgrade from ringwatch");
+        ws.send(Message::text("[]")).await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    (url, task)
+}
+
 /// Send one frame and check that every event in it was applied.
 async fn send_all(ws: &mut common::Ws, (frame, n): (String, usize)) {
     let ack = common::send(ws, &frame).await;
@@ -621,7 +642,17 @@ async fn every_panel_query_and_recording_rule_returns_data() {
             listed
         });
 
-    let d = common::start(&[("RINGWATCH__RULES__CLOCK", "event")]);
+    // A client-mode source, so that the ringwatch_source_* series exist and
+    // have an event; snapshots every 2 s, so that the snapshot age and
+    // durations have values within the test.
+    let (platform_url, platform_task) = platform().await;
+    let d = common::start(&[
+        ("RINGWATCH__RULES__CLOCK", "event"),
+        ("RINGWATCH__SOURCES__PLATFORM__URL", &platform_url),
+        ("RINGWATCH__DURABILITY__SNAPSHOT_INTERVAL", "2"),
+    ]);
+    d.eventually("ringwatch_source_frames_total{source=\"platform\"}", 1.0)
+        .await;
     let prom = Prometheus::start("panels", &[d.http]).await;
 
     // Part 1: the simulator, half an hour of three queues.
@@ -629,7 +660,8 @@ async fn every_panel_query_and_recording_rule_returns_data() {
     prom.wait_scraped(&d).await;
     // Parts 2 and 3: more calls after the simulation's last event, so that
     // every counter grows between Prometheus' scrapes. The connection stays
-    // open, so ringwatch_ingest_connections is 1 while the queries run.
+    // open, so ringwatch_ingest_connections is 2 (it and the source) while
+    // the queries run.
     let mut ws = d.connect().await;
     for part in [2, 3] {
         let t0 = clock_ms(&d).await + 1_000;
@@ -694,6 +726,7 @@ async fn every_panel_query_and_recording_rule_returns_data() {
         "three-ring service level over the parts: {sl}"
     );
     drop(ws);
+    platform_task.abort();
 }
 
 /// How one call of the scale-out test ends.
