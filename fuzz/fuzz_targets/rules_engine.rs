@@ -16,8 +16,10 @@
 //! - live gauges never negative and consistent with each other, with the
 //!   engine's counts, with the counters (promised - resolved = pending) and
 //!   with `alerts()` at the same instant;
-//! - in the rendered exposition every counter, bucket, `_count` and `_sum`
-//!   is monotone and every gauge other than a quantile is >= 0.
+//! - in the metrics store's snapshots every counter, bucket, `_count` and
+//!   `_sum` is monotone (`_count` = the buckets' total, `_sum` >= 0); the
+//!   rendered exposition parses, keeps that, and has no negative gauge
+//!   other than a quantile.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -26,7 +28,9 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ringwatch::event::{Body, EndReason, Event, EventKind, Millis};
 use ringwatch::metrics::render::render;
-use ringwatch::metrics::{Bounds, BucketConfig, EngineState, Store};
+use ringwatch::metrics::{
+    AgentCounters, Bounds, BucketConfig, Counters, EngineState, Snapshot, Store,
+};
 use ringwatch::rules::{
     AgentId, AgentMeasure, AlertKind, ClockMode, Engine, FoldedLabel, Limits, Live, Measure,
     Observer, Outcome, SeriesId, SeriesInfo, Settings, Verdict,
@@ -419,6 +423,7 @@ struct Run {
     received: [u64; EventKind::ALL.len()],
     registry: prometheus::Registry,
     samples: BTreeMap<String, f64>,
+    snapshot: Option<Snapshot>,
 }
 
 impl Run {
@@ -446,6 +451,7 @@ impl Run {
             received: [0; EventKind::ALL.len()],
             registry: prometheus::Registry::new(),
             samples: BTreeMap::new(),
+            snapshot: None,
         }
     }
 
@@ -483,7 +489,7 @@ impl Run {
             }
             Step::Live(dt) => {
                 self.move_wall(*dt);
-                self.live();
+                self.live(false);
             }
             Step::Alerts(dt) => {
                 self.move_wall(*dt);
@@ -582,8 +588,9 @@ impl Run {
         assert_eq!(promised, self.received[EventKind::CallbackPromised.index()]);
     }
 
-    /// `live()` and `alerts()` at one instant, then the rendered exposition.
-    fn live(&mut self) {
+    /// `live()` and `alerts()` at one instant, then the snapshot `/metrics`
+    /// renders (`last`: the final one of the run).
+    fn live(&mut self, last: bool) {
         self.rec.step.clear();
         let live = self.engine.live(self.wall, &mut self.rec);
         assert!(self.rec.step.iter().all(is_timer), "{:?}", self.rec.step);
@@ -634,21 +641,105 @@ impl Run {
             dedup_ids: self.engine.dedup_ids() as u64,
         };
         let snapshot = self.rec.store.snapshot(live, state);
-        let text = render(&snapshot, &self.registry);
-        let samples = Samples::parse(&text).expect("the exposition parses").0;
-        for (key, value) in &samples {
-            if is_counter(key) {
-                let before = self.samples.get(key).copied().unwrap_or(0.0);
-                assert!(*value >= before, "{key} went from {before} to {value}");
-            } else if !key.contains("_quantile_seconds") {
-                assert!(*value >= 0.0, "gauge {key} = {value}");
+        if let Some(before) = &self.snapshot {
+            check_monotone(before, &snapshot);
+        }
+        // The text is costly to parse at fuzzing speed: the first scrape and
+        // the last one are rendered, every one is compared as numbers.
+        if self.samples.is_empty() || last {
+            let text = render(&snapshot, &self.registry);
+            let samples = Samples::parse(&text).expect("the exposition parses").0;
+            for (key, value) in &samples {
+                if is_counter(key) {
+                    let before = self.samples.get(key).copied().unwrap_or(0.0);
+                    assert!(*value >= before, "{key} went from {before} to {value}");
+                } else if !key.contains("_quantile_seconds") {
+                    assert!(*value >= 0.0, "gauge {key} = {value}");
+                }
             }
+            for key in self.samples.keys().filter(|k| is_counter(k)) {
+                assert!(samples.contains_key(key), "{key} disappeared");
+            }
+            self.samples = samples;
         }
-        for key in self.samples.keys().filter(|k| is_counter(k)) {
-            assert!(samples.contains_key(key), "{key} disappeared");
-        }
-        self.samples = samples;
+        self.snapshot = Some(snapshot);
     }
+}
+
+/// Every counter, bucket, `_count` and `_sum` of `after` is at least its
+/// value in `before`; series and agents are only ever added.
+fn check_monotone(before: &Snapshot, after: &Snapshot) {
+    assert!(after.series.len() >= before.series.len());
+    assert!(after.agents.len() >= before.agents.len());
+    let counters = |c: &Counters| {
+        let [kept, late, missed, cancelled] = c.resolved;
+        [
+            c.offered,
+            c.answered,
+            c.answered_late,
+            c.abandoned_short,
+            c.abandoned_long,
+            c.holds,
+            c.hold_exceeded,
+            c.promised,
+            kept,
+            late,
+            missed,
+            cancelled,
+            c.evicted,
+        ]
+    };
+    let grew = |a: &[u64], b: &[u64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x <= y);
+    for (i, (b, a)) in before.series.iter().zip(&after.series).enumerate() {
+        assert_eq!(
+            (&b.queue, &b.site),
+            (&a.queue, &a.site),
+            "series {i} relabelled"
+        );
+        assert!(
+            grew(&counters(&b.counters), &counters(&a.counters)),
+            "series {i}: {:?} -> {:?}",
+            b.counters,
+            a.counters
+        );
+        let (hb, ha) = (&b.histograms, &a.histograms);
+        for (name, x, y) in [
+            ("time_to_answer", &hb.time_to_answer, &ha.time_to_answer),
+            ("rings", &hb.rings, &ha.rings),
+            ("hold", &hb.hold, &ha.hold),
+            ("abandon_wait", &hb.abandon_wait, &ha.abandon_wait),
+            ("lateness", &hb.lateness, &ha.lateness),
+        ] {
+            let ok = grew(&x.counts, &y.counts)
+                && x.count <= y.count
+                && x.sum <= y.sum
+                && y.sum >= 0
+                && y.count == y.counts.iter().sum::<u64>();
+            assert!(ok, "series {i} {name}: {x:?} -> {y:?}");
+        }
+    }
+    for (i, (b, a)) in before.agents.iter().zip(&after.agents).enumerate() {
+        let v = |c: &AgentCounters| {
+            let [kept, late, missed, cancelled] = c.resolved;
+            [
+                c.answered,
+                c.answered_late,
+                c.holds,
+                c.hold_exceeded,
+                kept,
+                late,
+                missed,
+                cancelled,
+            ]
+        };
+        assert!(
+            b.agent == a.agent && grew(&v(b), &v(a)),
+            "agent {i}: {b:?} -> {a:?}"
+        );
+    }
+    let (tb, ta) = (&before.totals, &after.totals);
+    assert!(grew(&tb.received, &ta.received) && grew(&tb.rejected, &ta.rejected));
+    assert!(tb.duplicates <= ta.duplicates && grew(&tb.folded, &ta.folded));
 }
 
 /// Counters, histogram buckets, `_count` and `_sum`: never decrease.
@@ -691,7 +782,7 @@ fuzz_target!(|input: Input| {
         site: None,
         agent: None,
     }));
-    run.live();
+    run.live(true);
     assert_eq!(run.engine.clock(), end);
     let s = &run.settings;
     if run.max_ts + s.call_ttl < end {
