@@ -34,7 +34,9 @@ impl Buckets {
     pub fn record(&mut self, bounds: &[i64], value: i64) {
         let slot = bounds.partition_point(|&b| b < value);
         self.counts[slot] += 1;
-        self.sum += value;
+        // Saturating: wire timestamps reach the year 9999, so some 37,000
+        // hostile observations could otherwise wrap the sum negative.
+        self.sum = self.sum.saturating_add(value);
         self.count += 1;
     }
 
@@ -202,6 +204,22 @@ fn new_hdr() -> Histogram<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a hostile sender can make every observation ~2.5e14 ms
+    /// (offered now, answered at 9999-12-31); some 37,000 of them overflowed
+    /// the i64 sum (a panic with overflow checks, a negative `_sum` without).
+    #[test]
+    fn sum_saturates_instead_of_wrapping() {
+        let bounds = [18_000];
+        let mut b = Buckets::new(&bounds);
+        let longest = 253_402_300_799_999 - 1_795_424_400_000;
+        for _ in 0..40_000 {
+            b.record(&bounds, longest);
+        }
+        assert_eq!(b.sum, i64::MAX);
+        assert_eq!(b.count, 40_000);
+        assert_eq!(b.counts, vec![0, 40_000]);
+    }
 
     #[test]
     fn buckets_are_exact_at_boundaries() {

@@ -65,6 +65,7 @@ impl Engine {
             },
         );
         let deadline = due.saturating_add(self.settings.callback_expiry);
+        self.drop_stale_deadlines();
         self.deadlines.push(Reverse((deadline, promise.into())));
         obs.measure(series, now, Measure::Promised);
         Ok(())
@@ -144,6 +145,25 @@ impl Engine {
         self.attribute(p.agent, AgentMeasure::Resolved { outcome }, obs);
     }
 
+    /// The deadline of a promise resolved early stays in the heap until the
+    /// clock reaches it: with a far `due` (the year 9999 is valid) that is
+    /// never, and a sender promising and cancelling in a loop would grow the
+    /// heap without end. Once stale entries outnumber the pending promises
+    /// they are dropped in one pass, so the heap stays within twice
+    /// `max_promises` (plus a floor that keeps passes rare) at an amortized
+    /// constant cost per promise.
+    fn drop_stale_deadlines(&mut self) {
+        if self.deadlines.len() < 2 * self.promises.len() + 1024 {
+            return;
+        }
+        let (promises, expiry) = (&self.promises, self.settings.callback_expiry);
+        self.deadlines.retain(|Reverse((deadline, id))| {
+            promises
+                .get(id)
+                .is_some_and(|p| p.due.saturating_add(expiry) == *deadline)
+        });
+    }
+
     /// Promises not completed by `due + callback_expiry` are missed once the
     /// clock passes that moment.
     pub(super) fn fire_missed(&mut self, now: Millis, obs: &mut impl Observer) {
@@ -163,5 +183,76 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::Recorded;
+    use super::super::*;
+    use crate::event::{Body, Event};
+
+    /// Regression (found by tests/soak.rs, RSS growing by ~0.3 MiB/s): promises
+    /// due in the year 9999, cancelled at once, left their deadlines in the
+    /// heap for good. Pending promises keep theirs and are still missed.
+    #[test]
+    fn promises_resolved_early_leave_no_deadline_behind() {
+        let mut e = Engine::new(Settings {
+            clock: ClockMode::Event,
+            ..Settings::default()
+        });
+        let mut rec = Recorded::default();
+        let ts = 1_795_424_400_000; // 2026-11-23T09:00:00Z
+        let far = 253_402_214_400_000; // 9999-12-31T00:00:00Z
+        let at = |ts, body| Event {
+            ts,
+            event_id: None,
+            site: None,
+            agent: None,
+            body,
+        };
+        let promise = |id: &str, due| Body::CallbackPromised {
+            promise: id.into(),
+            due,
+            call: None,
+            queue: Some("q".into()),
+        };
+        assert_eq!(
+            e.apply(&at(ts, promise("soon", ts + 1_000)), 0, &mut rec),
+            Verdict::Accepted
+        );
+        for i in 0..20_000 {
+            let id = format!("churn-{i}");
+            assert_eq!(
+                e.apply(&at(ts, promise(&id, far)), 0, &mut rec),
+                Verdict::Accepted
+            );
+            let cancel = Body::CallbackCancelled {
+                promise: id.as_str().into(),
+            };
+            assert_eq!(e.apply(&at(ts, cancel), 0, &mut rec), Verdict::Accepted);
+            // Checked before each push, with the new promise counted.
+            assert!(e.deadlines.len() <= 2 * (e.promises.len() + 1) + 1024);
+        }
+        let past_expiry = ts + 1_000 + e.settings.callback_expiry + 1;
+        assert_eq!(
+            e.apply(&at(past_expiry, Body::Clock), 0, &mut rec),
+            Verdict::Accepted
+        );
+        let missed = rec
+            .measures
+            .iter()
+            .filter(|(_, m)| {
+                matches!(
+                    m,
+                    Measure::Resolved {
+                        outcome: Outcome::Missed,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(missed, 1);
+        assert_eq!(e.promises_pending(), 0);
     }
 }
