@@ -745,7 +745,7 @@ async fn soak() {
         if state_after_warmup.is_none() && start.elapsed() >= third {
             state_after_warmup = Some(d.metrics().await);
         }
-        if samples.len() % 10 == 0 {
+        if samples.len().is_multiple_of(10) {
             let s = samples.last().unwrap();
             println!(
                 "  {:>4} s  RSS {:>7.1} MiB  events {:>9}  frames {:>8}  upgrades {:>7}",
