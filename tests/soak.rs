@@ -379,8 +379,11 @@ impl Traffic {
         let mut parts = Vec::new();
         for _ in 0..5 {
             let call = self.unique("spam");
-            let queue = format!("spam-q-{}", self.rng.random_range(0..1_000_000u32));
-            let site = format!("spam-s-{}", self.rng.random_range(0..1_000_000u32));
+            // Never a name seen before: a known queue with a new site would
+            // still add a series (up to max_queues x max_sites of them), and
+            // the series must all exist by the end of the first third.
+            let queue = self.unique("spam-q");
+            let site = self.unique("spam-s");
             parts.push(
                 json!({"type": "call.offered", "ts": now, "call_id": call, "queue": queue, "site": site})
                     .to_string(),
