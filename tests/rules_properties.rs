@@ -1006,8 +1006,8 @@ proptest! {
         let mut e = Engine::new(sc.settings());
         let mut rec = Recorder::default();
         let expiry = sc.callback_expiry;
-        // Promises the engine accepted and has not resolved: id -> due.
-        let mut pending: HashMap<String, Millis> = HashMap::new();
+        // Promises the engine accepted and has not resolved: id -> (due, promised at).
+        let mut pending: HashMap<String, (Millis, Millis)> = HashMap::new();
         let mut clock = Millis::MIN;
         let far = FAR;
         let tick = Event { ts: far, event_id: None, site: None, agent: None, body: Body::Clock };
@@ -1025,10 +1025,20 @@ proptest! {
             // Exactly the pending promises past due + expiry are missed now.
             let mut overdue: Vec<String> = pending
                 .iter()
-                .filter(|(_, due)| **due + expiry < clock)
+                .filter(|(_, (due, _))| *due + expiry < clock)
                 .map(|(id, _)| id.clone())
                 .collect();
             overdue.sort();
+            // An outcome stamped after due + expiry comes too late on either
+            // clock: its (still pending) promise is missed and the event refused.
+            if let Body::CallbackCompleted { promise } | Body::CallbackCancelled { promise } = &ev.body {
+                if let Some((due, at)) = pending.get(promise.as_str()) {
+                    if !overdue.contains(&promise.to_string()) && ev.ts >= *at && ev.ts > *due + expiry {
+                        prop_assert!(matches!(v, Verdict::Rejected(_)), "#{}: {:?} past expiry: {:?}", i, ev, v);
+                        overdue.push(promise.to_string());
+                    }
+                }
+            }
             let missed = new.iter().filter(|(_, m)| is_missed(m)).count();
             prop_assert_eq!(
                 missed, overdue.len(),
@@ -1048,7 +1058,7 @@ proptest! {
                         !pending.contains_key(promise.as_str()),
                         "#{}: {} accepted while still pending", i, promise
                     );
-                    pending.insert(promise.to_string(), *due);
+                    pending.insert(promise.to_string(), (*due, ev.ts));
                     prop_assert_eq!(own, vec![Measure::Promised], "#{}", i);
                 }
                 (
@@ -1057,7 +1067,7 @@ proptest! {
                 ) => {
                     let due = pending.remove(promise.as_str());
                     prop_assert!(due.is_some(), "#{}: {} resolved but not pending", i, promise);
-                    let due = due.unwrap_or_default();
+                    let due = due.map(|(due, _)| due).unwrap_or_default();
                     let expected = match ev.body {
                         Body::CallbackCancelled { .. } => Outcome::Cancelled,
                         _ if ev.ts <= due => Outcome::Kept,
