@@ -83,10 +83,9 @@ pub async fn run(
     let model = demo_model(args.seed, args.duration);
     let stories = model.stories();
     let evs = crate::sim::events(&model, &stories, None);
-    let sender =
-        tokio::spawn(
-            async move { send::send(&ingest_url, &evs, 100, Pace::RealTime, |_| {}).await },
-        );
+    let sender = tokio::spawn(async move {
+        send::send(&ingest_url, None, &evs, 100, Pace::RealTime, |_| {}).await
+    });
 
     let tty = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 2 }));
@@ -102,7 +101,7 @@ pub async fn run(
             _ = &mut end => break,
             _ = tick.tick() => {}
         }
-        if let Ok(m) = scrape(&metrics_url).await {
+        if let Ok(m) = scrape(&metrics_url, None).await {
             let line = status_line(&m, started.elapsed());
             if tty {
                 print!("\r\x1b[2K{line}");

@@ -182,7 +182,7 @@ async fn resending_after_abrupt_disconnects_gives_the_clean_run_figures() {
 
     let clean = start(&env);
     let url = format!("ws://{}/v1/events", clean.ingest);
-    let sent = send(&url, &evs, BATCH, Pace::Unpaced, |_| {})
+    let sent = send(&url, None, &evs, BATCH, Pace::Unpaced, |_| {})
         .await
         .unwrap();
     assert_eq!((sent.accepted, sent.duplicates, sent.rejected), (n, 0, 0));

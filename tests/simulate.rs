@@ -129,3 +129,42 @@ async fn consecutive_runs_add_traffic_without_collisions() {
         .value(r#"ringwatch_events_received_total{type="call.offered"}"#);
     assert!(first > 0.0 && both > first, "{first} then {both}");
 }
+
+#[tokio::test]
+async fn simulate_sends_and_scrapes_with_bearer_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest_token = "sim-ingest-token-0123456789abcdef";
+    let metrics_token = "sim-metrics-token-0123456789abcdef";
+    let tokens = dir.path().join("ingest-tokens");
+    let metrics_tokens = dir.path().join("metrics-tokens");
+    std::fs::write(&tokens, format!("simulator {ingest_token}\n")).unwrap();
+    std::fs::write(&metrics_tokens, format!("scraper {metrics_token}\n")).unwrap();
+    let token_file = dir.path().join("token");
+    let metrics_token_file = dir.path().join("metrics-token");
+    std::fs::write(&token_file, format!("{ingest_token}\n")).unwrap();
+    std::fs::write(&metrics_token_file, metrics_token).unwrap();
+    let d = start(&[
+        ("RINGWATCH__RULES__CLOCK", "event"),
+        ("RINGWATCH__INGEST__TOKENS_FILE", tokens.to_str().unwrap()),
+        (
+            "RINGWATCH__HTTP__METRICS_TOKENS_FILE",
+            metrics_tokens.to_str().unwrap(),
+        ),
+    ]);
+    let (ok, out) = simulate(
+        &d,
+        &[
+            "--duration",
+            "600",
+            "--verify",
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--metrics-token-file",
+            metrics_token_file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && out.contains("figures match"), "{out}");
+    // Without the token, ingest refuses the upgrade.
+    let (ok, out) = simulate(&d, &["--duration", "600"]);
+    assert!(!ok && out.contains("401"), "{out}");
+}

@@ -57,6 +57,29 @@ pub struct SimulateArgs {
     /// bucket with the ground truth; exit 1 on any difference.
     #[arg(long, conflicts_with = "realtime")]
     pub verify: bool,
+    /// A file holding the bearer token for ingest (when ringwatch has
+    /// `ingest.tokens_file`): the token alone, surrounding whitespace ignored.
+    /// A file, not an argument, so the token stays out of `ps`.
+    #[arg(long)]
+    pub token_file: Option<std::path::PathBuf>,
+    /// The same for scraping --metrics-url (`http.metrics_tokens_file`).
+    #[arg(long)]
+    pub metrics_token_file: Option<std::path::PathBuf>,
+}
+
+/// The token in `path` (trimmed), if a path is given.
+fn read_token(flag: &str, path: &Option<std::path::PathBuf>) -> Result<Option<String>, SimError> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SimError::Invalid(format!("{flag} {}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(SimError::Invalid(format!(
+            "{flag} {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Some(token.to_string()))
 }
 
 impl SimulateArgs {
@@ -126,7 +149,9 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
     } else {
         Pace::Unpaced
     };
-    let sent = send::send(&args.url, &evs, args.batch, pace, |_| {}).await?;
+    let token = read_token("--token-file", &args.token_file)?;
+    let metrics_token = read_token("--metrics-token-file", &args.metrics_token_file)?;
+    let sent = send::send(&args.url, token.as_deref(), &evs, args.batch, pace, |_| {}).await?;
     report_sent(&sent);
     if !args.verify {
         return Ok(sent.rejected == 0);
@@ -137,7 +162,7 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
         &cfg.settings,
         &Bounds::new(&cfg.settings, &cfg.buckets),
     );
-    let actual = scrape(&args.metrics_url).await?;
+    let actual = scrape(&args.metrics_url, metrics_token.as_deref()).await?;
     let report = verify::compare(&expected, &actual);
     print!("{}", report.table);
     for d in &report.differences {
@@ -175,12 +200,17 @@ fn parse_start(s: &str) -> Result<Millis, String> {
         .map_err(|e| format!("{s:?} is neither epoch milliseconds nor RFC 3339: {e}"))
 }
 
-pub async fn scrape(url: &str) -> Result<Samples, SimError> {
+/// Scrape `url`, with `token` as the bearer token when `/metrics` needs one.
+pub async fn scrape(url: &str, token: Option<&str>) -> Result<Samples, SimError> {
     let err = |why: String| SimError::Scrape {
         url: url.to_string(),
         why,
     };
-    let resp = reqwest::get(url).await.map_err(|e| err(e.to_string()))?;
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let resp = request.send().await.map_err(|e| err(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(err(format!("HTTP {}", resp.status())));
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::WireEvent;
@@ -22,6 +23,8 @@ pub enum SendError {
     Closed,
     #[error("unexpected acknowledgement {0:?}")]
     BadAck(String),
+    #[error("the token cannot be sent in an HTTP header (control characters?)")]
+    Token,
 }
 
 /// What the acknowledgements said, summed over the run.
@@ -44,21 +47,31 @@ pub enum Pace {
     RealTime,
 }
 
-/// Send `events` in frames of at most `batch`; `progress` is called after
-/// every acknowledgement.
+/// Send `events` in frames of at most `batch`, with `token` as the bearer
+/// token when ingest requires one; `progress` is called after every
+/// acknowledgement.
 pub async fn send(
     url: &str,
+    token: Option<&str>,
     events: &[WireEvent],
     batch: usize,
     pace: Pace,
     mut progress: impl FnMut(&Sent),
 ) -> Result<Sent, SendError> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+    let connect_err = |source| SendError::Connect {
+        url: url.to_string(),
+        source,
+    };
+    let mut request = url.into_client_request().map_err(connect_err)?;
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| SendError::Token)?;
+        request.headers_mut().insert("authorization", value);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
         .await
-        .map_err(|source| SendError::Connect {
-            url: url.to_string(),
-            source,
-        })?;
+        .map_err(connect_err)?;
     let mut sent = Sent::default();
     let mut i = 0;
     while i < events.len() {
