@@ -5,28 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{send, start};
+use common::{close_frame, send, start};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Read until the server's close frame; returns its code and reason.
-async fn close_frame(ws: &mut common::Ws) -> (CloseCode, String) {
-    let read = async {
-        while let Some(msg) = ws.next().await {
-            match msg {
-                Ok(Message::Close(Some(f))) => return (f.code, f.reason.to_string()),
-                Ok(Message::Close(None)) => panic!("close without a code"),
-                Ok(_) => continue,
-                Err(e) => panic!("connection ended without a close frame: {e}"),
-            }
-        }
-        panic!("stream ended without a close frame")
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("a close frame in time")
-}
 
 const OFFER: &str = r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1","queue":"q"}"#;
 

@@ -4,29 +4,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{send, start, Ws};
+use common::{close_frame, send, start};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Read until the server's close frame; returns its code and reason.
-async fn close_frame(ws: &mut Ws) -> (CloseCode, String) {
-    let read = async {
-        while let Some(msg) = ws.next().await {
-            match msg {
-                Ok(Message::Close(Some(f))) => return (f.code, f.reason.to_string()),
-                Ok(_) => continue,
-                Err(e) => panic!("connection ended without a close frame: {e}"),
-            }
-        }
-        panic!("stream ended without a close frame")
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("a close frame in time")
-}
 
 #[tokio::test]
 async fn connections_over_the_cap_are_closed_with_1013() {

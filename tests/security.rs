@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{send, start, Daemon, Samples, Ws};
-use futures_util::StreamExt;
+use common::{close_frame, send, start, Daemon, Samples, Ws};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -23,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::Connector;
 
 const OFFER: &str = r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1","queue":"q"}"#;
@@ -82,23 +81,6 @@ fn refused(result: Result<Ws, WsError>) -> (u16, String) {
         Err(e) => panic!("expected an HTTP refusal, got {e}"),
         Ok(_) => panic!("expected an HTTP refusal, the upgrade succeeded"),
     }
-}
-
-/// Read until the server's close frame; returns its code and reason.
-async fn close_frame(ws: &mut Ws) -> (CloseCode, String) {
-    let read = async {
-        while let Some(msg) = ws.next().await {
-            match msg {
-                Ok(Message::Close(Some(f))) => return (f.code, f.reason.to_string()),
-                Ok(_) => continue,
-                Err(e) => panic!("connection ended without a close frame: {e}"),
-            }
-        }
-        panic!("stream ended without a close frame")
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("a close frame in time")
 }
 
 async fn scrape_with(d: &Daemon, token: Option<&str>) -> (u16, String, String) {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -223,6 +224,24 @@ pub fn signal(pid: u32, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Read until the server's close frame; returns its code and reason.
+pub async fn close_frame(ws: &mut Ws) -> (CloseCode, String) {
+    let read = async {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Message::Close(Some(f))) => return (f.code, f.reason.to_string()),
+                Ok(Message::Close(None)) => panic!("close without a code"),
+                Ok(_) => continue,
+                Err(e) => panic!("connection ended without a close frame: {e}"),
+            }
+        }
+        panic!("stream ended without a close frame")
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("a close frame in time")
 }
 
 /// Send one text frame and return the parsed acknowledgement.
