@@ -16,19 +16,18 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::ending::{self, Ending};
 use super::frame;
 use crate::config::Secret;
-use crate::metrics::self_metrics::{ProtocolError, SelfMetrics};
-use crate::pipeline::{wall_now, ApplyError, PipelineHandle};
+use crate::metrics::self_metrics::SelfMetrics;
+use crate::pipeline::{wall_now, PipelineHandle};
 
-/// How long a closing connection waits for the platform's close frame.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// At most one warning per source this often about failed connects; the
 /// ones in between go to debug and are counted in the next warning.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -389,19 +388,15 @@ impl Session<'_> {
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
-                    self.metrics.protocol_error(ProtocolError::Binary);
-                    self.close(
-                        CloseCode::Unsupported,
-                        "binary frames are not accepted: send JSON in text frames",
-                        true,
-                    )
-                    .await;
-                    return "protocol_error";
+                    return Ending::binary().finish(&mut self.ws, self.metrics).await;
                 }
                 Some(Ok(
                     Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_),
                 )) => {}
-                Some(Err(e)) => return self.error(e).await,
+                Some(Err(e)) => {
+                    let end = Ending::read_error(&e, self.s.max_frame_bytes);
+                    return end.finish(&mut self.ws, self.metrics).await;
+                }
             }
         }
     }
@@ -416,20 +411,12 @@ impl Session<'_> {
         self.frames += 1;
         let ack = match frame::process(text, self.pipeline, self.metrics).await {
             Ok(ack) => ack,
-            Err(ApplyError::Stopped(_)) => {
-                self.close(CloseCode::Away, "ringwatch is shutting down", true)
-                    .await;
-                return Err("shutdown");
-            }
-            // Not acknowledged: reconnecting makes the platform resend it.
-            Err(ApplyError::Journal(_)) => {
-                self.close(
-                    CloseCode::Error,
-                    "the journal could not be written: frame not acknowledged, resend it",
-                    true,
-                )
-                .await;
-                return Err("journal_error");
+            // A journal failure leaves the frame unacknowledged: reconnecting
+            // makes the platform resend it.
+            Err(e) => {
+                return Err(Ending::unacknowledged(&e)
+                    .finish(&mut self.ws, self.metrics)
+                    .await)
             }
         };
         if self.s.acks && self.ws.send(Message::text(ack)).await.is_err() {
@@ -438,50 +425,9 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn error(&mut self, e: WsError) -> &'static str {
-        use tokio_tungstenite::tungstenite::error::ProtocolError as P;
-        match e {
-            WsError::Capacity(_) => {
-                self.metrics.protocol_error(ProtocolError::Oversize);
-                let why = format!(
-                    "frame larger than the {} byte limit",
-                    self.s.max_frame_bytes
-                );
-                self.close(CloseCode::Size, &why, false).await;
-                "protocol_error"
-            }
-            WsError::Utf8(_) => {
-                self.metrics.protocol_error(ProtocolError::InvalidUtf8);
-                self.close(CloseCode::Invalid, "text frame is not valid UTF-8", true)
-                    .await;
-                "protocol_error"
-            }
-            WsError::Protocol(P::ResetWithoutClosingHandshake) => "peer",
-            WsError::Protocol(p) => {
-                self.metrics.protocol_error(ProtocolError::Protocol);
-                tracing::debug!(source = %self.s.name, error = %p, "source protocol error");
-                self.close(CloseCode::Protocol, "WebSocket protocol error", true)
-                    .await;
-                "protocol_error"
-            }
-            WsError::ConnectionClosed | WsError::AlreadyClosed => "peer",
-            _ => "io_error",
-        }
-    }
-
     /// Send a close frame; with `wait`, give the platform a moment to answer.
     async fn close(&mut self, code: CloseCode, reason: &str, wait: bool) {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let ws = &mut self.ws;
-        let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            if ws.close(Some(frame)).await.is_ok() && wait {
-                while let Some(Ok(_)) = ws.next().await {}
-            }
-        })
-        .await;
+        ending::close(&mut self.ws, code, reason, wait).await;
     }
 }
 

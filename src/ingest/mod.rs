@@ -6,6 +6,7 @@
 pub mod ack;
 pub mod client;
 pub mod decode;
+pub mod ending;
 pub mod frame;
 pub mod server;
 pub mod throttle;

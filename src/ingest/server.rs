@@ -15,24 +15,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::ending::{self, Ending};
 use super::frame;
 use super::throttle::{self, Bucket, RateLimit};
 use crate::auth::{Auth, Failure, Listener, Source, TokenSet};
 use crate::logging::RateLimited;
 use crate::metrics::self_metrics::{ProtocolError, SelfMetrics};
-use crate::pipeline::{ApplyError, PipelineHandle};
+use crate::pipeline::PipelineHandle;
 
 pub const PATH: &str = "/v1/events";
-
-/// How long a closing connection waits for the peer's close frame.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Warnings a peer can provoke at will are logged at most this often.
 const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -292,19 +290,9 @@ async fn refuse_over_cap(
             "ingest connection refused: ingest.max_connections are open"
         );
     }
-    let frame = CloseFrame {
-        code: CloseCode::Again,
-        reason: format!(
-            "too many connections: ingest.max_connections ({max}) are open, try again later"
-        )
-        .into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        if ws.close(Some(frame)).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
-        }
-    })
-    .await;
+    let why =
+        format!("too many connections: ingest.max_connections ({max}) are open, try again later");
+    ending::close(&mut ws, CloseCode::Again, &why, true).await;
 }
 
 struct Connection<'a> {
@@ -390,20 +378,19 @@ impl Connection<'_> {
                     Err(reason) => return reason,
                 },
                 Some(Ok(Message::Binary(_))) => {
-                    self.ctx.metrics.protocol_error(ProtocolError::Binary);
-                    self.close(
-                        CloseCode::Unsupported,
-                        "binary frames are not accepted: send JSON in text frames",
-                    )
-                    .await;
-                    return "protocol_error";
+                    return Ending::binary()
+                        .finish(&mut self.ws, &self.ctx.metrics)
+                        .await;
                 }
                 // Pings are answered by tungstenite; a close is echoed and the
                 // stream then ends.
                 Some(Ok(
                     Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_),
                 )) => {}
-                Some(Err(e)) => return self.error(e).await,
+                Some(Err(e)) => {
+                    let end = Ending::read_error(&e, self.ctx.settings.max_frame_bytes);
+                    return end.finish(&mut self.ws, &self.ctx.metrics).await;
+                }
             }
         }
     }
@@ -413,19 +400,9 @@ impl Connection<'_> {
     async fn frame(&mut self, text: &Utf8Bytes) -> Result<Duration, &'static str> {
         let ack = match frame::process(text, &self.ctx.pipeline, &self.ctx.metrics).await {
             Ok(ack) => ack,
-            Err(ApplyError::Stopped(_)) => {
-                self.close(CloseCode::Away, "ringwatch is shutting down")
-                    .await;
-                return Err("shutdown");
-            }
-            // Not acknowledged: the sender resends it after reconnecting.
-            Err(ApplyError::Journal(_)) => {
-                self.close(
-                    CloseCode::Error,
-                    "the journal could not be written: frame not acknowledged, resend it",
-                )
-                .await;
-                return Err("journal_error");
+            Err(e) => {
+                let end = Ending::unacknowledged(&e);
+                return Err(end.finish(&mut self.ws, &self.ctx.metrics).await);
             }
         };
         let pause = match &mut self.bucket {
@@ -453,58 +430,8 @@ impl Connection<'_> {
         Ok(pause)
     }
 
-    async fn error(mut self, e: WsError) -> &'static str {
-        let m = &self.ctx.metrics;
-        match e {
-            WsError::Capacity(_) => {
-                m.protocol_error(ProtocolError::Oversize);
-                let why = format!(
-                    "frame larger than the {} byte limit",
-                    self.ctx.settings.max_frame_bytes
-                );
-                // The rest of the oversize frame is still unread: send the
-                // close frame but do not read anything after it.
-                let frame = CloseFrame {
-                    code: CloseCode::Size,
-                    reason: why.into(),
-                };
-                let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.close(Some(frame))).await;
-                "protocol_error"
-            }
-            WsError::Utf8(_) => {
-                m.protocol_error(ProtocolError::InvalidUtf8);
-                self.close(CloseCode::Invalid, "text frame is not valid UTF-8")
-                    .await;
-                "protocol_error"
-            }
-            WsError::Protocol(p) => {
-                use tokio_tungstenite::tungstenite::error::ProtocolError as P;
-                if matches!(p, P::ResetWithoutClosingHandshake) {
-                    return "peer";
-                }
-                m.protocol_error(ProtocolError::Protocol);
-                tracing::debug!(error = %p, "ingest protocol error");
-                self.close(CloseCode::Protocol, "WebSocket protocol error")
-                    .await;
-                "protocol_error"
-            }
-            WsError::ConnectionClosed | WsError::AlreadyClosed => "peer",
-            _ => "io_error",
-        }
-    }
-
     /// Send a close frame and wait (briefly) for the peer's answer.
     async fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let ws = &mut self.ws;
-        let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            if ws.close(Some(frame)).await.is_ok() {
-                while let Some(Ok(_)) = ws.next().await {}
-            }
-        })
-        .await;
+        ending::close(&mut self.ws, code, reason, true).await;
     }
 }
