@@ -380,7 +380,7 @@ fn alerts(engine: &mut Engine, store: &mut Store, now: Millis) -> Vec<Alert> {
         .collect()
 }
 
-fn snapshot(engine: &mut Engine, store: &mut Store, now: Millis) -> Snapshot {
+pub(crate) fn snapshot(engine: &mut Engine, store: &mut Store, now: Millis) -> Snapshot {
     let live = engine.live(now, store);
     let state = EngineState {
         clock: engine.clock(),

@@ -560,7 +560,7 @@ fn sync_loop(rx: std_mpsc::Receiver<SyncJob>, fsync: Fsync, metrics: &SelfMetric
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{BucketConfig, EngineState};
+    use crate::metrics::BucketConfig;
     use crate::pipeline::replay;
     use crate::rules::ClockMode;
     use crate::sim::model::Model;
@@ -610,13 +610,7 @@ mod tests {
     }
 
     fn exposition(engine: &mut Engine, store: &mut Store, now: Millis) -> String {
-        let live = engine.live(now, store);
-        let state = EngineState {
-            clock: engine.clock(),
-            calls_in_flight: engine.calls_in_flight() as u64,
-            dedup_ids: engine.dedup_ids() as u64,
-        };
-        let snap = store.snapshot(live, state);
+        let snap = crate::pipeline::snapshot(engine, store, now);
         crate::metrics::render::render(&snap, &prometheus::Registry::new())
     }
 

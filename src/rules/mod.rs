@@ -272,7 +272,11 @@ struct Promise {
     due: Millis,
 }
 
+/// Snapshots hold everything but the settings, which come from the
+/// configuration of each start (see `persist`).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Engine {
+    #[serde(skip)]
     settings: Settings,
     /// The monitor's clock as last advanced; never goes back.
     clock: Millis,
