@@ -851,6 +851,29 @@ mod tests {
     }
 
     #[test]
+    fn durability_keys_are_typed_and_checked() {
+        use crate::durability::Fsync;
+        let d = validate(&[]).unwrap().durability.unwrap();
+        assert_eq!(d.dir, std::path::PathBuf::from("data"));
+        assert_eq!(d.fsync, Fsync::Interval(Duration::from_millis(200)));
+        assert_eq!(d.snapshot_interval, Duration::from_secs(60));
+        let batch = validate(&[("RINGWATCH__DURABILITY__FSYNC", "batch")]).unwrap();
+        assert_eq!(batch.durability.unwrap().fsync, Fsync::Batch);
+        let off = validate(&[("RINGWATCH__DURABILITY__DIR", "")]).unwrap();
+        assert!(
+            off.durability.is_none(),
+            "an empty dir keeps state in memory only"
+        );
+        assert!(error(&[("RINGWATCH__DURABILITY__FSYNC", "sometimes")]).contains("fsync"));
+        assert!(error(&[("RINGWATCH__DURABILITY__FSYNC_INTERVAL", "0")])
+            .contains("durability.fsync_interval"));
+        assert!(
+            error(&[("RINGWATCH__DURABILITY__SNAPSHOT_INTERVAL", "0.5")])
+                .contains("durability.snapshot_interval")
+        );
+    }
+
+    #[test]
     fn listener_guards_default_to_open_plain_and_unthrottled() {
         let v = validate(&[]).unwrap();
         assert_eq!(v.ingest_edge.max_connections, 1000);

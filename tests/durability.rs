@@ -332,6 +332,29 @@ async fn an_unreadable_snapshot_falls_back_to_the_one_before() {
     assert_eq!(pump(&d, &frames, half, None).await, frames.len());
     let want = figures(&d.metrics().await);
     assert!(d.terminate(Duration::from_secs(10)).success());
+    // Old snapshots and the journal before the older kept one are deleted.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let seq = |n: &str| n[n.find('-').unwrap() + 1..][..20].parse::<u64>().unwrap();
+    let mut snapshots: Vec<u64> = names
+        .iter()
+        .filter(|n| n.starts_with("snapshot-"))
+        .map(|n| seq(n))
+        .collect();
+    snapshots.sort();
+    assert_eq!(snapshots.len(), 2, "{names:?}");
+    assert!(
+        snapshots[0] > 1,
+        "periodic snapshots were taken before the final one: {names:?}"
+    );
+    for n in names.iter().filter(|n| n.starts_with("journal-")) {
+        assert!(
+            seq(n) >= snapshots[0],
+            "{n} is older than every kept snapshot: {names:?}"
+        );
+    }
 
     let snap = newest(dir.path(), "snapshot-");
     let mut bytes = std::fs::read(&snap).unwrap();
@@ -405,4 +428,28 @@ async fn readiness_comes_after_recovery() {
         ]
     );
     assert_eq!(d.get("/readyz").await.0, 200);
+}
+
+/// Sends `n` single-event frames one after another, each waiting for its ack.
+async fn sequential_frames(d: &Daemon, n: usize) {
+    let mut ws = d.connect().await;
+    for i in 0..n {
+        let frame = format!(
+            r#"{{"type":"call.offered","ts":"2026-11-23T09:00:{i:02}Z","call_id":"seq-{i}","queue":"q"}}"#
+        );
+        assert_eq!(send(&mut ws, &frame).await["accepted"], 1);
+    }
+}
+
+#[tokio::test]
+async fn fsync_per_batch_syncs_before_each_ack_and_interval_does_not() {
+    const FSYNCS: &str = "ringwatch_journal_fsync_duration_seconds_count";
+    let batch = start(&[("RINGWATCH__DURABILITY__FSYNC", "batch")]);
+    sequential_frames(&batch, 20).await;
+    // Each frame waited for its ack before the next was sent: 20 fsyncs at least.
+    assert!(batch.metrics().await.value(FSYNCS) >= 20.0);
+    // With a long interval nothing has been fsynced yet, acks went out anyway.
+    let interval = start(&[("RINGWATCH__DURABILITY__FSYNC_INTERVAL", "60")]);
+    sequential_frames(&interval, 20).await;
+    assert_eq!(interval.metrics().await.value(FSYNCS), 0.0);
 }

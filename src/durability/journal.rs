@@ -121,6 +121,18 @@ impl Writer {
         })
     }
 
+    /// A writer appending to `file` as segment `seq` (tests: a file that
+    /// fails every write).
+    #[cfg(test)]
+    pub(crate) fn over(file: File, seq: u64) -> Writer {
+        Writer {
+            seq,
+            file: Arc::new(file),
+            buf: Vec::new(),
+            flushed: HEADER as u64,
+        }
+    }
+
     pub fn seq(&self) -> u64 {
         self.seq
     }

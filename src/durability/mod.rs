@@ -677,4 +677,35 @@ mod tests {
             assert!(decode_state(&body[..len], &cfg).is_err(), "cut at {len}");
         }
     }
+
+    #[test]
+    fn a_failed_journal_write_acknowledges_nothing() {
+        // /dev/full fails every write with ENOSPC: a full disk.
+        let Ok(full) = fs::OpenOptions::new().append(true).open("/dev/full") else {
+            return;
+        };
+        let data = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(&Settings {
+            dir: data.path().to_path_buf(),
+            fsync: Fsync::Batch,
+            snapshot_interval: Duration::from_secs(60),
+        })
+        .unwrap();
+        let metrics = Arc::new(SelfMetrics::new());
+        let mut journal = Journal::new(
+            dir,
+            Writer::over(full, 1),
+            Fsync::Batch,
+            Arc::clone(&metrics),
+        );
+        journal.append(&Record::Frame { now: 1, text: "[]" });
+        let (tx, rx) = std_mpsc::channel();
+        journal.commit(vec![Box::new(move |r| tx.send(r).unwrap())]);
+        assert_eq!(rx.recv().unwrap(), Err(JournalFailed));
+        let errors = &metrics.disk.journal_errors;
+        assert_eq!(errors.with_label_values(&["write"]).get(), 1);
+        assert_eq!(errors.with_label_values(&["sync"]).get(), 0);
+        // The failed records are dropped, not written with the next commit.
+        assert!(!journal.writer.pending());
+    }
 }
