@@ -138,13 +138,8 @@ impl Writer {
     }
 
     /// Bytes in the segment, buffered ones included.
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         self.flushed + self.buf.len() as u64
-    }
-
-    /// No record yet, written or buffered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == HEADER as u64
     }
 
     /// Records buffered and not yet handed to the operating system.
@@ -299,7 +294,7 @@ mod tests {
         w.flush().unwrap();
         assert_eq!(
             std::fs::metadata(dir.join(segment_name(3))).unwrap().len(),
-            w.len()
+            w.size()
         );
         dir.join(segment_name(3))
     }

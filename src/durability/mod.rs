@@ -341,7 +341,7 @@ impl Journal {
             .name("ringwatch-fsync".into())
             .spawn(move || sync_loop(rx, fsync, &m))
             .expect("spawn the fsync thread");
-        let committed_len = writer.len();
+        let committed_len = writer.size();
         Journal {
             dir,
             writer,
@@ -374,7 +374,7 @@ impl Journal {
             }
             return;
         }
-        let len = self.writer.len();
+        let len = self.writer.size();
         self.metrics
             .disk
             .journal_bytes
@@ -438,7 +438,7 @@ impl Journal {
             }
         }
         let old = std::mem::replace(&mut self.writer, next);
-        self.committed_len = self.writer.len();
+        self.committed_len = self.writer.size();
         let framed = snapshot::frame(&encode_state(engine, store));
         self.metrics
             .disk
