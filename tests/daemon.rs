@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{scenario, send, start};
+use common::{now_ms, rfc3339, scenario, send, start};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -340,10 +340,13 @@ async fn capacity_rejections_are_counted_and_logged_once_per_interval() {
         ("RINGWATCH__RULES__MAX_PROMISES", "1"),
     ]);
     let mut ws = d.connect().await;
+    // On the wall clock: stamped now, promises due in three hours.
+    let now = now_ms();
     let offers: Vec<String> = (0..5)
         .map(|i| {
             format!(
-                r#"{{"type":"call.offered","ts":"2026-11-23T09:00:0{i}Z","call_id":"cap-{i}","queue":"sales"}}"#
+                r#"{{"type":"call.offered","ts":"{}","call_id":"cap-{i}","queue":"sales"}}"#,
+                rfc3339(now + i)
             )
         })
         .collect();
@@ -355,7 +358,9 @@ async fn capacity_rejections_are_counted_and_logged_once_per_interval() {
     let promises: Vec<String> = (0..3)
         .map(|i| {
             format!(
-                r#"{{"type":"callback.promised","ts":"2026-11-23T09:01:0{i}Z","promise_id":"p-{i}","queue":"sales","due":"2026-11-23T12:00:00Z"}}"#
+                r#"{{"type":"callback.promised","ts":"{}","promise_id":"p-{i}","queue":"sales","due":"{}"}}"#,
+                rfc3339(now + 10 + i),
+                rfc3339(now + 3 * 3_600_000)
             )
         })
         .collect();

@@ -341,3 +341,22 @@ impl Scenario {
         );
     }
 }
+
+/// Wall-clock milliseconds since the Unix epoch: tests on the wall clock
+/// build their timestamps from this, never from a fixed date.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as i64
+}
+
+/// An RFC 3339 timestamp (UTC, milliseconds) for `ms` since the epoch.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .expect("a representable timestamp");
+    t.format(&time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .expect("formats")
+}
