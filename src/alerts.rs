@@ -13,9 +13,10 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::wall_now;
 use crate::event::Millis;
 use crate::metrics::self_metrics::SelfMetrics;
-use crate::pipeline::{wall_now, Alert, PipelineHandle};
+use crate::pipeline::{Alert, PipelineHandle};
 use crate::rules::AlertKind;
 
 #[derive(Clone, Debug)]

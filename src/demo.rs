@@ -48,7 +48,7 @@ fn demo_model(seed: u64, duration: f64) -> Model {
                 agents: 7,
             })
             .collect(),
-        start: crate::pipeline::wall_now() + 1_000,
+        start: crate::clock::wall_now() + 1_000,
         duration: (duration * 1000.0) as i64,
         mean_talk_secs: 40.0,
         mean_patience_secs: 45.0,

@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
@@ -26,3 +27,4 @@ pub mod rules;
 pub mod shutdown;
 pub mod sim;
 pub mod tls;
+pub mod verdict;

@@ -12,34 +12,19 @@ use tokio::task::JoinHandle;
 use compact_str::CompactString;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::clock::wall_now;
 use crate::durability::{Ack, Journal, JournalFailed, Record};
 use crate::event::{Event, Id, Millis, Reason};
 use crate::ingest::{decode, frame};
 use crate::logging::RateLimited;
 use crate::metrics::{EngineState, Snapshot, Store};
 use crate::rules::{AlertKind, ClockMode, Engine, Verdict};
+use crate::verdict::{Rejection, Verdicts};
 
 /// How often wall-clock timers (missed callbacks, eviction) are checked.
 const TICK: Duration = Duration::from_millis(250);
 /// Frames queued before senders wait (backpressure through the socket).
 const QUEUE: usize = 1024;
-
-/// One event that was not applied, as the acknowledgement reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    pub index: u32,
-    pub event_id: Option<Id>,
-    pub reason: Reason,
-    pub detail: String,
-}
-
-/// The engine's answer for one frame's decoded events.
-#[derive(Debug, Default)]
-pub struct Verdicts {
-    pub accepted: u32,
-    pub duplicates: u32,
-    pub rejected: Vec<Rejection>,
-}
 
 enum Command {
     Apply {
@@ -388,12 +373,4 @@ pub(crate) fn snapshot(engine: &mut Engine, store: &mut Store, now: Millis) -> S
         dedup_ids: engine.dedup_ids() as u64,
     };
     store.snapshot(live, state)
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn wall_now() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
 }

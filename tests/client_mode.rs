@@ -238,7 +238,7 @@ async fn golden_scenarios_over_a_dropped_and_resumed_platform_stream() {
             0.0
         );
         let last = src("ringwatch_source_last_event_timestamp_seconds");
-        let now = ringwatch::pipeline::wall_now() as f64 / 1000.0;
+        let now = ringwatch::clock::wall_now() as f64 / 1000.0;
         assert!(last > now - 600.0 && last <= now, "{last} vs {now}");
         assert_eq!(m.value("ringwatch_ingest_connections"), 1.0);
 

@@ -30,8 +30,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use common::{Daemon, Samples};
+use ringwatch::clock::wall_now;
 use ringwatch::event::Millis;
-use ringwatch::pipeline::wall_now;
 use ringwatch::sim::model::{Model, QueueSpec};
 use ringwatch::sim::{self, WireEvent};
 

@@ -131,7 +131,7 @@ pub struct Meta {
 pub fn encode_state(engine: &Engine, store: &Store) -> Vec<u8> {
     let meta = Meta {
         version: STATE_VERSION,
-        taken_at: crate::pipeline::wall_now(),
+        taken_at: crate::clock::wall_now(),
     };
     postcard::to_stdvec(&(meta, engine, store)).expect("in-memory encoding cannot fail")
 }
@@ -487,7 +487,7 @@ fn write_snapshot(dir: &Path, seq: u64, old: &File, framed: &[u8], metrics: &Sel
             metrics.snapshot_bytes.set(framed.len() as i64);
             metrics
                 .snapshot_last_success
-                .set(crate::pipeline::wall_now() as f64 / 1000.0);
+                .set(crate::clock::wall_now() as f64 / 1000.0);
             tracing::debug!(seq, bytes = framed.len(), "snapshot written");
         }
         Err(e) => {

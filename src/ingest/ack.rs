@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::pipeline::Rejection;
+use crate::verdict::Rejection;
 
 #[derive(Serialize)]
 struct Ack<'a> {

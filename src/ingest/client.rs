@@ -24,9 +24,10 @@ use tokio_util::task::TaskTracker;
 
 use super::ending::{self, Ending};
 use super::frame;
+use crate::clock::wall_now;
 use crate::config::Secret;
 use crate::metrics::self_metrics::SelfMetrics;
-use crate::pipeline::{wall_now, PipelineHandle};
+use crate::pipeline::PipelineHandle;
 
 /// At most one warning per source this often about failed connects; the
 /// ones in between go to debug and are counted in the next warning.

@@ -7,9 +7,11 @@ use std::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{ack, decode};
+use crate::clock::wall_now;
 use crate::event::Event;
 use crate::metrics::self_metrics::SelfMetrics;
-use crate::pipeline::{wall_now, ApplyError, PipelineHandle, Rejection};
+use crate::pipeline::{ApplyError, PipelineHandle};
+use crate::verdict::Rejection;
 
 /// Decode, apply and acknowledge one text frame; returns the ack text. The
 /// ack is only returned once the pipeline has applied (and journaled) the

@@ -120,7 +120,7 @@ mod tests {
     fn events_are_counted_from_the_ack() {
         use crate::event::Reason;
         use crate::ingest::ack;
-        use crate::pipeline::Rejection;
+        use crate::verdict::Rejection;
         let rejected: Vec<Rejection> = (0..3)
             .map(|index| Rejection {
                 index,

@@ -129,7 +129,7 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
         }
     }
     let start = if args.realtime {
-        crate::pipeline::wall_now() + 1_000
+        crate::clock::wall_now() + 1_000
     } else {
         args.start
     };

@@ -77,11 +77,11 @@ pub async fn send(
     while i < events.len() {
         let mut end = (i + batch.max(1)).min(events.len());
         if let Pace::RealTime = pace {
-            let wait = events[i].ts - crate::pipeline::wall_now();
+            let wait = events[i].ts - crate::clock::wall_now();
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait as u64)).await;
             }
-            let now: Millis = crate::pipeline::wall_now();
+            let now: Millis = crate::clock::wall_now();
             end = i + events[i..end]
                 .iter()
                 .take_while(|e| e.ts <= now)
