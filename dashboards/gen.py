@@ -9,7 +9,8 @@ query lives here, in one place:
     python3 dashboards/gen.py --list-queries  # every panel query, one a line
 
 Every run lints the queries first: each `ringwatch_*` name must be a metric
-ringwatch exposes (src/metrics/render.rs, src/metrics/self_metrics.rs), each
+ringwatch exposes (named in a string in src/: render.rs and the self-metrics
+registered beside each subsystem), each
 `level:metric:operation` name a record of deploy/prometheus/
 recording_rules.yml, and each dashboard variable ($queue, $site, $instance)
 must sit in a `=~"..."` matcher, so that `--list-queries` can replace it with
@@ -998,10 +999,11 @@ def substitute(expr):
 
 
 def exposed_metrics():
-    """Every ringwatch_* family named in the metrics sources."""
+    """Every ringwatch_* family named in the sources (self-metrics are
+    registered beside the subsystem that records them, so all of src/)."""
     names = set()
-    for rel in ("src/metrics/render.rs", "src/metrics/self_metrics.rs"):
-        text = (ROOT / rel).read_text(encoding="utf-8")
+    for path in sorted((ROOT / "src").rglob("*.rs")):
+        text = path.read_text(encoding="utf-8")
         names.update(re.findall(r'"(ringwatch_[a-z0-9_]+)"', text))
     return names
 

@@ -144,20 +144,24 @@ pub async fn run(
             continue;
         }
         let body = serde_json::to_string(&batch).expect("alerts serialize");
-        let sent = client
+        let post = client
             .post(&url)
             .header("content-type", "application/json")
             .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| {
-                if r.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("HTTP {}", r.status()))
-                }
-            });
+            .send();
+        // Shutdown does not wait for a slow Alertmanager: the POST in flight
+        // is dropped (the alerts expire on their `endsAt`).
+        let posted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            posted = post => posted,
+        };
+        let sent = posted.map_err(|e| e.to_string()).and_then(|r| {
+            if r.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("HTTP {}", r.status()))
+            }
+        });
         match sent {
             Ok(()) => {
                 metrics.alerts_posted.inc_by(batch.len() as u64);

@@ -1,18 +1,21 @@
 //! Wiring: binds the listeners, starts the pipeline, the ingest server and the
 //! HTTP server, and runs the drain on shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Auth};
 use crate::config::Validated;
+use crate::durability::metrics::DiskMetrics;
 use crate::durability::{self, DataDir, DurabilityError, Journal, StateConfig};
+use crate::health::{Fatal, Health};
 use crate::http::{self, HttpState};
 use crate::ingest::client;
 use crate::ingest::server::{self, IngestSettings};
@@ -24,6 +27,13 @@ use crate::tls::Tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error("recovery panicked: {0}")]
+    RecoveryPanicked(String),
+    #[error("cannot start the journal writer thread: {source}")]
+    WriterThread {
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Durability(#[from] DurabilityError),
     #[error("cannot listen on {addr} ({key})")]
@@ -35,17 +45,29 @@ pub enum DaemonError {
     },
 }
 
-/// A started daemon: where it listens, and the task that ends after shutdown.
+/// A started daemon: where it listens, and the supervisor that ends after
+/// shutdown.
 pub struct Running {
     pub ingest_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    task: JoinHandle<()>,
+    pub health: Arc<Health>,
+    task: JoinHandle<Option<Fatal>>,
 }
 
 impl Running {
-    /// Wait until shutdown (triggered by the token given to [`start`]) is done.
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    /// Wait until the daemon has stopped: after the shutdown token given to
+    /// [`start`] is cancelled, or after a fatal failure (a critical task
+    /// panicked or ended, the journal could not be synced). `Err` says which
+    /// failure; the process should exit with its [`Fatal::exit_code`].
+    pub async fn wait(self) -> Result<(), Fatal> {
+        match self.task.await {
+            Ok(None) => Ok(()),
+            Ok(Some(fatal)) => Err(fatal),
+            Err(e) => Err(Fatal::Panicked {
+                task: "supervisor",
+                message: panic_message(e),
+            }),
+        }
     }
 }
 
@@ -94,18 +116,21 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         shutdown.clone(),
     );
     let (pipeline, inbox) = pipeline::channel();
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::default());
+    // Every task below stops on `root`: a signal (`shutdown`) or a fatal
+    // failure (the supervisor) cancels it.
+    let root = shutdown.child_token();
     // HTTP first: during recovery /healthz answers and /readyz says not yet.
     let stop_http = CancellationToken::new();
     let app = http::router(HttpState {
         pipeline: pipeline.clone(),
         metrics: Arc::clone(&metrics),
-        ready: Arc::clone(&ready),
+        health: Arc::clone(&health),
         auth: http_auth,
     });
     let http_stop = stop_http.clone();
     let http_metrics = Arc::clone(&metrics);
-    let http_task = tokio::spawn(async move {
+    let http_task = critical("http server", &health, &root, async move {
         if let Err(e) = http::serve(http_listener, http_tls, app, http_metrics, http_stop).await {
             tracing::error!(error = %e, "http server failed");
         }
@@ -113,44 +138,68 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
 
     tracing::info!(addr = %http_addr, "http listening");
 
-    let (engine, store, journal) = recover(&cfg, data_dir, &metrics).await?;
-    let pipeline_task = pipeline::spawn(engine, store, journal, inbox);
-    let stop_ingest = shutdown.child_token();
+    let disk = Arc::new(DiskMetrics::new(&metrics.registry));
+    let (engine, store, journal) = recover(&cfg, data_dir, &disk, &health).await?;
+    let force = CancellationToken::new();
+    let pipeline_task = critical(
+        "pipeline",
+        &health,
+        &root,
+        pipeline::spawn(
+            engine,
+            store,
+            journal,
+            inbox,
+            Arc::clone(&health),
+            force.clone(),
+        ),
+    );
+    let stop_ingest = root.child_token();
     let connections = TaskTracker::new();
-    let ingest_task = tokio::spawn(server::serve(
-        ingest_listener,
-        IngestSettings {
-            max_frame_bytes: cfg.max_frame_bytes,
-            read_buffer_bytes: cfg.read_buffer_bytes,
-            max_write_buffer_bytes: cfg.max_write_buffer_bytes,
-            ping_interval: cfg.ping_interval,
-            idle_timeout: cfg.idle_timeout,
-            handshake_timeout: cfg.handshake_timeout,
-            max_connections: cfg.ingest_edge.max_connections,
-            rate: cfg.ingest_edge.rate,
-            auth: ingest_auth.clone(),
-            tls: ingest_tls.clone(),
-        },
-        pipeline.clone(),
-        Arc::clone(&metrics),
-        stop_ingest.clone(),
-        connections.clone(),
-    ));
+    let ingest_task = critical(
+        "ingest listener",
+        &health,
+        &root,
+        server::serve(
+            ingest_listener,
+            IngestSettings {
+                max_frame_bytes: cfg.max_frame_bytes,
+                read_buffer_bytes: cfg.read_buffer_bytes,
+                max_write_buffer_bytes: cfg.max_write_buffer_bytes,
+                ping_interval: cfg.ping_interval,
+                idle_timeout: cfg.idle_timeout,
+                handshake_timeout: cfg.handshake_timeout,
+                max_connections: cfg.ingest_edge.max_connections,
+                rate: cfg.ingest_edge.rate,
+                auth: ingest_auth.clone(),
+                tls: ingest_tls.clone(),
+            },
+            pipeline.clone(),
+            Arc::clone(&metrics),
+            stop_ingest.clone(),
+            connections.clone(),
+        ),
+    );
     // Client-mode sources stop with the ingest endpoint, on the same token.
     let sources = client::spawn_all(&cfg.sources, &pipeline, &metrics, &stop_ingest);
     let alerts_task = cfg.alerts.clone().map(|settings| {
         tracing::info!(url = %settings.alertmanager_url, "pushing alerts to Alertmanager");
-        tokio::spawn(crate::alerts::run(
-            settings,
-            pipeline.clone(),
-            Arc::clone(&metrics),
-            shutdown.clone(),
-        ))
+        critical(
+            "alert pusher",
+            &health,
+            &root,
+            crate::alerts::run(
+                settings,
+                pipeline.clone(),
+                Arc::clone(&metrics),
+                root.clone(),
+            ),
+        )
     });
     drop(pipeline);
     // Ready before the addresses are announced: whoever reads them can rely
     // on /readyz already answering 200.
-    ready.store(true, Ordering::Release);
+    health.set_started();
     tracing::info!(addr = %ingest_addr, path = server::PATH, "ingest listening");
     tracing::info!(
         clock = ?cfg.settings.clock,
@@ -159,13 +208,19 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
     );
 
     let drain = cfg.drain_timeout;
+    let supervisor_health = Arc::clone(&health);
     let task = tokio::spawn(async move {
-        shutdown.cancelled().await;
-        ready.store(false, Ordering::Release);
+        let health = supervisor_health;
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = health.failed() => {}
+        }
+        health.set_stopping();
+        root.cancel();
         let deadline = tokio::time::Instant::now() + drain;
         // 1. Stop accepting; every connection acknowledges its frame in
         //    flight, sends a close frame and ends.
-        let _ = ingest_task.await;
+        ingest_task.finish(deadline).await;
         connections.close();
         if tokio::time::timeout_at(deadline, connections.wait())
             .await
@@ -179,28 +234,118 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         {
             tracing::warn!("drain deadline reached with client-mode sources still open");
         }
-        // 2. Stop alerts and HTTP (they hold the last pipeline handles),
-        //    then let the pipeline apply whatever is still queued.
+        // 2. Stop alerts (a POST in flight is cancelled) and HTTP (they hold
+        //    the last pipeline handles), then let the pipeline apply whatever
+        //    is still queued and write the final snapshot.
         if let Some(task) = alerts_task {
-            let _ = tokio::time::timeout_at(deadline, task).await;
+            task.finish(deadline).await;
         }
         stop_http.cancel();
-        if tokio::time::timeout_at(deadline, http_task).await.is_err() {
-            tracing::warn!("drain deadline reached with HTTP requests in flight");
+        http_task.finish(deadline).await;
+        // 3. Force: past the deadline the pipeline refuses what is still
+        //    queued (connections that did not drain lose their pipeline and
+        //    end) and still writes the final snapshot.
+        let mut pipeline_task = pipeline_task;
+        if !pipeline_task.wait_until(deadline).await {
+            tracing::warn!("drain deadline reached before the pipeline finished: forcing");
+            force.cancel();
+            pipeline_task
+                .finish(tokio::time::Instant::now() + FINAL_SNAPSHOT)
+                .await;
         }
-        if tokio::time::timeout_at(deadline, pipeline_task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain deadline reached before the pipeline finished");
+        let fatal = health.fatal();
+        match &fatal {
+            None => tracing::info!("ringwatch stopped"),
+            Some(f) => tracing::error!(error = %f, "ringwatch stopped after a fatal failure"),
         }
-        tracing::info!("ringwatch stopped");
+        fatal
     });
     Ok(Running {
         ingest_addr,
         http_addr,
+        health,
         task,
     })
+}
+
+/// How long the forced pipeline gets to write its final snapshot.
+const FINAL_SNAPSHOT: Duration = Duration::from_secs(30);
+
+/// A task the daemon cannot live without. If it panics, or ends before
+/// shutdown began, the failure is reported to [`Health`]: `/readyz` turns
+/// 503 and the supervisor stops the daemon, which exits non-zero.
+struct Critical {
+    name: &'static str,
+    watcher: Option<JoinHandle<()>>,
+    abort: AbortHandle,
+}
+
+fn critical<F>(
+    name: &'static str,
+    health: &Arc<Health>,
+    root: &CancellationToken,
+    task: F,
+) -> Critical
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let inner = tokio::spawn(task);
+    let abort = inner.abort_handle();
+    let (health, root) = (Arc::clone(health), root.clone());
+    let watcher = tokio::spawn(async move {
+        match inner.await {
+            Ok(_) if root.is_cancelled() => {}
+            Ok(_) => health.fail(Fatal::Ended { task: name }),
+            Err(e) if e.is_panic() => health.fail(Fatal::Panicked {
+                task: name,
+                message: panic_message(e),
+            }),
+            // Aborted by the forced shutdown.
+            Err(_) => {}
+        }
+    });
+    Critical {
+        name,
+        watcher: Some(watcher),
+        abort,
+    }
+}
+
+impl Critical {
+    /// Wait for the task to end until `deadline`; false if it is still running.
+    async fn wait_until(&mut self, deadline: tokio::time::Instant) -> bool {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return true;
+        };
+        if tokio::time::timeout_at(deadline, watcher).await.is_err() {
+            return false;
+        }
+        self.watcher = None;
+        true
+    }
+
+    /// Wait until `deadline`, then abort the task.
+    async fn finish(mut self, deadline: tokio::time::Instant) {
+        if !self.wait_until(deadline).await {
+            tracing::warn!(task = self.name, "drain deadline reached: task aborted");
+            self.abort.abort();
+            if let Some(watcher) = self.watcher.take() {
+                let _ = watcher.await;
+            }
+        }
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into()),
+        Err(e) => e.to_string(),
+    }
 }
 
 type Recovered = (Engine, Store, Option<(Journal, std::time::Duration)>);
@@ -210,7 +355,8 @@ type Recovered = (Engine, Store, Option<(Journal, std::time::Duration)>);
 async fn recover(
     cfg: &Validated,
     data_dir: Option<DataDir>,
-    metrics: &Arc<SelfMetrics>,
+    disk: &Arc<DiskMetrics>,
+    health: &Arc<Health>,
 ) -> Result<Recovered, DaemonError> {
     let state = StateConfig {
         rules: cfg.settings.clone(),
@@ -228,8 +374,8 @@ async fn recover(
             .map(|(engine, store, writer, report)| (engine, store, writer, report, dir))
     })
     .await
-    .expect("recovery does not panic")?;
-    let m = &metrics.disk;
+    .map_err(|e| DaemonError::RecoveryPanicked(panic_message(e)))??;
+    let m = disk;
     m.recovery_duration.set(report.duration.as_secs_f64());
     m.recovery_records.set(report.records as i64);
     m.recovery_cut_bytes.set(report.cut_bytes as i64);
@@ -245,6 +391,7 @@ async fn recover(
         millis = report.duration.as_millis() as u64,
         "state recovered"
     );
-    let journal = Journal::new(dir, writer, d.fsync, Arc::clone(metrics));
+    let journal = Journal::new(dir, writer, d.fsync, Arc::clone(disk), Arc::clone(health))
+        .map_err(|source| DaemonError::WriterThread { source })?;
     Ok((engine, store, Some((journal, d.snapshot_interval))))
 }

@@ -33,6 +33,8 @@ pub enum DemoError {
     Send(#[from] send::SendError),
     #[error("cannot create the demo's data directory: {0}")]
     DataDir(#[from] std::io::Error),
+    #[error(transparent)]
+    Fatal(#[from] crate::health::Fatal),
 }
 
 /// Three queues, a call every ~10 s on each, 7 agents each: busy enough that
@@ -121,7 +123,7 @@ pub async fn run(
     } else {
         sender.abort();
     }
-    running.wait().await;
+    running.wait().await?;
     Ok(())
 }
 

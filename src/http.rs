@@ -1,10 +1,10 @@
 //! HTTP exposure: `/metrics` (Prometheus text), `/healthz` (the process is
-//! alive) and `/readyz` (listeners are up and the state is loaded; false again
-//! once shutdown starts, so load balancers stop sending). `/metrics` may
+//! alive) and `/readyz` (listeners are up, the state is loaded and the
+//! journal takes writes; false again once shutdown starts or after a fatal
+//! failure, so load balancers stop sending). `/metrics` may
 //! require a bearer token; the probes never do. Served over TLS when
 //! configured.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::auth::{Auth, Listener};
+use crate::health::Health;
 use crate::metrics::render;
 use crate::metrics::self_metrics::SelfMetrics;
 use crate::pipeline::PipelineHandle;
@@ -24,7 +25,7 @@ use crate::tls::{Tls, TlsListener};
 pub struct HttpState {
     pub pipeline: PipelineHandle,
     pub metrics: Arc<SelfMetrics>,
-    pub ready: Arc<AtomicBool>,
+    pub health: Arc<Health>,
     /// Who may scrape `/metrics`.
     pub auth: Auth,
 }
@@ -66,10 +67,15 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
 }
 
 async fn readyz(State(s): State<HttpState>) -> Response {
-    if s.ready.load(Ordering::Acquire) {
+    // The body says why, for whoever is looking at a failing probe.
+    if s.health.ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", s.health.reason()),
+        )
+            .into_response()
     }
 }
 

@@ -17,6 +17,8 @@ pub mod daemon;
 pub mod demo;
 pub mod durability;
 pub mod event;
+pub mod fault;
+pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod logging;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use ringwatch::config::{Config, Validated};
+use ringwatch::health::Fatal;
 
 /// sysexits EX_CONFIG... EX_USAGE (64): the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
@@ -51,7 +52,16 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::Run => finish(run(cfg)),
+        Command::Run => match run(cfg) {
+            Ok(None) => ExitCode::SUCCESS,
+            // Logged by the daemon; the status tells systemd or Kubernetes
+            // to restart it (recovery from the journal makes that lossless).
+            Ok(Some(fatal)) => {
+                eprintln!("ringwatch: {fatal}");
+                ExitCode::from(fatal.exit_code())
+            }
+            Err(e) => finish(Err(e)),
+        },
         Command::Demo(args) => finish(demo(cfg, args)),
         Command::Simulate(args) => match simulate(cfg, args) {
             Ok(true) => ExitCode::SUCCESS,
@@ -91,13 +101,19 @@ fn simulate(cfg: Validated, args: ringwatch::sim::run::SimulateArgs) -> anyhow::
     runtime()?.block_on(async { Ok(ringwatch::sim::run::simulate(&args, &cfg).await?) })
 }
 
-fn run(cfg: Validated) -> anyhow::Result<()> {
+/// Run the daemon until it stops; `Some` names the fatal failure it
+/// stopped for.
+fn run(cfg: Validated) -> anyhow::Result<Option<Fatal>> {
     ringwatch::logging::init(&cfg.log);
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let stopped = rt.block_on(async {
         let shutdown = CancellationToken::new();
         ringwatch::shutdown::cancel_on_signals(shutdown.clone());
         let running = ringwatch::daemon::start(cfg, shutdown).await?;
-        running.wait().await;
-        Ok(())
-    })
+        anyhow::Ok(running.wait().await.err())
+    });
+    // The drain is over: whatever task is left (a connection that never
+    // drained) is dropped, not waited for.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    stopped
 }

@@ -4,17 +4,21 @@
 //! through the same queue, so a scrape taken after an acknowledgement always
 //! includes the acknowledged events.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use compact_str::CompactString;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::clock::wall_now;
-use crate::durability::{Ack, Journal, JournalFailed, Record};
+use crate::durability::{journal, Journal, JournalFailed, Record};
 use crate::event::{Event, Id, Millis, Reason};
+use crate::fault;
+use crate::health::Health;
 use crate::ingest::{decode, frame};
 use crate::logging::RateLimited;
 use crate::metrics::{EngineState, Snapshot, Store};
@@ -128,13 +132,16 @@ impl PipelineHandle {
 }
 
 /// Start the pipeline on a (recovered) state. It runs until every
-/// [`PipelineHandle`] is dropped, after applying everything already queued,
-/// and then closes the journal with a last snapshot.
+/// [`PipelineHandle`] is dropped (after applying everything already queued)
+/// or until `force` (the drain deadline passed: what is still queued is
+/// refused), and then closes the journal with a last snapshot.
 pub fn spawn(
     engine: Engine,
     store: Store,
     journal: Option<(Journal, Duration)>,
     inbox: Inbox,
+    health: Arc<Health>,
+    force: CancellationToken,
 ) -> JoinHandle<()> {
     let (journal, snapshot_every) = match journal {
         Some((j, every)) => (Some(j), Some(every)),
@@ -144,41 +151,62 @@ pub fn spawn(
         engine,
         store,
         journal,
-        acks: Vec::new(),
+        health,
         capacity_log: RateLimited::new(Duration::from_secs(10)),
     };
-    tokio::spawn(run(p, inbox.0, snapshot_every))
+    tokio::spawn(run(p, inbox.0, snapshot_every, force))
 }
 
-/// Commands applied in one go before the journal is committed: frames that
-/// arrive together share one write (and, with `fsync = "batch"`, one fsync).
+/// Commands taken in one go: frames that arrive together share one journal
+/// write (and, with `fsync = "batch"`, one fsync).
 const BURST: usize = 256;
 
-async fn run(mut p: Pipeline, mut rx: mpsc::Receiver<Command>, snapshot_every: Option<Duration>) {
+/// One input of a burst: a command, or the wall-clock timer.
+enum Input {
+    Command(Command),
+    Tick,
+}
+
+async fn run(
+    mut p: Pipeline,
+    mut rx: mpsc::Receiver<Command>,
+    snapshot_every: Option<Duration>,
+    force: CancellationToken,
+) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Without a journal there is nothing to snapshot: a timer that never fires.
     let every = snapshot_every.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
     let mut snapshots = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut burst = Vec::with_capacity(BURST);
     loop {
         tokio::select! {
+            biased;
+            _ = force.cancelled() => {
+                tracing::warn!("drain deadline: the pipeline stops; frames still queued are refused");
+                break;
+            }
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
-                p.handle(cmd);
-                for _ in 1..BURST {
+                burst.push(Input::Command(cmd));
+                while burst.len() < BURST {
                     match rx.try_recv() {
-                        Ok(cmd) => p.handle(cmd),
+                        Ok(cmd) => burst.push(Input::Command(cmd)),
                         Err(_) => break,
                     }
                 }
-                p.commit();
             }
-            _ = tick.tick() => p.tick(),
-            _ = snapshots.tick() => p.snapshot(),
+            _ = tick.tick() => burst.push(Input::Tick),
+            _ = snapshots.tick() => {
+                p.snapshot().await;
+                continue;
+            }
         }
+        p.process(&mut burst).await;
     }
-    p.commit();
+    // Queued replies are dropped: their senders see the pipeline stopped.
+    rx.close();
     if let Some(journal) = p.journal.take() {
         journal.close(&p.engine, &p.store).await;
     }
@@ -190,34 +218,70 @@ struct Pipeline {
     engine: Engine,
     store: Store,
     journal: Option<Journal>,
-    /// Acknowledgements waiting for the next journal commit.
-    acks: Vec<Ack>,
+    health: Arc<Health>,
     /// A full engine rejects every new call: say so at most every 10 s.
     capacity_log: RateLimited,
 }
 
 impl Pipeline {
-    /// Every input is journaled before it touches the state, with the wall
-    /// time it is applied at, so a replay calls the engine identically.
-    fn record(&mut self, rec: Record<'_>) {
-        if let Some(j) = &mut self.journal {
-            j.append(&rec);
+    /// Journal a burst, then apply it: every input that changes the state
+    /// is written (with the wall time it is applied at, so a replay calls
+    /// the engine identically) and applied only once the journal has it.
+    /// If the write fails nothing of the burst is applied, so what
+    /// `/metrics` shows is always what a restart would rebuild.
+    async fn process(&mut self, burst: &mut Vec<Input>) {
+        let now = wall_now();
+        let written = match &self.journal {
+            None => Ok(()),
+            Some(journal) => {
+                let mut bytes = Vec::new();
+                for input in burst.iter() {
+                    if let Some(rec) = self.record(input, now) {
+                        journal::encode(&rec, &mut bytes);
+                    }
+                }
+                if bytes.is_empty() {
+                    Ok(())
+                } else {
+                    journal.write(bytes).await
+                }
+            }
+        };
+        for input in burst.drain(..) {
+            match written {
+                Ok(()) => self.apply(input, now),
+                Err(e) => refuse(input, e),
+            }
         }
     }
 
-    fn handle(&mut self, cmd: Command) {
-        let now = wall_now();
-        match cmd {
-            Command::Apply {
-                text,
+    /// The journal record of an input, if it changes the state.
+    fn record<'a>(&self, input: &'a Input, now: Millis) -> Option<Record<'a>> {
+        match input {
+            Input::Command(Command::Apply { text, .. }) => Some(Record::Frame {
+                now,
+                text: text.as_str(),
+            }),
+            Input::Command(Command::Snapshot { .. }) => Some(Record::Live { now }),
+            Input::Command(Command::Alerts { .. }) => Some(Record::Alerts { now }),
+            // In event mode a tick changes nothing: no need to journal it.
+            Input::Tick => {
+                (self.engine.settings().clock == ClockMode::Wall).then_some(Record::Tick { now })
+            }
+        }
+    }
+
+    fn apply(&mut self, input: Input, now: Millis) {
+        match input {
+            Input::Command(Command::Apply {
                 events,
                 decode_rejects,
                 reply,
-            } => {
-                self.record(Record::Frame {
-                    now,
-                    text: text.as_str(),
-                });
+                ..
+            }) => {
+                if fault::hit(fault::Point::PipelinePanic) {
+                    panic!("fault injection: pipeline_panic");
+                }
                 let v = apply(
                     &mut self.engine,
                     &mut self.store,
@@ -226,22 +290,19 @@ impl Pipeline {
                     now,
                 );
                 self.warn_capacity(&v);
-                if self.journal.is_some() {
-                    self.acks.push(Box::new(move |journaled| {
-                        // The sender may have gone (connection dropped): nothing to do.
-                        let _ = reply.send(journaled.map(|()| v));
-                    }));
-                } else {
-                    let _ = reply.send(Ok(v));
-                }
+                // The sender may have gone (connection dropped): nothing to do.
+                let _ = reply.send(Ok(v));
             }
-            Command::Snapshot { reply } => {
-                self.record(Record::Live { now });
+            Input::Command(Command::Snapshot { reply }) => {
                 let _ = reply.send(snapshot(&mut self.engine, &mut self.store, now));
             }
-            Command::Alerts { reply } => {
-                self.record(Record::Alerts { now });
+            Input::Command(Command::Alerts { reply }) => {
                 let _ = reply.send(alerts(&mut self.engine, &mut self.store, now));
+            }
+            Input::Tick => {
+                if self.engine.settings().clock == ClockMode::Wall {
+                    self.engine.tick(now, &mut self.store);
+                }
             }
         }
     }
@@ -264,25 +325,22 @@ impl Pipeline {
         }
     }
 
-    fn tick(&mut self) {
-        // In event mode a tick changes nothing: no need to journal it.
-        if self.engine.settings().clock == ClockMode::Wall {
-            let now = wall_now();
-            self.record(Record::Tick { now });
-            self.engine.tick(now, &mut self.store);
+    async fn snapshot(&mut self) {
+        if self.health.is_failed() {
+            return;
+        }
+        if let Some(j) = &mut self.journal {
+            j.snapshot(&self.engine, &self.store).await;
         }
     }
+}
 
-    fn commit(&mut self) {
-        if let Some(j) = &mut self.journal {
-            j.commit(std::mem::take(&mut self.acks));
-        }
-    }
-
-    fn snapshot(&mut self) {
-        if let Some(j) = &mut self.journal {
-            j.snapshot(&self.engine, &self.store);
-        }
+/// An input whose journal write failed: a frame is refused (the connection
+/// closes with 1011 and the sender resends); a read is not answered (the
+/// scrape gets 503), the timer fires again.
+fn refuse(input: Input, e: JournalFailed) {
+    if let Input::Command(Command::Apply { reply, .. }) = input {
+        let _ = reply.send(Err(e));
     }
 }
 

@@ -92,16 +92,39 @@ pub fn segment_seq(name: &str) -> Option<u64> {
         .ok()
 }
 
-/// Appends records to one segment. Records are encoded into a buffer;
-/// [`Writer::flush`] hands them to the operating system in one write (after
-/// which they survive a crash of the process), and the file behind
-/// [`Writer::file`] is what the sync thread fsyncs.
+/// Encode one record onto `out` (the pipeline encodes a burst of records
+/// into one buffer; the writer thread hands it to the file in one write).
+pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) {
+    let text = rec.text();
+    let tag = [rec.tag()];
+    let now = rec.now().to_le_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&tag);
+    crc.update(&now);
+    crc.update(text);
+    let payload_len = (tag.len() + now.len() + text.len()) as u32;
+    out.extend_from_slice(&payload_len.to_le_bytes());
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(&now);
+    out.extend_from_slice(text);
+}
+
+/// A write that failed, and whether the segment could be cut back to its
+/// last complete record (if not, the next record would follow a torn one).
+#[derive(Debug)]
+pub struct WriteFailed {
+    pub error: io::Error,
+    pub undo: Result<(), io::Error>,
+}
+
+/// Appends encoded records to one segment file. Owned by the journal's
+/// writer thread: nothing here runs on the async runtime.
 pub struct Writer {
     seq: u64,
     file: Arc<File>,
-    buf: Vec<u8>,
     /// Bytes in the file: where a failed write is cut back to.
-    flushed: u64,
+    len: u64,
 }
 
 impl Writer {
@@ -116,8 +139,7 @@ impl Writer {
         Ok(Writer {
             seq,
             file: Arc::new(file),
-            buf: Vec::with_capacity(64 << 10),
-            flushed: HEADER as u64,
+            len: HEADER as u64,
         })
     }
 
@@ -128,8 +150,7 @@ impl Writer {
         Writer {
             seq,
             file: Arc::new(file),
-            buf: Vec::new(),
-            flushed: HEADER as u64,
+            len: HEADER as u64,
         }
     }
 
@@ -137,54 +158,42 @@ impl Writer {
         self.seq
     }
 
-    /// Bytes in the segment, buffered ones included.
+    /// Bytes in the segment.
     pub fn size(&self) -> u64 {
-        self.flushed + self.buf.len() as u64
+        self.len
     }
 
-    /// Records buffered and not yet handed to the operating system.
-    pub fn pending(&self) -> bool {
-        !self.buf.is_empty()
-    }
-
-    /// A handle on the segment file for fsync from another thread.
+    /// A handle on the segment file (the snapshot fsyncs the old segment).
     pub fn file(&self) -> Arc<File> {
         Arc::clone(&self.file)
     }
 
-    /// Buffer one record.
-    pub fn append(&mut self, rec: &Record<'_>) {
-        let text = rec.text();
-        let tag = [rec.tag()];
-        let now = rec.now().to_le_bytes();
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&tag);
-        crc.update(&now);
-        crc.update(text);
-        let payload_len = (tag.len() + now.len() + text.len()) as u32;
-        self.buf.extend_from_slice(&payload_len.to_le_bytes());
-        self.buf.extend_from_slice(&crc.finalize().to_le_bytes());
-        self.buf.extend_from_slice(&tag);
-        self.buf.extend_from_slice(&now);
-        self.buf.extend_from_slice(text);
+    /// Write encoded records. On failure the segment is cut back to its
+    /// last complete write, so no half record sits before the ones that
+    /// follow; `fail_after` (fault injection) writes that many bytes and
+    /// then fails as a full disk does.
+    pub fn write(&mut self, bytes: &[u8], fail_after: Option<usize>) -> Result<(), WriteFailed> {
+        let result = match fail_after {
+            None => (&*self.file).write_all(bytes),
+            Some(n) => (&*self.file)
+                .write_all(&bytes[..n.min(bytes.len())])
+                .and(Err(io::Error::from_raw_os_error(28))),
+        };
+        match result {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => Err(WriteFailed {
+                error,
+                undo: self.file.set_len(self.len),
+            }),
+        }
     }
 
-    /// Write everything buffered to the file. On failure the buffered
-    /// records are dropped and the segment is cut back to its last complete
-    /// write, so no half record sits before the ones that follow.
-    pub fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let result = (&*self.file).write_all(&self.buf);
-        match result {
-            Ok(()) => self.flushed += self.buf.len() as u64,
-            Err(_) => {
-                let _ = self.file.set_len(self.flushed);
-            }
-        }
-        self.buf.clear();
-        result
+    /// Make what was written durable (fdatasync).
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
     }
 }
 
@@ -288,10 +297,11 @@ mod tests {
 
     fn written(dir: &Path) -> PathBuf {
         let mut w = Writer::create(dir, 3).unwrap();
+        let mut bytes = Vec::new();
         for r in records() {
-            w.append(&r);
+            encode(&r, &mut bytes);
         }
-        w.flush().unwrap();
+        w.write(&bytes, None).unwrap();
         assert_eq!(
             std::fs::metadata(dir.join(segment_name(3))).unwrap().len(),
             w.size()
@@ -352,6 +362,32 @@ mod tests {
             Some(&*format!("record checksum mismatch at byte {second}"))
         );
         assert_eq!(r.cut_bytes as usize, bytes.len() - second);
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_back_to_the_last_whole_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = written(dir.path());
+        let before = std::fs::read(&path).unwrap();
+        let mut w = Writer {
+            seq: 3,
+            file: Arc::new(OpenOptions::new().append(true).open(&path).unwrap()),
+            len: before.len() as u64,
+        };
+        let mut bytes = Vec::new();
+        encode(&Record::Tick { now: 1 }, &mut bytes);
+        let failed = w.write(&bytes, Some(5)).unwrap_err();
+        assert_eq!(failed.error.raw_os_error(), Some(28));
+        assert!(failed.undo.is_ok());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the half record is gone"
+        );
+        w.write(&bytes, None).unwrap();
+        let (seen, r) = read_all(&path);
+        assert_eq!(seen.len(), records().len() + 1);
+        assert_eq!(r.cut_bytes, 0);
     }
 
     #[test]

@@ -6,24 +6,27 @@
 //! guarantees: docs/durability.md.
 
 pub mod journal;
+pub mod metrics;
 pub mod snapshot;
+mod writer;
 
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::event::Millis;
-use crate::logging::RateLimited;
-use crate::metrics::self_metrics::SelfMetrics;
+use crate::health::{Fatal, Health};
 use crate::metrics::{Bounds, Store};
 use crate::rules::{Engine, EngineImage, Settings as RuleSettings};
 pub use journal::Record;
 use journal::Writer;
+use metrics::{DiskMetrics, JournalOp};
+use writer::{Job, Thread};
 
 /// When an acknowledgement may be sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -303,167 +306,107 @@ pub fn recover(
     Ok((engine, store, writer, report))
 }
 
-/// Told whether the frames it stands for reached the journal (and, with
-/// `fsync = "batch"`, the disk); then the acknowledgement may go.
-pub type Ack = Box<dyn FnOnce(Result<(), JournalFailed>) + Send>;
-
-/// The journal could not take a frame: it is not acknowledged.
+/// The journal could not take a frame: it is not applied nor acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the journal could not be written")]
 pub struct JournalFailed;
 
-enum SyncJob {
-    /// Fsync this file, then release these acknowledgements.
-    Commit(Arc<File>, Vec<Ack>),
-    /// This file has unsynced writes (interval policy).
-    Dirty(Arc<File>),
-}
-
-/// The journal as the pipeline uses it: append, commit, snapshot, close.
+/// The journal as the pipeline uses it: write, snapshot, close. Every file
+/// operation happens on the writer thread or a blocking task.
 pub struct Journal {
     dir: DataDir,
-    writer: Writer,
-    fsync: Fsync,
-    sync: Option<std_mpsc::Sender<SyncJob>>,
-    sync_thread: Option<std::thread::JoinHandle<()>>,
+    thread: Thread,
     snapshot_job: Option<tokio::task::JoinHandle<()>>,
-    metrics: Arc<SelfMetrics>,
-    /// Segment length at the last commit, for the bytes-written counter.
-    committed_len: u64,
-    error_log: RateLimited,
+    metrics: Arc<DiskMetrics>,
+    health: Arc<Health>,
 }
 
 impl Journal {
-    pub fn new(dir: DataDir, writer: Writer, fsync: Fsync, metrics: Arc<SelfMetrics>) -> Journal {
-        let (tx, rx) = std_mpsc::channel();
-        let m = Arc::clone(&metrics);
-        let sync_thread = std::thread::Builder::new()
-            .name("ringwatch-fsync".into())
-            .spawn(move || sync_loop(rx, fsync, &m))
-            .expect("spawn the fsync thread");
-        let committed_len = writer.size();
-        Journal {
-            dir,
+    pub fn new(
+        dir: DataDir,
+        writer: Writer,
+        fsync: Fsync,
+        metrics: Arc<DiskMetrics>,
+        health: Arc<Health>,
+    ) -> io::Result<Journal> {
+        let thread = Thread::spawn(
+            dir.path().to_path_buf(),
             writer,
             fsync,
-            sync: Some(tx),
-            sync_thread: Some(sync_thread),
+            Arc::clone(&metrics),
+            Arc::clone(&health),
+        )?;
+        Ok(Journal {
+            dir,
+            thread,
             snapshot_job: None,
             metrics,
-            committed_len,
-            error_log: RateLimited::new(Duration::from_secs(10)),
-        }
+            health,
+        })
     }
 
-    pub fn append(&mut self, rec: &Record<'_>) {
-        self.writer.append(rec);
+    /// Append encoded records (see [`journal::encode`]); resolves once they
+    /// are written (with `fsync = "batch"`, once they are on disk). Only then
+    /// may the pipeline apply them.
+    pub async fn write(&self, bytes: Vec<u8>) -> Result<(), JournalFailed> {
+        let (done, rx) = oneshot::channel();
+        self.thread.send(Job::Write { bytes, done }).await?;
+        rx.await.unwrap_or(Err(JournalFailed))
     }
 
-    /// Hand what was appended to the operating system, then release `acks`:
-    /// at once with the interval policy, after an fsync with the batch one.
-    pub fn commit(&mut self, acks: Vec<Ack>) {
-        let pending = self.writer.pending();
-        if let Err(e) = self.writer.flush() {
-            self.metrics.disk.journal_error("write");
-            // A full or failing disk fails every commit: log once in a while.
-            if let Some(suppressed) = self.error_log.check() {
-                tracing::error!(error = %e, suppressed, "journal write failed: frames are not acknowledged");
-            }
-            for ack in acks {
-                ack(Err(JournalFailed));
-            }
-            return;
-        }
-        let len = self.writer.size();
-        self.metrics
-            .disk
-            .journal_bytes
-            .inc_by(len.saturating_sub(self.committed_len));
-        self.committed_len = len;
-        let tx = self.sync.as_ref().expect("journal not closed");
-        match self.fsync {
-            Fsync::Batch if !acks.is_empty() => {
-                let _ = tx.send(SyncJob::Commit(self.writer.file(), acks));
-            }
-            _ => {
-                if pending {
-                    let _ = tx.send(SyncJob::Dirty(self.writer.file()));
-                }
-                for ack in acks {
-                    ack(Ok(()));
-                }
-            }
-        }
-    }
-
-    /// Start a snapshot of `engine` and `store`: the journal moves to a new
+    /// Snapshot `engine` and `store`: the writer thread moves to a new
     /// segment, the state is encoded here (the only part that holds up the
     /// pipeline) and written by a blocking task, which then deletes what
     /// the snapshot makes unnecessary. Skipped while the last one is still
     /// being written.
-    pub fn snapshot(&mut self, engine: &Engine, store: &Store) {
+    pub async fn snapshot(&mut self, engine: &Engine, store: &Store) {
         if self.snapshot_job.as_ref().is_some_and(|j| !j.is_finished()) {
             return;
         }
-        let Some((seq, old, framed)) = self.rotate(engine, store) else {
+        let Some((seq, old, framed)) = self.rotate(engine, store).await else {
             return;
         };
         let dir = self.dir.path().to_path_buf();
-        let metrics = Arc::clone(&self.metrics);
+        let (metrics, health) = (Arc::clone(&self.metrics), Arc::clone(&self.health));
         self.snapshot_job = Some(tokio::task::spawn_blocking(move || {
-            write_snapshot(&dir, seq, &old, &framed, &metrics);
+            write_snapshot(&dir, seq, &old, &framed, &metrics, &health);
         }));
     }
 
-    /// Move to a new segment and encode the state that precedes it.
-    fn rotate(&mut self, engine: &Engine, store: &Store) -> Option<(u64, Arc<File>, Vec<u8>)> {
+    /// Move to a new segment and encode the state that precedes it (every
+    /// record written so far has been applied: the pipeline applies a
+    /// record only after its write and rotates between bursts).
+    async fn rotate(&self, engine: &Engine, store: &Store) -> Option<(u64, Arc<File>, Vec<u8>)> {
         let started = Instant::now();
-        let seq = self.writer.seq() + 1;
-        let next = match Writer::create(self.dir.path(), seq) {
-            Ok(w) => w,
-            Err(e) => {
-                self.metrics.disk.snapshot_failures.inc();
-                tracing::error!(error = %e, "cannot start a new journal segment; snapshot skipped");
-                return None;
-            }
-        };
-        // Whatever is appended but uncommitted belongs to the old segment.
-        self.commit(Vec::new());
-        if self.fsync == Fsync::Batch {
-            // A batch ack promises the record survives power loss: the new
-            // segment's directory entry must too.
-            if let Err(e) = snapshot::sync_dir(self.dir.path()) {
-                self.metrics.disk.journal_error("sync");
-                tracing::error!(error = %e, "cannot sync the data directory");
-            }
-        }
-        let old = std::mem::replace(&mut self.writer, next);
-        self.committed_len = self.writer.size();
+        let (done, rx) = oneshot::channel();
+        self.thread.send(Job::Rotate { done }).await.ok()?;
+        let (seq, old) = rx.await.ok()?.ok()?;
         let framed = snapshot::frame(&encode_state(engine, store));
         self.metrics
-            .disk
             .snapshot_encode_duration
             .observe(started.elapsed().as_secs_f64());
-        Some((seq, old.file(), framed))
+        Some((seq, old, framed))
     }
 
-    /// Flush, fsync and take a last snapshot (graceful shutdown), so the
-    /// next start has nothing to replay.
+    /// Take a last snapshot (graceful shutdown, so the next start has
+    /// nothing to replay) and stop the writer thread. After a fatal journal
+    /// failure no snapshot is taken: the next start recovers from what is
+    /// on disk, which is what was acknowledged.
     pub async fn close(mut self, engine: &Engine, store: &Store) {
         if let Some(job) = self.snapshot_job.take() {
             let _ = job.await;
         }
-        let rotated = self.rotate(engine, store);
-        // Stop the fsync thread after it released every acknowledgement.
-        drop(self.sync.take());
-        if let Some(t) = self.sync_thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+        let rotated = if self.health.is_failed() {
+            None
+        } else {
+            self.rotate(engine, store).await
+        };
+        self.thread.stop().await;
         if let Some((seq, old, framed)) = rotated {
             let dir = self.dir.path().to_path_buf();
-            let metrics = Arc::clone(&self.metrics);
+            let (metrics, health) = (Arc::clone(&self.metrics), Arc::clone(&self.health));
             let _ = tokio::task::spawn_blocking(move || {
-                write_snapshot(&dir, seq, &old, &framed, &metrics);
+                write_snapshot(&dir, seq, &old, &framed, &metrics, &health);
             })
             .await;
             tracing::info!(seq, "final snapshot written");
@@ -471,14 +414,23 @@ impl Journal {
     }
 }
 
-fn write_snapshot(dir: &Path, seq: u64, old: &File, framed: &[u8], metrics: &SelfMetrics) {
-    let metrics = &metrics.disk;
+fn write_snapshot(
+    dir: &Path,
+    seq: u64,
+    old: &File,
+    framed: &[u8],
+    metrics: &DiskMetrics,
+    health: &Health,
+) {
     let started = Instant::now();
     // The snapshot replaces the old segment only once that is on disk too.
-    let result = old
-        .sync_data()
-        .and_then(|()| snapshot::write(dir, seq, framed))
-        .and_then(|_| prune(dir));
+    // A failed fsync is as fatal here as on the writer thread.
+    if let Err(e) = old.sync_data() {
+        metrics.journal_error(JournalOp::Sync);
+        health.fail(Fatal::JournalSync(e.to_string()));
+        return;
+    }
+    let result = snapshot::write(dir, seq, framed).and_then(|_| prune(dir));
     match result {
         Ok(()) => {
             metrics
@@ -513,48 +465,6 @@ fn prune(dir: &Path) -> io::Result<()> {
         fs::remove_file(dir.join(journal::segment_name(seq)))?;
     }
     snapshot::sync_dir(dir)
-}
-
-/// The fsync thread: batches whatever is queued into one fsync per file,
-/// then releases the acknowledgements that waited for it. With the
-/// interval policy it syncs at most once per interval.
-fn sync_loop(rx: std_mpsc::Receiver<SyncJob>, fsync: Fsync, metrics: &SelfMetrics) {
-    let metrics = &metrics.disk;
-    let mut last = Instant::now();
-    while let Ok(first) = rx.recv() {
-        if let Fsync::Interval(every) = fsync {
-            std::thread::sleep((last + every).saturating_duration_since(Instant::now()));
-        }
-        let mut jobs = vec![first];
-        jobs.extend(rx.try_iter());
-        let mut files: Vec<&Arc<File>> = Vec::new();
-        for job in &jobs {
-            let (SyncJob::Commit(f, _) | SyncJob::Dirty(f)) = job;
-            if !files.iter().any(|g| Arc::ptr_eq(g, f)) {
-                files.push(f);
-            }
-        }
-        let mut result = Ok(());
-        for f in files {
-            let started = Instant::now();
-            if let Err(e) = f.sync_data() {
-                metrics.journal_error("sync");
-                tracing::error!(error = %e, "journal fsync failed");
-                result = Err(JournalFailed);
-            }
-            metrics
-                .journal_fsync_duration
-                .observe(started.elapsed().as_secs_f64());
-        }
-        last = Instant::now();
-        for job in jobs {
-            if let SyncJob::Commit(_, acks) = job {
-                for ack in acks {
-                    ack(result);
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -678,9 +588,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failed_journal_write_acknowledges_nothing() {
-        // /dev/full fails every write with ENOSPC: a full disk.
+    #[tokio::test]
+    async fn a_failed_write_that_cannot_be_cut_back_is_fatal() {
+        // /dev/full fails every write with ENOSPC (a full disk), and a
+        // character device cannot be truncated: the write cannot be undone.
         let Ok(full) = fs::OpenOptions::new().append(true).open("/dev/full") else {
             return;
         };
@@ -691,21 +602,67 @@ mod tests {
             snapshot_interval: Duration::from_secs(60),
         })
         .unwrap();
-        let metrics = Arc::new(SelfMetrics::new());
-        let mut journal = Journal::new(
+        let metrics = Arc::new(DiskMetrics::new(&prometheus::Registry::new()));
+        let health = Arc::new(Health::default());
+        health.set_started();
+        let journal = Journal::new(
             dir,
             Writer::over(full, 1),
             Fsync::Batch,
             Arc::clone(&metrics),
-        );
-        journal.append(&Record::Frame { now: 1, text: "[]" });
-        let (tx, rx) = std_mpsc::channel();
-        journal.commit(vec![Box::new(move |r| tx.send(r).unwrap())]);
-        assert_eq!(rx.recv().unwrap(), Err(JournalFailed));
-        let errors = &metrics.disk.journal_errors;
+            Arc::clone(&health),
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        journal::encode(&Record::Frame { now: 1, text: "[]" }, &mut bytes);
+        assert_eq!(journal.write(bytes.clone()).await, Err(JournalFailed));
+        let errors = &metrics.journal_errors;
         assert_eq!(errors.with_label_values(&["write"]).get(), 1);
         assert_eq!(errors.with_label_values(&["sync"]).get(), 0);
-        // The failed records are dropped, not written with the next commit.
-        assert!(!journal.writer.pending());
+        assert!(!health.ready());
+        assert!(matches!(health.fatal(), Some(Fatal::JournalTorn(_))));
+        // Nothing is written after a fatal failure, not even tried.
+        assert_eq!(journal.write(bytes).await, Err(JournalFailed));
+        assert_eq!(errors.with_label_values(&["write"]).get(), 1);
+    }
+
+    #[tokio::test]
+    async fn writes_are_answered_after_they_reach_the_segment() {
+        let data = tempfile::tempdir().unwrap();
+        for fsync in [Fsync::Batch, Fsync::Interval(Duration::from_millis(5))] {
+            let path = data.path().join(format!("{fsync:?}"));
+            let settings = Settings {
+                dir: path.clone(),
+                fsync,
+                snapshot_interval: Duration::from_secs(60),
+            };
+            let dir = DataDir::open(&settings).unwrap();
+            let metrics = Arc::new(DiskMetrics::new(&prometheus::Registry::new()));
+            let health = Arc::new(Health::default());
+            let journal = Journal::new(
+                dir,
+                Writer::create(&path, 1).unwrap(),
+                fsync,
+                Arc::clone(&metrics),
+                health,
+            )
+            .unwrap();
+            let mut bytes = Vec::new();
+            journal::encode(&Record::Tick { now: 42 }, &mut bytes);
+            journal.write(bytes.clone()).await.unwrap();
+            let mut seen = Vec::new();
+            journal::read_segment(&path.join(journal::segment_name(1)), |r| {
+                seen.push(format!("{r:?}"))
+            })
+            .unwrap();
+            assert_eq!(seen, vec!["Tick { now: 42 }"], "{fsync:?}");
+            let fsyncs = metrics.journal_fsync_duration.get_sample_count();
+            if fsync == Fsync::Batch {
+                assert_eq!(fsyncs, 1, "batch: synced before the answer");
+            }
+            let (e, s) = config().fresh();
+            journal.close(&e, &s).await;
+            assert!(path.join(snapshot::snapshot_name(2)).exists());
+        }
     }
 }

@@ -1,0 +1,268 @@
+//! The journal's writer thread: the only place the journal file is written,
+//! fsynced and rotated, so no blocking file I/O runs on a tokio worker. The
+//! pipeline hands it encoded records through a bounded queue and waits for
+//! the answer before it applies them: what memory holds is always what the
+//! journal holds.
+//!
+//! - `fsync = "interval"`: a write is answered once the bytes are in the
+//!   file; dirty segments are fsynced every interval.
+//! - `fsync = "batch"`: a write is answered after its fdatasync; everything
+//!   queued meanwhile shares the next one (group commit).
+//!
+//! A failed write is cut back off the segment and answered as failed (the
+//! frames are refused, never applied); the next write tries again, and
+//! `/readyz` says not ready until one succeeds. A failed fsync is fatal: the
+//! kernel may have dropped the written pages, so every later write is
+//! refused and the daemon stops (docs/durability.md).
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::journal::Writer;
+use super::metrics::{DiskMetrics, JournalOp};
+use super::{snapshot, Fsync, JournalFailed};
+use crate::fault::{self, Point};
+use crate::health::{Fatal, Health};
+use crate::logging::RateLimited;
+
+/// Jobs queued before the pipeline waits. The pipeline waits for each write
+/// before it sends the next, so this only absorbs a rotation or two.
+const QUEUE: usize = 16;
+
+pub(super) enum Job {
+    /// Append these encoded records; answered once written (batch: synced).
+    Write {
+        bytes: Vec<u8>,
+        done: oneshot::Sender<Result<(), JournalFailed>>,
+    },
+    /// Start a new segment; answered with its sequence number and the old
+    /// segment's file (which the snapshot fsyncs before it replaces it).
+    Rotate {
+        done: oneshot::Sender<Result<(u64, Arc<File>), JournalFailed>>,
+    },
+}
+
+pub(super) struct Thread {
+    jobs: SyncSender<Job>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Thread {
+    pub(super) fn spawn(
+        dir: PathBuf,
+        writer: Writer,
+        fsync: Fsync,
+        metrics: Arc<DiskMetrics>,
+        health: Arc<Health>,
+    ) -> std::io::Result<Thread> {
+        let (jobs, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let state = WriterThread {
+            dir,
+            writer,
+            fsync,
+            metrics,
+            health,
+            dirty: false,
+            last_sync: Instant::now(),
+            error_log: RateLimited::new(Duration::from_secs(10)),
+        };
+        let handle = std::thread::Builder::new()
+            .name("ringwatch-journal".into())
+            .spawn(move || state.run(rx))?;
+        Ok(Thread { jobs, handle })
+    }
+
+    /// Queue a job; a full queue (a slow disk) makes the caller wait.
+    pub(super) async fn send(&self, mut job: Job) -> Result<(), JournalFailed> {
+        loop {
+            match self.jobs.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(back)) => {
+                    job = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(JournalFailed),
+            }
+        }
+    }
+
+    /// Stop after the queued jobs (a dirty segment is fsynced first).
+    pub(super) async fn stop(self) {
+        drop(self.jobs);
+        let handle = self.handle;
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    }
+}
+
+struct WriterThread {
+    dir: PathBuf,
+    writer: Writer,
+    fsync: Fsync,
+    metrics: Arc<DiskMetrics>,
+    health: Arc<Health>,
+    /// Written since the last fsync (interval policy).
+    dirty: bool,
+    last_sync: Instant,
+    /// A full or failing disk fails every write: log once in a while.
+    error_log: RateLimited,
+}
+
+impl WriterThread {
+    fn run(mut self, rx: Receiver<Job>) {
+        loop {
+            let first = match (self.fsync, self.dirty) {
+                (Fsync::Interval(every), true) => {
+                    let wait = (self.last_sync + every).saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(wait) {
+                        Ok(job) => Some(job),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match rx.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => break,
+                },
+            };
+            let mut waiting = Vec::new();
+            for job in first.into_iter().chain(rx.try_iter()) {
+                self.job(job, &mut waiting);
+            }
+            self.settle(&mut waiting);
+        }
+        if self.dirty {
+            // A failure is reported to Health by `sync` itself.
+            let _ = self.sync();
+        }
+    }
+
+    /// Do one job. Batch-policy writes wait in `waiting` for the next fsync.
+    fn job(&mut self, job: Job, waiting: &mut Vec<oneshot::Sender<Result<(), JournalFailed>>>) {
+        match job {
+            Job::Write { bytes, done } => {
+                let written = self.write(&bytes);
+                match (written, self.fsync) {
+                    (Ok(()), Fsync::Batch) => waiting.push(done),
+                    (result, _) => {
+                        let _ = done.send(result);
+                    }
+                }
+            }
+            Job::Rotate { done } => {
+                // Batch writes waiting for an fsync belong to this segment.
+                self.settle(waiting);
+                let _ = done.send(self.rotate());
+            }
+        }
+    }
+
+    /// Fsync for the waiting batch writes and answer them; with the
+    /// interval policy, fsync once the interval has passed.
+    fn settle(&mut self, waiting: &mut Vec<oneshot::Sender<Result<(), JournalFailed>>>) {
+        if !waiting.is_empty() {
+            let result = self.sync();
+            for done in waiting.drain(..) {
+                let _ = done.send(result);
+            }
+        } else if let Fsync::Interval(every) = self.fsync {
+            if self.dirty && self.last_sync.elapsed() >= every {
+                let _ = self.sync();
+            }
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), JournalFailed> {
+        if self.health.is_failed() {
+            return Err(JournalFailed);
+        }
+        let fail_after = fault::hit(Point::JournalWrite).then_some(bytes.len() / 2);
+        match self.writer.write(bytes, fail_after) {
+            Ok(()) => {
+                self.dirty = true;
+                self.metrics.journal_bytes.inc_by(bytes.len() as u64);
+                self.health.set_journal_writable(true);
+                Ok(())
+            }
+            Err(failed) => {
+                self.metrics.journal_error(JournalOp::Write);
+                self.health.set_journal_writable(false);
+                if let Err(undo) = failed.undo {
+                    self.health.fail(Fatal::JournalTorn(format!(
+                        "{}; cutting the segment back failed: {undo}",
+                        failed.error
+                    )));
+                } else if let Some(suppressed) = self.error_log.check() {
+                    tracing::error!(
+                        error = %failed.error,
+                        suppressed,
+                        "journal write failed: the frames are refused and not applied; /readyz says not ready until a write succeeds"
+                    );
+                }
+                Err(JournalFailed)
+            }
+        }
+    }
+
+    /// fdatasync the segment. A failure is fatal: it is never retried.
+    fn sync(&mut self) -> Result<(), JournalFailed> {
+        if self.health.is_failed() {
+            return Err(JournalFailed);
+        }
+        let started = Instant::now();
+        let result = if fault::hit(Point::JournalSync) {
+            Err(std::io::Error::from_raw_os_error(5))
+        } else {
+            self.writer.sync()
+        };
+        self.metrics
+            .journal_fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.last_sync = Instant::now();
+        match result {
+            Ok(()) => {
+                self.dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.journal_error(JournalOp::Sync);
+                self.health.fail(Fatal::JournalSync(e.to_string()));
+                Err(JournalFailed)
+            }
+        }
+    }
+
+    fn rotate(&mut self) -> Result<(u64, Arc<File>), JournalFailed> {
+        if self.health.is_failed() {
+            return Err(JournalFailed);
+        }
+        let seq = self.writer.seq() + 1;
+        let next = match Writer::create(&self.dir, seq) {
+            Ok(w) => w,
+            Err(e) => {
+                self.metrics.snapshot_failures.inc();
+                tracing::error!(error = %e, "cannot start a new journal segment; snapshot skipped");
+                return Err(JournalFailed);
+            }
+        };
+        if self.fsync == Fsync::Batch {
+            // A batch answer promises the record survives power loss: the
+            // new segment's directory entry must too.
+            if let Err(e) = snapshot::sync_dir(&self.dir) {
+                self.metrics.journal_error(JournalOp::Sync);
+                self.health.fail(Fatal::JournalSync(format!(
+                    "syncing the data directory: {e}"
+                )));
+                return Err(JournalFailed);
+            }
+        }
+        let old = std::mem::replace(&mut self.writer, next);
+        // The old segment's unsynced writes are the snapshot's to fsync.
+        self.dirty = false;
+        Ok((seq, old.file()))
+    }
+}
