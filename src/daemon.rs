@@ -145,7 +145,7 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         "pipeline",
         &health,
         &root,
-        pipeline::spawn(
+        pipeline::task(
             engine,
             store,
             journal,

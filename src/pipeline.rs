@@ -4,11 +4,11 @@
 //! through the same queue, so a scrape taken after an acknowledgement always
 //! includes the acknowledged events.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use compact_str::CompactString;
@@ -131,18 +131,19 @@ impl PipelineHandle {
     }
 }
 
-/// Start the pipeline on a (recovered) state. It runs until every
+/// The pipeline on a (recovered) state, as a future for the daemon to spawn
+/// and supervise. It runs until every
 /// [`PipelineHandle`] is dropped (after applying everything already queued)
 /// or until `force` (the drain deadline passed: what is still queued is
 /// refused), and then closes the journal with a last snapshot.
-pub fn spawn(
+pub fn task(
     engine: Engine,
     store: Store,
     journal: Option<(Journal, Duration)>,
     inbox: Inbox,
     health: Arc<Health>,
     force: CancellationToken,
-) -> JoinHandle<()> {
+) -> impl Future<Output = ()> + Send + 'static {
     let (journal, snapshot_every) = match journal {
         Some((j, every)) => (Some(j), Some(every)),
         None => (None, None),
@@ -154,7 +155,7 @@ pub fn spawn(
         health,
         capacity_log: RateLimited::new(Duration::from_secs(10)),
     };
-    tokio::spawn(run(p, inbox.0, snapshot_every, force))
+    run(p, inbox.0, snapshot_every, force)
 }
 
 /// Commands taken in one go: frames that arrive together share one journal
@@ -231,6 +232,21 @@ impl Pipeline {
     /// `/metrics` shows is always what a restart would rebuild.
     async fn process(&mut self, burst: &mut Vec<Input>) {
         let now = wall_now();
+        if self.health.is_failed() {
+            // After a fatal failure the state stays what was acknowledged:
+            // frames are refused, reads still answered while the daemon
+            // drains.
+            for input in burst.drain(..) {
+                match input {
+                    Input::Command(Command::Apply { reply, .. }) => {
+                        let _ = reply.send(Err(JournalFailed));
+                    }
+                    Input::Tick => {}
+                    read => self.apply(read, now),
+                }
+            }
+            return;
+        }
         let written = match &self.journal {
             None => Ok(()),
             Some(journal) => {

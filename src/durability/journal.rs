@@ -195,6 +195,14 @@ impl Writer {
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+
+    /// Cut the segment back to `len` bytes (after a failed fsync under the
+    /// batch policy: what follows the last good fsync was never answered).
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.len = len;
+        Ok(())
+    }
 }
 
 /// What reading one segment found.

@@ -63,6 +63,7 @@ impl Thread {
         let (jobs, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let state = WriterThread {
             dir,
+            synced: writer.size(),
             writer,
             fsync,
             metrics,
@@ -107,6 +108,8 @@ struct WriterThread {
     health: Arc<Health>,
     /// Written since the last fsync (interval policy).
     dirty: bool,
+    /// Segment length at the last good fsync.
+    synced: u64,
     last_sync: Instant,
     /// A full or failing disk fails every write: log once in a while.
     error_log: RateLimited,
@@ -226,11 +229,17 @@ impl WriterThread {
         match result {
             Ok(()) => {
                 self.dirty = false;
+                self.synced = self.writer.size();
                 Ok(())
             }
             Err(e) => {
                 self.metrics.journal_error(JournalOp::Sync);
                 self.health.fail(Fatal::JournalSync(e.to_string()));
+                if self.fsync == Fsync::Batch {
+                    // Nothing after the last good fsync was answered: cut it
+                    // off (best effort) so a restart shows what was.
+                    let _ = self.writer.truncate(self.synced);
+                }
                 Err(JournalFailed)
             }
         }
@@ -263,6 +272,7 @@ impl WriterThread {
         let old = std::mem::replace(&mut self.writer, next);
         // The old segment's unsynced writes are the snapshot's to fsync.
         self.dirty = false;
+        self.synced = self.writer.size();
         Ok((seq, old.file()))
     }
 }

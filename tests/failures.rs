@@ -1,0 +1,178 @@
+//! What the daemon does when it can no longer be trusted, end to end on the
+//! real process with test-only fault injection (`RINGWATCH_FAULT`, debug
+//! builds only): a pipeline panic, a failed journal fsync, a failed journal
+//! write (a full disk). Each must show in `/readyz`, never show an event in
+//! `/metrics` that was not acknowledged, and (for the fatal ones) end the
+//! process with a non-zero status; a restart recovers every acknowledged
+//! event. Process-level on purpose: exit codes are the point.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{close_frame, send, start_in, Daemon};
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+const EVENT_CLOCK: (&str, &str) = ("RINGWATCH__RULES__CLOCK", "event");
+
+/// A frame offering calls `from..from+n` to queue `q` (event clock: fixed dates).
+fn offers(from: usize, n: usize) -> String {
+    let events: Vec<String> = (from..from + n)
+        .map(|i| {
+            format!(
+                r#"{{"type":"call.offered","ts":"2026-03-02T09:00:{:02}Z","event_id":"e-{i}","call_id":"c-{i}","queue":"q"}}"#,
+                i % 60
+            )
+        })
+        .collect();
+    format!("[{}]", events.join(","))
+}
+
+async fn offered(d: &Daemon) -> f64 {
+    d.metrics()
+        .await
+        .get(r#"ringwatch_calls_offered_total{queue="q"}"#)
+        .unwrap_or(0.0)
+}
+
+async fn readyz(d: &Daemon) -> (u16, String) {
+    d.get("/readyz").await
+}
+
+/// Send a frame whose journal write or fsync fails: the connection is
+/// closed with 1011 and no acknowledgement comes.
+async fn refused(d: &Daemon, frame: &str) {
+    let mut ws = d.connect().await;
+    ws.send(Message::text(frame)).await.unwrap();
+    let (code, reason) = close_frame(&mut ws).await;
+    assert_eq!(code, CloseCode::Error, "{reason}");
+}
+
+#[tokio::test]
+async fn a_pipeline_panic_turns_readyz_503_and_exits_non_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let mut d = start_in(
+        data.path(),
+        &[
+            EVENT_CLOCK,
+            ("RINGWATCH_FAULT", "pipeline_panic@2"),
+            ("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "3"),
+        ],
+    );
+    let mut ws = d.connect().await;
+    assert_eq!(send(&mut ws, &offers(0, 3)).await["accepted"], 3);
+    // An idle connection that never answers the close handshake keeps the
+    // drain going until its deadline, so the 503 can be seen.
+    let _idle = d.connect().await;
+    ws.send(Message::text(offers(3, 2))).await.unwrap();
+    let (status, body) = readyz_until(&d, 503).await;
+    assert_eq!((status, body.as_str()), (503, "not ready: failed\n"));
+    let status = d.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(70), "EX_SOFTWARE");
+    let logs = d.log_lines().join("\n");
+    assert!(
+        logs.contains("the pipeline panicked: fault injection: pipeline_panic"),
+        "{logs}"
+    );
+    // The restart replays the journal: the acknowledged frame is there. The
+    // frame the pipeline died on was journaled before it was applied, so it
+    // is replayed too: its sender never got an ack and resends it, and the
+    // event ids make the resend duplicates.
+    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    assert_eq!(offered(&d).await, 5.0);
+    let mut ws = d.connect().await;
+    let ack = send(&mut ws, &offers(3, 2)).await;
+    assert_eq!(
+        (ack["accepted"].as_u64(), ack["duplicates"].as_u64()),
+        (Some(0), Some(2))
+    );
+}
+
+/// Poll `/readyz` until it answers `want` (the daemon's state changes on
+/// another thread); panics after 10 s.
+async fn readyz_until(d: &Daemon, want: u16) -> (u16, String) {
+    for _ in 0..500 {
+        let got = readyz(d).await;
+        if got.0 == want {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("/readyz never answered {want}");
+}
+
+#[tokio::test]
+async fn a_failed_fsync_stops_acknowledgements_and_exits_non_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let mut d = start_in(
+        data.path(),
+        &[
+            EVENT_CLOCK,
+            ("RINGWATCH__DURABILITY__FSYNC", "batch"),
+            // Every write is fsynced before its answer: fsyncs 1 and 2 work.
+            ("RINGWATCH_FAULT", "journal_sync@3.."),
+            ("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "3"),
+        ],
+    );
+    let mut ws = d.connect().await;
+    assert_eq!(send(&mut ws, &offers(0, 2)).await["accepted"], 2);
+    assert_eq!(send(&mut ws, &offers(2, 2)).await["accepted"], 2);
+    let _idle = d.connect().await;
+    refused(&d, &offers(4, 3)).await;
+    assert_eq!(readyz(&d).await, (503, "not ready: failed\n".to_string()));
+    // What is shown is what was acknowledged: the refused frame was never
+    // applied. The daemon is draining: no new connection is taken.
+    assert_eq!(offered(&d).await, 4.0);
+    assert!(
+        tokio_tungstenite::connect_async(format!("ws://{}/v1/events", d.ingest))
+            .await
+            .is_err()
+    );
+    let status = d.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(74), "EX_IOERR");
+    let logs = d.log_lines().join("\n");
+    assert!(logs.contains("journal fsync failed"), "{logs}");
+    assert!(!logs.contains("final snapshot written"), "{logs}");
+    // The next start recovers from what is on disk: exactly the acks.
+    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    assert_eq!(offered(&d).await, 4.0);
+    assert_eq!(readyz(&d).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_failed_write_refuses_the_frame_applies_nothing_and_recovers() {
+    let data = tempfile::tempdir().unwrap();
+    let mut d = start_in(
+        data.path(),
+        &[
+            EVENT_CLOCK,
+            // Writes 2 and 3 fail as on a full disk, then space is back.
+            ("RINGWATCH_FAULT", "journal_write@2..3"),
+        ],
+    );
+    let mut ws = d.connect().await;
+    assert_eq!(send(&mut ws, &offers(0, 2)).await["accepted"], 2);
+    refused(&d, &offers(2, 50)).await;
+    // Not ready while the journal takes no writes, but alive: no restart loop.
+    assert_eq!(
+        readyz(&d).await,
+        (503, "not ready: journal not writable\n".to_string())
+    );
+    assert_eq!(d.get("/healthz").await.0, 200);
+    refused(&d, &offers(2, 50)).await;
+    // The sender resends; the disk has room again.
+    let mut ws = d.connect().await;
+    assert_eq!(send(&mut ws, &offers(2, 50)).await["accepted"], 50);
+    assert_eq!(readyz(&d).await.0, 200);
+    assert_eq!(offered(&d).await, 52.0);
+    let errors = d
+        .metrics()
+        .await
+        .get(r#"ringwatch_journal_errors_total{op="write"}"#);
+    assert_eq!(errors, Some(2.0));
+    assert_eq!(d.terminate(Duration::from_secs(10)).code(), Some(0));
+    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    assert_eq!(offered(&d).await, 52.0);
+}
