@@ -1,14 +1,15 @@
 //! The `ringwatch` binary: parses the command line, loads and validates the
-//! configuration (exit 64 when it is bad), and runs the daemon until a signal.
+//! configuration and reads the files it names (exit 64 when either is bad),
+//! and runs the daemon until a signal.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use ringwatch::config::{Config, Validated};
+use ringwatch::config::{Config, ConfigError, Files, Validated};
 
 /// sysexits EX_CONFIG... EX_USAGE (64): the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
@@ -39,8 +40,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let cfg = match Config::load(cli.config.as_deref(), env).and_then(|c| c.validate()) {
-        Ok(cfg) => cfg,
+    let (cfg, files) = match configure(cli.config.as_deref(), env) {
+        Ok(configured) => configured,
         Err(e) => {
             eprintln!("ringwatch: {e}");
             return ExitCode::from(EXIT_CONFIG);
@@ -51,14 +52,26 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::Run => finish(run(cfg)),
-        Command::Demo(args) => finish(demo(cfg, args)),
+        Command::Run => finish(run(cfg, files)),
+        Command::Demo(args) => finish(demo(cfg, files, args)),
         Command::Simulate(args) => match simulate(cfg, args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => finish(Err(e)),
         },
     }
+}
+
+/// Load, validate, then read the files the configuration names: all before
+/// any port is bound, and for every command (so `check-config` checks the
+/// files too).
+fn configure(
+    file: Option<&Path>,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<(Validated, Files), ConfigError> {
+    let cfg = Config::load(file, env)?.validate()?;
+    let files = cfg.read_files()?;
+    Ok((cfg, files))
 }
 
 fn finish(result: anyhow::Result<()>) -> ExitCode {
@@ -75,14 +88,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the tokio runtime")
 }
 
-fn demo(mut cfg: Validated, args: ringwatch::demo::DemoArgs) -> anyhow::Result<()> {
+fn demo(mut cfg: Validated, files: Files, args: ringwatch::demo::DemoArgs) -> anyhow::Result<()> {
     // The demo talks to the user on stdout; logs only when something is wrong.
     cfg.log.level = "warn".to_string();
     ringwatch::logging::init(&cfg.log);
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         ringwatch::shutdown::cancel_on_signals(shutdown.clone());
-        ringwatch::demo::run(cfg, &args, shutdown).await?;
+        ringwatch::demo::run(cfg, files, &args, shutdown).await?;
         Ok(())
     })
 }
@@ -91,12 +104,12 @@ fn simulate(cfg: Validated, args: ringwatch::sim::run::SimulateArgs) -> anyhow::
     runtime()?.block_on(async { Ok(ringwatch::sim::run::simulate(&args, &cfg).await?) })
 }
 
-fn run(cfg: Validated) -> anyhow::Result<()> {
+fn run(cfg: Validated, files: Files) -> anyhow::Result<()> {
     ringwatch::logging::init(&cfg.log);
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         ringwatch::shutdown::cancel_on_signals(shutdown.clone());
-        let running = ringwatch::daemon::start(cfg, shutdown).await?;
+        let running = ringwatch::daemon::start(cfg, files, shutdown).await?;
         running.wait().await;
         Ok(())
     })
