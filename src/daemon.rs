@@ -12,15 +12,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Auth};
-use crate::config::Validated;
+use crate::config::{Files, Validated};
 use crate::durability::metrics::DiskMetrics;
-use crate::durability::{self, DataDir, DurabilityError, Journal, StateConfig};
+use crate::durability::{self, DataDir, DurabilityError, Journal};
 use crate::health::{Fatal, Health};
 use crate::http::{self, HttpState};
 use crate::ingest::client;
-use crate::ingest::server::{self, IngestSettings};
+use crate::ingest::server;
 use crate::metrics::self_metrics::SelfMetrics;
-use crate::metrics::{Bounds, Store};
+use crate::metrics::Store;
 use crate::pipeline;
 use crate::rules::Engine;
 use crate::tls::Tls;
@@ -77,22 +77,27 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, Daemon
         .map_err(|source| DaemonError::Bind { key, addr, source })
 }
 
-/// Bind and start everything; returns once the daemon is ready. Cancelling
-/// `shutdown` drains it within `shutdown.drain_timeout`.
-pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Running, DaemonError> {
+/// Bind and start everything; returns once the daemon is ready. `files` is
+/// what `cfg` names, already read. Cancelling `shutdown` drains it within
+/// `shutdown.drain_timeout`.
+pub async fn start(
+    cfg: Validated,
+    files: Files,
+    shutdown: CancellationToken,
+) -> Result<Running, DaemonError> {
     // Locked before any port is bound: a second daemon on the same data
     // directory stops here.
     let data_dir = cfg.durability.as_ref().map(DataDir::open).transpose()?;
-    let ingest_listener = bind("ingest.listen", cfg.ingest_listen).await?;
-    let http_listener = bind("http.listen", cfg.http_listen).await?;
+    let ingest_listener = bind("ingest.listen", cfg.ingest.listen).await?;
+    let http_listener = bind("http.listen", cfg.http.listen).await?;
     let ingest_addr = ingest_listener.local_addr().expect("bound socket");
     let http_addr = http_listener.local_addr().expect("bound socket");
 
     let metrics = Arc::new(SelfMetrics::new());
-    let ingest_auth = Auth::new(auth::Listener::Ingest, cfg.ingest_edge.tokens.as_ref());
-    let http_auth = Auth::new(auth::Listener::Http, cfg.http_edge.tokens.as_ref());
-    let ingest_tls = cfg.ingest_edge.tls.as_ref().map(Tls::new);
-    let http_tls = cfg.http_edge.tls.as_ref().map(Tls::new);
+    let ingest_auth = Auth::new(auth::Listener::Ingest, files.ingest.tokens.as_ref());
+    let http_auth = Auth::new(auth::Listener::Http, files.http.tokens.as_ref());
+    let ingest_tls = files.ingest.tls.as_ref().map(Tls::new);
+    let http_tls = files.http.tls.as_ref().map(Tls::new);
     auth::warn_if_exposed(
         auth::Listener::Ingest,
         ingest_addr,
@@ -162,18 +167,7 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         &root,
         server::serve(
             ingest_listener,
-            IngestSettings {
-                max_frame_bytes: cfg.max_frame_bytes,
-                read_buffer_bytes: cfg.read_buffer_bytes,
-                max_write_buffer_bytes: cfg.max_write_buffer_bytes,
-                ping_interval: cfg.ping_interval,
-                idle_timeout: cfg.idle_timeout,
-                handshake_timeout: cfg.handshake_timeout,
-                max_connections: cfg.ingest_edge.max_connections,
-                rate: cfg.ingest_edge.rate,
-                auth: ingest_auth.clone(),
-                tls: ingest_tls.clone(),
-            },
+            cfg.ingest.settings(ingest_auth.clone(), ingest_tls.clone()),
             pipeline.clone(),
             Arc::clone(&metrics),
             stop_ingest.clone(),
@@ -181,7 +175,7 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
         ),
     );
     // Client-mode sources stop with the ingest endpoint, on the same token.
-    let sources = client::spawn_all(&cfg.sources, &pipeline, &metrics, &stop_ingest);
+    let sources = client::spawn_all(&files.sources, &pipeline, &metrics, &stop_ingest);
     let alerts_task = cfg.alerts.clone().map(|settings| {
         tracing::info!(url = %settings.alertmanager_url, "pushing alerts to Alertmanager");
         critical(
@@ -202,12 +196,12 @@ pub async fn start(cfg: Validated, shutdown: CancellationToken) -> Result<Runnin
     health.set_started();
     tracing::info!(addr = %ingest_addr, path = server::PATH, "ingest listening");
     tracing::info!(
-        clock = ?cfg.settings.clock,
+        clock = ?cfg.rules.clock,
         version = env!("CARGO_PKG_VERSION"),
         "ringwatch ready"
     );
 
-    let drain = cfg.drain_timeout;
+    let drain = cfg.shutdown.drain_timeout;
     let supervisor_health = Arc::clone(&health);
     let task = tokio::spawn(async move {
         let health = supervisor_health;
@@ -358,12 +352,7 @@ async fn recover(
     disk: &Arc<DiskMetrics>,
     health: &Arc<Health>,
 ) -> Result<Recovered, DaemonError> {
-    let state = StateConfig {
-        rules: cfg.settings.clone(),
-        bounds: Bounds::new(&cfg.settings, &cfg.buckets),
-        quantile_window: cfg.quantile_window,
-        declared_queues: cfg.declared_queues.clone(),
-    };
+    let state = cfg.state();
     let (Some(dir), Some(d)) = (data_dir, cfg.durability.clone()) else {
         tracing::warn!("durability.dir is empty: state is kept in memory only and lost on restart");
         let (engine, store) = state.fresh();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Validated;
+use crate::config::{Files, Validated};
 use crate::daemon;
 use crate::rules::ClockMode;
 use crate::sim::model::{Model, QueueSpec};
@@ -60,10 +60,11 @@ fn demo_model(seed: u64, duration: f64) -> Model {
 
 pub async fn run(
     mut cfg: Validated,
+    files: Files,
     args: &DemoArgs,
     shutdown: CancellationToken,
 ) -> Result<(), DemoError> {
-    cfg.settings.clock = ClockMode::Wall;
+    cfg.rules.clock = ClockMode::Wall;
     // Each demo is a new simulated day: its journal lives in a temporary
     // directory, removed when the demo ends.
     let data = tempfile::Builder::new()
@@ -72,7 +73,7 @@ pub async fn run(
     if let Some(d) = &mut cfg.durability {
         d.dir = data.path().to_path_buf();
     }
-    let running = daemon::start(cfg, shutdown.clone()).await?;
+    let running = daemon::start(cfg, files, shutdown.clone()).await?;
     let metrics_url = format!("http://{}/metrics", running.http_addr);
     let ingest_url = format!("ws://{}/v1/events", running.ingest_addr);
     println!("ringwatch demo: a simulated call center is calling in now.");

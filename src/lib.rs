@@ -7,7 +7,8 @@
 //! owner of state) -> [`rules`] (pure per-call state machine) -> [`metrics`]
 //! (recording, rendering) -> [`http`] (exposure). [`daemon`] wires them;
 //! [`config`], [`logging`] and [`shutdown`] serve the binary; [`auth`], [`tls`]
-//! and [`reload`] guard the two listeners.
+//! and [`reload`] guard the two listeners. [`config`] depends on the modules
+//! it configures (it builds their settings types) and none of them on it.
 
 pub mod alerts;
 pub mod auth;

@@ -1,6 +1,7 @@
 //! Logs via tracing-subscriber: human or JSON lines on stderr; the level comes
 //! from `RUST_LOG` when set, else from `log.level`. Nothing at info level
-//! carries caller or customer data (the decoder drops those fields).
+//! carries caller or customer data (the decoder drops those fields). Owns the
+//! log settings ([`LogSettings`]) that `[log]` is validated into.
 
 use std::io::IsTerminal;
 
@@ -9,9 +10,23 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
 
-pub fn init(cfg: &LogConfig) {
+/// `[log]`, validated.
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// A tracing filter (`info`, `info,ringwatch=debug`), known to parse.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+pub fn init(cfg: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

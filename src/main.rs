@@ -1,14 +1,15 @@
 //! The `ringwatch` binary: parses the command line, loads and validates the
-//! configuration (exit 64 when it is bad), and runs the daemon until a signal.
+//! configuration and reads the files it names (exit 64 when either is bad),
+//! and runs the daemon until a signal.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use ringwatch::config::{Config, Validated};
+use ringwatch::config::{Config, ConfigError, Files, Validated};
 use ringwatch::health::Fatal;
 
 /// sysexits EX_CONFIG... EX_USAGE (64): the configuration is wrong.
@@ -40,8 +41,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let cfg = match Config::load(cli.config.as_deref(), env).and_then(|c| c.validate()) {
-        Ok(cfg) => cfg,
+    let (cfg, files) = match configure(cli.config.as_deref(), env) {
+        Ok(configured) => configured,
         Err(e) => {
             eprintln!("ringwatch: {e}");
             return ExitCode::from(EXIT_CONFIG);
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::Run => match run(cfg) {
+        Command::Run => match run(cfg, files) {
             Ok(None) => ExitCode::SUCCESS,
             // Logged by the daemon; the status tells systemd or Kubernetes
             // to restart it (recovery from the journal makes that lossless).
@@ -62,13 +63,25 @@ fn main() -> ExitCode {
             }
             Err(e) => finish(Err(e)),
         },
-        Command::Demo(args) => finish(demo(cfg, args)),
+        Command::Demo(args) => finish(demo(cfg, files, args)),
         Command::Simulate(args) => match simulate(cfg, args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => finish(Err(e)),
         },
     }
+}
+
+/// Load, validate, then read the files the configuration names: all before
+/// any port is bound, and for every command (so `check-config` checks the
+/// files too).
+fn configure(
+    file: Option<&Path>,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<(Validated, Files), ConfigError> {
+    let cfg = Config::load(file, env)?.validate()?;
+    let files = cfg.read_files()?;
+    Ok((cfg, files))
 }
 
 fn finish(result: anyhow::Result<()>) -> ExitCode {
@@ -85,14 +98,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the tokio runtime")
 }
 
-fn demo(mut cfg: Validated, args: ringwatch::demo::DemoArgs) -> anyhow::Result<()> {
+fn demo(mut cfg: Validated, files: Files, args: ringwatch::demo::DemoArgs) -> anyhow::Result<()> {
     // The demo talks to the user on stdout; logs only when something is wrong.
     cfg.log.level = "warn".to_string();
     ringwatch::logging::init(&cfg.log);
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         ringwatch::shutdown::cancel_on_signals(shutdown.clone());
-        ringwatch::demo::run(cfg, &args, shutdown).await?;
+        ringwatch::demo::run(cfg, files, &args, shutdown).await?;
         Ok(())
     })
 }
@@ -103,13 +116,13 @@ fn simulate(cfg: Validated, args: ringwatch::sim::run::SimulateArgs) -> anyhow::
 
 /// Run the daemon until it stops; `Some` names the fatal failure it
 /// stopped for.
-fn run(cfg: Validated) -> anyhow::Result<Option<Fatal>> {
+fn run(cfg: Validated, files: Files) -> anyhow::Result<Option<Fatal>> {
     ringwatch::logging::init(&cfg.log);
     let rt = runtime()?;
     let stopped = rt.block_on(async {
         let shutdown = CancellationToken::new();
         ringwatch::shutdown::cancel_on_signals(shutdown.clone());
-        let running = ringwatch::daemon::start(cfg, shutdown).await?;
+        let running = ringwatch::daemon::start(cfg, files, shutdown).await?;
         anyhow::Ok(running.wait().await.err())
     });
     // The drain is over: whatever task is left (a connection that never

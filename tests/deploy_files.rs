@@ -62,7 +62,7 @@ fn defaults() -> Validated {
 
 fn ports() -> (u16, u16) {
     let d = defaults();
-    (d.ingest_listen.port(), d.http_listen.port())
+    (d.ingest.listen.port(), d.http.listen.port())
 }
 
 /// Every .yml/.yaml file under deploy/, sorted, relative to the crate root.
@@ -363,7 +363,7 @@ fn compose_matches_ringwatch() {
     assert!(text.contains(&format!("ws://ringwatch:{ingest}/v1/events")));
     let grace = seconds(setting(&text, "stop_grace_period", ':'));
     assert!(
-        grace > defaults().drain_timeout.as_secs_f64(),
+        grace > defaults().shutdown.drain_timeout.as_secs_f64(),
         "stop_grace_period"
     );
 
@@ -572,6 +572,7 @@ fn kubernetes_manifests_match_ringwatch() {
         .unwrap()
         .validate()
         .unwrap()
+        .shutdown
         .drain_timeout;
     let deployment_text = read("deploy/kubernetes/deployment.yaml");
     let grace = seconds(setting(
@@ -779,7 +780,7 @@ fn systemd_unit_is_hardened_and_verifies() {
     }
     let stop = seconds(setting(&text, "TimeoutStopSec", '='));
     assert!(
-        stop > defaults().drain_timeout.as_secs_f64(),
+        stop > defaults().shutdown.drain_timeout.as_secs_f64(),
         "TimeoutStopSec"
     );
 

@@ -2,7 +2,8 @@
 //! (`[sources.<name>]`), reads event frames, and answers each one with the
 //! same acknowledgement as the ingest endpoint, through [`super::frame`].
 //! Owns the reconnect loop (full-jitter backoff), keepalive, dead-peer
-//! detection, TLS setup and the per-source metrics and logs.
+//! detection, TLS setup and the per-source metrics and logs, and the settings
+//! a source runs with ([`SourceSettings`], its token a [`Secret`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +26,6 @@ use tokio_util::task::TaskTracker;
 use super::ending::{self, Ending};
 use super::frame;
 use crate::clock::wall_now;
-use crate::config::Secret;
 use crate::metrics::self_metrics::SelfMetrics;
 use crate::pipeline::PipelineHandle;
 
@@ -117,7 +117,30 @@ pub fn tls_config(extra: &[CertificateDer<'static>]) -> Result<Arc<rustls::Clien
     Ok(Arc::new(config))
 }
 
-/// One validated `[sources.<name>]`.
+/// A credential: deserializes like a string, never shows in `Debug` output
+/// (configurations and settings are debug-printed; tokens must not be).
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One `[sources.<name>]`, validated and with its files read.
 #[derive(Clone, Debug)]
 pub struct SourceSettings {
     pub name: String,

@@ -10,7 +10,6 @@ use super::send::{self, Pace, Sent};
 use super::{events, scrape::Samples, settle_time, truth, verify};
 use crate::config::Validated;
 use crate::event::Millis;
-use crate::metrics::Bounds;
 
 #[derive(Args, Clone, Debug)]
 pub struct SimulateArgs {
@@ -135,7 +134,7 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
     };
     let model = args.model(start);
     let stories = model.stories();
-    let settle = (!args.realtime).then(|| settle_time(&stories, cfg.settings.callback_expiry));
+    let settle = (!args.realtime).then(|| settle_time(&stories, cfg.rules.callback_expiry));
     let evs = events(&model, &stories, settle);
     println!(
         "simulating {} calls ({} events) on {} queues, seed {}",
@@ -156,12 +155,7 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
     if !args.verify {
         return Ok(sent.rejected == 0);
     }
-    let expected = truth::expected(
-        &model,
-        &stories,
-        &cfg.settings,
-        &Bounds::new(&cfg.settings, &cfg.buckets),
-    );
+    let expected = truth::expected(&model, &stories, &cfg.rules, &cfg.bounds());
     let actual = scrape(&args.metrics_url, metrics_token.as_deref()).await?;
     let report = verify::compare(&expected, &actual);
     print!("{}", report.table);
