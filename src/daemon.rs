@@ -175,7 +175,10 @@ pub async fn start(
         ),
     );
     // Client-mode sources stop with the ingest endpoint, on the same token.
-    let sources = client::spawn_all(&files.sources, &pipeline, &metrics, &stop_ingest);
+    let sources: Vec<Critical> = client::tasks(&files.sources, &pipeline, &metrics, &stop_ingest)
+        .into_iter()
+        .map(|source| critical("client-mode source", &health, &root, source))
+        .collect();
     let alerts_task = cfg.alerts.clone().map(|settings| {
         tracing::info!(url = %settings.alertmanager_url, "pushing alerts to Alertmanager");
         critical(
@@ -222,11 +225,8 @@ pub async fn start(
         {
             tracing::warn!("drain deadline reached with ingest connections still open");
         }
-        if tokio::time::timeout_at(deadline, sources.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain deadline reached with client-mode sources still open");
+        for source in sources {
+            source.finish(deadline).await;
         }
         // 2. Stop alerts (a POST in flight is cancelled) and HTTP (they hold
         //    the last pipeline handles), then let the pipeline apply whatever

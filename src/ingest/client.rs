@@ -21,7 +21,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::ending::{self, Ending};
 use super::frame;
@@ -206,26 +205,26 @@ enum ConnectError {
     Timeout(Duration),
 }
 
-/// Start one task per source, tracked so the daemon's drain can wait for
-/// them; every source's series exist (at 0) when this returns.
-pub fn spawn_all(
+/// One task per source, for the daemon to spawn and supervise; every
+/// source's series exist (at 0) when this returns.
+pub fn tasks(
     sources: &[SourceSettings],
     pipeline: &PipelineHandle,
     metrics: &Arc<SelfMetrics>,
     cancel: &CancellationToken,
-) -> TaskTracker {
-    let tracker = TaskTracker::new();
-    for s in sources {
-        metrics.sources.declare(&s.name);
-        tracker.spawn(run(
-            s.clone(),
-            pipeline.clone(),
-            Arc::clone(metrics),
-            cancel.clone(),
-        ));
-    }
-    tracker.close();
-    tracker
+) -> Vec<impl std::future::Future<Output = ()> + Send + 'static> {
+    sources
+        .iter()
+        .map(|s| {
+            metrics.sources.declare(&s.name);
+            run(
+                s.clone(),
+                pipeline.clone(),
+                Arc::clone(metrics),
+                cancel.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Connect, serve, reconnect, until `cancel`.
