@@ -79,7 +79,7 @@ impl EdgeMetrics {
             .unwrap(),
             connections_refused: IntCounter::new(
                 "ringwatch_ingest_connections_refused_total",
-                "Ingest connections closed with 1013 right after the upgrade because ingest.max_connections were open.",
+                "Ingest connections refused at accept, before any TLS or upgrade work, because ingest.max_connections were open (plain: answered 503; TLS: closed before the handshake).",
             )
             .unwrap(),
             throttled_frames: IntCounter::new(
