@@ -184,6 +184,7 @@ pub struct SelfMetrics {
     pub event_lag: Histogram,
     pub frame_duration: Histogram,
     pub scrape_duration: Histogram,
+    pub scrapes_coalesced: IntCounter,
     pub alerts_active: IntGauge,
     pub alerts_posted: IntCounter,
     pub alert_post_failures: IntCounter,
@@ -347,6 +348,11 @@ impl SelfMetrics {
             ]),
         )
         .unwrap();
+        let scrapes_coalesced = IntCounter::new(
+            "ringwatch_scrapes_coalesced_total",
+            "/metrics responses that shared a pipeline snapshot another concurrent scrape had asked for, instead of asking for their own.",
+        )
+        .unwrap();
         let alerts_active = IntGauge::new(
             "ringwatch_alerts_active",
             "Supervisor alerts firing now (calls and promises past a limit), when alerts.alertmanager_url is set.",
@@ -390,6 +396,7 @@ impl SelfMetrics {
             Box::new(event_lag.clone()),
             Box::new(frame_duration.clone()),
             Box::new(scrape_duration.clone()),
+            Box::new(scrapes_coalesced.clone()),
             Box::new(alerts_active.clone()),
             Box::new(alerts_posted.clone()),
             Box::new(alert_post_failures.clone()),
@@ -414,6 +421,7 @@ impl SelfMetrics {
             event_lag,
             frame_duration,
             scrape_duration,
+            scrapes_coalesced,
             alerts_active,
             alerts_posted,
             alert_post_failures,
