@@ -3,16 +3,19 @@
 //! journal takes writes; false again once shutdown starts or after a fatal
 //! failure, so load balancers stop sending). `/metrics` may
 //! require a bearer token; the probes never do. Served over TLS when
-//! configured.
+//! configured. Concurrent scrapes share one pipeline snapshot and its
+//! rendering, so fifty scrapers cost the pipeline what one does.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::auth::{Auth, Listener};
 use crate::health::Health;
@@ -31,14 +34,102 @@ pub struct HttpState {
 }
 
 pub fn router(state: HttpState) -> Router {
+    let scrapes = Arc::new(Scrapes {
+        pipeline: state.pipeline.clone(),
+        metrics: Arc::clone(&state.metrics),
+        latest: Arc::new(Mutex::new(Latest::default())),
+    });
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(Served {
+            http: state,
+            scrapes,
+        })
 }
 
-async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+#[derive(Clone)]
+struct Served {
+    http: HttpState,
+    scrapes: Arc<Scrapes>,
+}
+
+impl axum::extract::FromRef<Served> for HttpState {
+    fn from_ref(s: &Served) -> HttpState {
+        s.http.clone()
+    }
+}
+
+/// One pipeline snapshot and its rendering, awaited by every scrape of its
+/// batch; `None` once the pipeline has stopped.
+type Batch = Shared<BoxFuture<'static, Option<Bytes>>>;
+
+/// Scrapes batched onto shared snapshot requests.
+///
+/// The rule: a scrape joins a batch only if that batch has not sent its
+/// snapshot request yet; otherwise it starts the next batch, which waits for
+/// the one before it and then asks. So every snapshot a scrape is answered
+/// from was requested after the scrape began, and the pipeline, which
+/// handles commands in order, applied every frame acknowledged before then:
+/// a scrape that starts after an acknowledgement includes its events, as
+/// without batching. At most one request is in flight; everyone who arrives
+/// meanwhile shares the next.
+struct Scrapes {
+    pipeline: PipelineHandle,
+    metrics: Arc<SelfMetrics>,
+    latest: Arc<Mutex<Latest>>,
+}
+
+#[derive(Default)]
+struct Latest {
+    /// The newest batch (kept after it finishes, for the next to wait on).
+    batch: Option<Batch>,
+    /// `batch` has not sent its request yet: new scrapes may still join it.
+    open: bool,
+}
+
+impl Scrapes {
+    /// The batch this scrape is answered from, and whether another scrape
+    /// started it.
+    fn join(&self) -> (Batch, bool) {
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (true, Some(batch)) = (latest.open, &latest.batch) {
+            return (batch.clone(), true);
+        }
+        let previous = latest.batch.take();
+        // Weak: the batch is kept in `Latest`, which must not keep itself.
+        let shut = Arc::downgrade(&self.latest);
+        let (pipeline, metrics) = (self.pipeline.clone(), Arc::clone(&self.metrics));
+        let batch = async move {
+            if let Some(previous) = previous {
+                previous.await;
+            }
+            close(&shut);
+            let snapshot = pipeline.snapshot().await.ok()?;
+            // Text encoding happens here, off the pipeline task, so a large
+            // scrape does not hold up ingest.
+            Some(Bytes::from(render::render(&snapshot, &metrics.registry)))
+        }
+        .boxed()
+        .shared();
+        latest.batch = Some(batch.clone());
+        latest.open = true;
+        (batch, false)
+    }
+}
+
+/// Under the lock, so no scrape can join a batch once its request is sent.
+fn close(latest: &Weak<Mutex<Latest>>) {
+    if let Some(latest) = latest.upgrade() {
+        latest.lock().unwrap_or_else(PoisonError::into_inner).open = false;
+    }
+}
+
+async fn metrics(
+    State(Served { http: s, scrapes }): State<Served>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(f) = s.auth.check(&headers) {
         tracing::debug!(reason = f.as_str(), "/metrics refused: bearer token");
         s.metrics.edge.auth_failure(Listener::Http, f);
@@ -50,16 +141,17 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
             .into_response();
     }
     let started = Instant::now();
-    let Ok(snapshot) = s.pipeline.snapshot().await else {
+    let (batch, joined) = scrapes.join();
+    let Some(body) = batch.await else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "ringwatch is shutting down\n",
         )
             .into_response();
     };
-    // Text encoding happens here, off the pipeline task, so a large scrape
-    // does not hold up ingest.
-    let body = render::render(&snapshot, &s.metrics.registry);
+    if joined {
+        s.metrics.scrapes_coalesced.inc();
+    }
     s.metrics
         .scrape_duration
         .observe(started.elapsed().as_secs_f64());

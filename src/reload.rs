@@ -1,6 +1,7 @@
 //! SIGHUP: re-read the token files and TLS certificates without a restart.
 //! Each is reloaded on its own; one that fails keeps what it had, and the
 //! failure is logged and counted, so a typo never locks every source out.
+//! The files are read on a blocking thread, never on the async workers.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ pub struct Reloadable {
 
 /// Install the SIGHUP handler now (so a SIGHUP sent once the daemon is
 /// ready never kills it) and reload on every signal until `shutdown`.
+/// Reloads run one at a time: a SIGHUP during a reload is served after it.
 pub fn on_sighup(r: Reloadable, metrics: Arc<SelfMetrics>, shutdown: CancellationToken) {
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -29,6 +31,7 @@ pub fn on_sighup(r: Reloadable, metrics: Arc<SelfMetrics>, shutdown: Cancellatio
             return;
         }
     };
+    let r = Arc::new(r);
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -36,7 +39,12 @@ pub fn on_sighup(r: Reloadable, metrics: Arc<SelfMetrics>, shutdown: Cancellatio
                 got = hup.recv() => if got.is_none() { return },
             }
             tracing::info!(signal = "SIGHUP", "reloading token files and certificates");
-            reload(&r, &metrics);
+            // Files can sit on a slow or hung disk (NFS, a failing volume):
+            // read them where a stall cannot hold up ingest or scrapes.
+            let (r, metrics) = (Arc::clone(&r), Arc::clone(&metrics));
+            if let Err(e) = tokio::task::spawn_blocking(move || reload(&r, &metrics)).await {
+                tracing::error!(error = %e, "reload task failed: the previous tokens and certificates stay in force");
+            }
         }
     });
 }

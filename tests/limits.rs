@@ -1,16 +1,18 @@
-//! Ingest limits against the real binary: the connection cap (close 1013,
+//! Ingest limits against the real binary: the connection cap (taken at
+//! accept: an over-cap upgrade is answered 503 without being upgraded,
 //! counted, warned about once per interval) and the per-connection event
 //! rate, which slows a sender down without costing it a single event.
 
 mod common;
 
-use common::{close_frame, send, start};
+use common::{send, start};
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::http::header::RETRY_AFTER;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
-async fn connections_over_the_cap_are_closed_with_1013() {
+async fn connections_over_the_cap_are_answered_503_without_an_upgrade() {
     let d = start(&[("RINGWATCH__INGEST__MAX_CONNECTIONS", "2")]);
     let mut a = d.connect().await;
     let mut b = d.connect().await;
@@ -19,12 +21,18 @@ async fn connections_over_the_cap_are_closed_with_1013() {
     send(&mut b, "[]").await;
 
     for _ in 0..3 {
-        let mut over = d.connect().await;
-        let (code, reason) = close_frame(&mut over).await;
-        assert_eq!(code, CloseCode::Again);
+        let over = tokio_tungstenite::connect_async(format!("ws://{}/v1/events", d.ingest)).await;
+        let resp = match over {
+            Err(WsError::Http(resp)) => resp,
+            Err(e) => panic!("expected an HTTP 503, got {e}"),
+            Ok(_) => panic!("expected an HTTP 503, the upgrade succeeded"),
+        };
+        assert_eq!(resp.status().as_u16(), 503);
+        assert_eq!(resp.headers()[RETRY_AFTER], "5");
+        let body = String::from_utf8(resp.body().clone().unwrap_or_default()).unwrap();
         assert!(
-            reason.contains("ingest.max_connections") && reason.contains('2'),
-            "{reason}"
+            body.contains("ingest.max_connections (2) are open"),
+            "{body}"
         );
     }
     // The two that were in keep working.

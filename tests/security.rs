@@ -671,3 +671,59 @@ async fn wire_strings_are_bounded_and_label_values_escaped() {
         "raw newline in the exposition"
     );
 }
+
+/// The cap is taken at accept: a connection over it is closed before any
+/// TLS work, so its client never completes a handshake, while the one that
+/// holds the place goes on and the place is free again once it leaves.
+#[tokio::test]
+async fn over_the_cap_a_tls_client_gets_no_handshake() {
+    let dir = Dir::new("tls-cap");
+    let certs = pki();
+    let mut env = tls_env(&dir, &certs);
+    env.push(("RINGWATCH__INGEST__MAX_CONNECTIONS", "1".to_string()));
+    let d = start_owned(&env);
+    let tls = trusting(&certs.ca);
+
+    let mut inside = connect_wss(d.ingest, Arc::clone(&tls)).await.expect("wss");
+    // Its place is surely taken once it has an ack.
+    assert_eq!(send(&mut inside, OFFER).await["accepted"], 1);
+
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(d.ingest).await.unwrap();
+        let handshake = tokio_rustls::TlsConnector::from(Arc::clone(&tls))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await;
+        assert!(
+            handshake.is_err(),
+            "an over-cap client completed a TLS handshake"
+        );
+    }
+    let m = tls_samples(&d, Arc::clone(&tls)).await;
+    assert_eq!(m.value("ringwatch_ingest_connections_refused_total"), 2.0);
+    // Refused before the handshake: no handshake was tried, so none failed.
+    assert_eq!(
+        m.value(r#"ringwatch_tls_handshake_failures_total{listener="ingest"}"#),
+        0.0
+    );
+    assert_eq!(m.value("ringwatch_ingest_connections"), 1.0);
+    assert_eq!(send(&mut inside, "[]").await["accepted"], 0);
+
+    inside.close(None).await.unwrap();
+    let mut freed = false;
+    for _ in 0..250 {
+        if tls_samples(&d, Arc::clone(&tls))
+            .await
+            .value("ringwatch_ingest_connections")
+            == 0.0
+        {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the connection that left gave its place back");
+    let mut next = connect_wss(d.ingest, tls)
+        .await
+        .expect("a place is free again");
+    assert_eq!(send(&mut next, "[]").await["accepted"], 0);
+}

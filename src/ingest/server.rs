@@ -1,16 +1,17 @@
-//! The WebSocket ingest endpoint `GET /v1/events`: accepts connections (over
-//! TLS when configured), checks the bearer token at the upgrade, caps the
-//! open connections, reads text frames, hands decoded events to the pipeline
-//! and answers every frame with its acknowledgement, pausing a connection
-//! that goes over its event rate. Protocol errors close only the connection
-//! that made them, with the matching close code; bad events never close
-//! anything.
+//! The WebSocket ingest endpoint `GET /v1/events`: accepts connections,
+//! caps them at accept (before any TLS or upgrade work), does the TLS
+//! handshake when configured, checks the bearer token at the upgrade, reads
+//! text frames, hands decoded events to the pipeline and answers every frame
+//! with its acknowledgement, pausing a connection that goes over its event
+//! rate. Protocol errors close only the connection that made them, with the
+//! matching close code; bad events never close anything.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -35,6 +36,23 @@ pub const PATH: &str = "/v1/events";
 /// Warnings a peer can provoke at will are logged at most this often.
 const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// What an over-cap plain connection is told to wait before reconnecting.
+/// Places free up when any sender leaves, which nothing here can predict:
+/// long enough that a crowd of senders does not spin, short enough that a
+/// freed place is not left empty for long.
+const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// Over-cap connections being answered at once; past this they are dropped
+/// unanswered, so a flood over the cap costs a bounded amount of work.
+const MAX_REFUSALS_IN_PROGRESS: usize = 64;
+
+/// Longest wait for an over-cap peer's request before answering it anyway
+/// (the handshake timeout, when shorter, bounds it too).
+const REFUSAL_GRACE: Duration = Duration::from_secs(2);
+
+/// The most of an over-cap peer's request head that is read.
+const REFUSAL_READ_LIMIT: usize = 8 * 1024;
+
 /// A plain or TLS connection.
 type Stream = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
 
@@ -58,7 +76,12 @@ struct Ctx {
     pipeline: PipelineHandle,
     metrics: Arc<SelfMetrics>,
     cancel: CancellationToken,
+    /// Places under `max_connections`: a permit is taken right after
+    /// `accept`, so TLS and the upgrade are only ever done for connections
+    /// that have a place.
     slots: Arc<Semaphore>,
+    /// Bounds the over-cap connections being answered at once.
+    refusals: Arc<Semaphore>,
     over_cap_log: RateLimited,
     throttle_log: RateLimited,
 }
@@ -78,6 +101,7 @@ pub async fn serve(
         .declare_sources(settings.auth.source_names().iter().map(String::as_str));
     let ctx = Arc::new(Ctx {
         slots: Arc::new(Semaphore::new(settings.max_connections)),
+        refusals: Arc::new(Semaphore::new(MAX_REFUSALS_IN_PROGRESS)),
         settings,
         pipeline,
         metrics,
@@ -93,7 +117,12 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tracker.spawn(connection(stream, peer, Arc::clone(&ctx)));
+                match Arc::clone(&ctx.slots).try_acquire_owned() {
+                    Ok(slot) => {
+                        tracker.spawn(connection(stream, peer, slot, Arc::clone(&ctx)));
+                    }
+                    Err(_) => refuse_over_cap(stream, peer, &ctx, &tracker),
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
@@ -175,7 +204,12 @@ fn check_upgrade(
     }
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+    ctx: Arc<Ctx>,
+) {
     let s = &ctx.settings;
     let mut verdict = Verdict::Unseen;
     let mut in_tls = s.tls.is_some();
@@ -238,9 +272,6 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     let Verdict::Admitted(source) = verdict else {
         unreachable!("an upgrade completes only when admitted")
     };
-    let Ok(slot) = Arc::clone(&ctx.slots).try_acquire_owned() else {
-        return refuse_over_cap(ws, peer, source.as_deref(), &ctx).await;
-    };
     let name = source.as_ref().map(|s| s.name().to_string());
     let source_gauge = name
         .as_deref()
@@ -271,28 +302,76 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     tracing::debug!(%peer, source = name.as_deref(), reason, "ingest connection closed");
 }
 
-/// Over `max_connections`: the upgrade is done, so the peer learns why from
-/// a close frame (1013, try again later) rather than a reset.
-async fn refuse_over_cap(
-    mut ws: WebSocketStream<Stream>,
-    peer: SocketAddr,
-    source: Option<&Source>,
-    ctx: &Ctx,
-) {
+/// Over `max_connections`, seen at accept: counted (before the peer can
+/// see anything, so whoever sees the refusal finds it counted) and answered
+/// without any handshake. Plain: an HTTP 503 with `Retry-After` in place of
+/// the upgrade, so the sender learns why. TLS: the socket is closed before
+/// the handshake; answering would mean doing the handshake the cap is there
+/// to spare.
+fn refuse_over_cap(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>, tracker: &TaskTracker) {
     ctx.metrics.edge.connections_refused.inc();
     let max = ctx.settings.max_connections;
     if let Some(suppressed) = ctx.over_cap_log.check() {
         tracing::warn!(
             %peer,
-            source = source.map(Source::name),
             max_connections = max,
             suppressed,
             "ingest connection refused: ingest.max_connections are open"
         );
     }
-    let why =
-        format!("too many connections: ingest.max_connections ({max}) are open, try again later");
-    ending::close(&mut ws, CloseCode::Again, &why, true).await;
+    if ctx.settings.tls.is_some() {
+        drop(stream);
+        return;
+    }
+    let Ok(turn) = Arc::clone(&ctx.refusals).try_acquire_owned() else {
+        drop(stream);
+        return;
+    };
+    let grace = REFUSAL_GRACE.min(ctx.settings.handshake_timeout);
+    let cancel = ctx.cancel.clone();
+    tracker.spawn(async move {
+        let _turn = turn;
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = answer_503(stream, max, grace) => {}
+        }
+    });
+}
+
+/// Read the request head (so that closing leaves nothing unread, which
+/// would turn the close into a reset that can destroy the answer), then
+/// answer 503 and close.
+async fn answer_503(mut stream: TcpStream, max: usize, grace: Duration) {
+    let mut head = Vec::with_capacity(1024);
+    let read = async {
+        let mut buf = [0u8; 1024];
+        while head.len() < REFUSAL_READ_LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    };
+    // A peer that sends nothing in time is answered all the same.
+    if let Ok(false) = tokio::time::timeout(grace, read).await {
+        return;
+    }
+    let body =
+        format!("too many connections: ingest.max_connections ({max}) are open, try again later\n");
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\n\
+         Retry-After: {RETRY_AFTER_SECONDS}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(grace, write).await;
 }
 
 struct Connection<'a> {

@@ -79,7 +79,7 @@ impl EdgeMetrics {
             .unwrap(),
             connections_refused: IntCounter::new(
                 "ringwatch_ingest_connections_refused_total",
-                "Ingest connections closed with 1013 right after the upgrade because ingest.max_connections were open.",
+                "Ingest connections refused at accept, before any TLS or upgrade work, because ingest.max_connections were open (plain: answered 503; TLS: closed before the handshake).",
             )
             .unwrap(),
             throttled_frames: IntCounter::new(
@@ -184,6 +184,7 @@ pub struct SelfMetrics {
     pub event_lag: Histogram,
     pub frame_duration: Histogram,
     pub scrape_duration: Histogram,
+    pub scrapes_coalesced: IntCounter,
     pub alerts_active: IntGauge,
     pub alerts_posted: IntCounter,
     pub alert_post_failures: IntCounter,
@@ -346,6 +347,11 @@ impl SelfMetrics {
             ]),
         )
         .unwrap();
+        let scrapes_coalesced = IntCounter::new(
+            "ringwatch_scrapes_coalesced_total",
+            "/metrics responses that shared a pipeline snapshot another concurrent scrape had asked for, instead of asking for their own.",
+        )
+        .unwrap();
         let alerts_active = IntGauge::new(
             "ringwatch_alerts_active",
             "Supervisor alerts firing now (calls and promises past a limit), when alerts.alertmanager_url is set.",
@@ -389,6 +395,7 @@ impl SelfMetrics {
             Box::new(event_lag.clone()),
             Box::new(frame_duration.clone()),
             Box::new(scrape_duration.clone()),
+            Box::new(scrapes_coalesced.clone()),
             Box::new(alerts_active.clone()),
             Box::new(alerts_posted.clone()),
             Box::new(alert_post_failures.clone()),
@@ -412,6 +419,7 @@ impl SelfMetrics {
             event_lag,
             frame_duration,
             scrape_duration,
+            scrapes_coalesced,
             alerts_active,
             alerts_posted,
             alert_post_failures,
