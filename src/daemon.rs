@@ -17,8 +17,8 @@ use crate::durability::metrics::DiskMetrics;
 use crate::durability::{self, DataDir, DurabilityError, Journal};
 use crate::health::{Fatal, Health};
 use crate::http::{self, HttpState};
-use crate::ingest::client;
 use crate::ingest::server;
+use crate::ingest::{self, client};
 use crate::metrics::self_metrics::SelfMetrics;
 use crate::metrics::Store;
 use crate::pipeline;
@@ -359,8 +359,10 @@ async fn recover(
         return Ok((engine, store, None));
     };
     let (engine, store, writer, report, dir) = tokio::task::spawn_blocking(move || {
-        durability::recover(&dir, &state, pipeline::replay)
-            .map(|(engine, store, writer, report)| (engine, store, writer, report, dir))
+        durability::recover(&dir, &state, |engine, store, rec| {
+            pipeline::replay(engine, store, rec, ingest::frame::decode_for_replay)
+        })
+        .map(|(engine, store, writer, report)| (engine, store, writer, report, dir))
     })
     .await
     .map_err(|e| DaemonError::RecoveryPanicked(panic_message(e)))??;

@@ -19,7 +19,6 @@ use crate::durability::{journal, Journal, JournalFailed, Record};
 use crate::event::{Event, Id, Millis, Reason};
 use crate::fault;
 use crate::health::Health;
-use crate::ingest::{decode, frame};
 use crate::logging::RateLimited;
 use crate::metrics::{EngineState, Snapshot, Store};
 use crate::rules::{AlertKind, ClockMode, Engine, Verdict};
@@ -360,13 +359,22 @@ fn refuse(input: Input, e: JournalFailed) {
     }
 }
 
+/// A frame decoded for replay: its events (with their index in the frame)
+/// and the reasons of the elements that failed decoding.
+pub type Decoded = (Vec<(u32, Event)>, Vec<Reason>);
+
 /// Apply one journal record during recovery, exactly as [`Pipeline`] did
-/// when it wrote it.
-pub fn replay(engine: &mut Engine, store: &mut Store, rec: Record<'_>) {
+/// when it wrote it. `decode` is the ingest decoder (passed in: the pipeline
+/// does not depend on ingest, ingest depends on the pipeline).
+pub fn replay(
+    engine: &mut Engine,
+    store: &mut Store,
+    rec: Record<'_>,
+    decode: impl Fn(&str) -> Decoded,
+) {
     match rec {
         Record::Frame { now, text } => {
-            let (events, rejected) = frame::split(decode::decode_frame(text));
-            let reasons: Vec<Reason> = rejected.iter().map(|r| r.reason).collect();
+            let (events, reasons) = decode(text);
             apply(engine, store, events, &reasons, now);
         }
         Record::Tick { now } => engine.tick(now, store),
@@ -439,7 +447,7 @@ fn alerts(engine: &mut Engine, store: &mut Store, now: Millis) -> Vec<Alert> {
         .collect()
 }
 
-pub(crate) fn snapshot(engine: &mut Engine, store: &mut Store, now: Millis) -> Snapshot {
+pub fn snapshot(engine: &mut Engine, store: &mut Store, now: Millis) -> Snapshot {
     let live = engine.live(now, store);
     let state = EngineState {
         clock: engine.clock(),

@@ -471,16 +471,11 @@ fn prune(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::metrics::BucketConfig;
-    use crate::pipeline::replay;
     use crate::rules::ClockMode;
-    use crate::sim::model::Model;
 
     fn config() -> StateConfig {
         let rules = RuleSettings {
             clock: ClockMode::Wall,
-            per_agent: true,
-            dedup_window: 600_000,
-            call_ttl: 900_000,
             ..RuleSettings::default()
         };
         StateConfig {
@@ -489,93 +484,6 @@ mod tests {
             quantile_window: 300_000,
             declared_queues: vec!["declared".into()],
         }
-    }
-
-    /// A simulated hour as journal records on the wall clock: frames of
-    /// five events applied at their own `ts`, with timer ticks, scrapes and
-    /// alert checks in between, as the pipeline writes them.
-    fn records() -> Vec<(u8, Millis, String)> {
-        let model = Model::default();
-        let events = crate::sim::events(&model, &model.stories(), None);
-        let mut out = Vec::new();
-        for (i, chunk) in events.chunks(5).enumerate() {
-            let now = chunk.last().unwrap().ts;
-            let body: Vec<&str> = chunk.iter().map(|e| e.json.as_str()).collect();
-            out.push((1, now, format!("[{}]", body.join(","))));
-            out.push((2 + (i % 3) as u8, now + 250, String::new()));
-        }
-        out
-    }
-
-    fn rec(r: &(u8, Millis, String)) -> Record<'_> {
-        match r.0 {
-            1 => Record::Frame {
-                now: r.1,
-                text: &r.2,
-            },
-            2 => Record::Tick { now: r.1 },
-            3 => Record::Live { now: r.1 },
-            _ => Record::Alerts { now: r.1 },
-        }
-    }
-
-    fn exposition(engine: &mut Engine, store: &mut Store, now: Millis) -> String {
-        let snap = crate::pipeline::snapshot(engine, store, now);
-        crate::metrics::render::render(&snap, &prometheus::Registry::new())
-    }
-
-    #[test]
-    fn a_snapshot_anywhere_then_replay_gives_the_same_state() {
-        let cfg = config();
-        let recs = records();
-        let end = recs.last().unwrap().1 + 3_600_000;
-        let (mut e1, mut s1) = cfg.fresh();
-        for r in &recs {
-            replay(&mut e1, &mut s1, rec(r));
-        }
-        let want = exposition(&mut e1, &mut s1, end);
-        assert!(want.contains("ringwatch_calls_answered_total"));
-        for k in [0, 1, recs.len() / 3, recs.len() / 2, recs.len() - 1] {
-            let (mut e2, mut s2) = cfg.fresh();
-            for r in &recs[..k] {
-                replay(&mut e2, &mut s2, rec(r));
-            }
-            let body = encode_state(&e2, &s2);
-            let (mut e3, mut s3, _) = decode_state(&body, &cfg).unwrap();
-            assert_eq!(e3.calls_in_flight(), e2.calls_in_flight());
-            assert_eq!(e3.dedup_ids(), e2.dedup_ids());
-            for r in &recs[k..] {
-                replay(&mut e3, &mut s3, rec(r));
-            }
-            assert_eq!(
-                exposition(&mut e3, &mut s3, end),
-                want,
-                "snapshot after {k} records"
-            );
-        }
-    }
-
-    #[test]
-    fn changed_buckets_restart_the_counters_but_keep_the_calls() {
-        let cfg = config();
-        let recs = records();
-        let (mut e, mut s) = cfg.fresh();
-        for r in &recs[..recs.len() / 2] {
-            replay(&mut e, &mut s, rec(r));
-        }
-        let body = encode_state(&e, &s);
-        let mut other = config();
-        other.bounds.hold.push(99_000);
-        let (e2, s2, _) = decode_state(&body, &other).unwrap();
-        assert_eq!(e2.calls_in_flight(), e.calls_in_flight());
-        assert_eq!(e2.dedup_ids(), e.dedup_ids());
-        assert_eq!(
-            s2.series_len(),
-            e.series().len(),
-            "every series known again"
-        );
-        assert_eq!(s2.agents_len(), s.agents_len(), "every agent known again");
-        assert!(s2.fits(&other.bounds, other.quantile_window));
     }
 
     #[test]

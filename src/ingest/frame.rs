@@ -44,6 +44,13 @@ pub async fn process(
     Ok(ack)
 }
 
+/// Decode a journaled frame for [`crate::pipeline::replay`]: the same
+/// decoding as live, so a replay applies what live applied.
+pub fn decode_for_replay(text: &str) -> crate::pipeline::Decoded {
+    let (events, rejected) = split(decode::decode_frame(text));
+    (events, rejected.iter().map(|r| r.reason).collect())
+}
+
 /// A decoded frame split into the events to apply (with their index in the
 /// frame) and the elements that failed decoding.
 pub fn split(decoded: decode::Decoded) -> (Vec<(u32, Event)>, Vec<Rejection>) {
