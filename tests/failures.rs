@@ -176,3 +176,63 @@ async fn a_failed_write_refuses_the_frame_applies_nothing_and_recovers() {
     let d = start_in(data.path(), &[EVENT_CLOCK]);
     assert_eq!(offered(&d).await, 52.0);
 }
+
+#[tokio::test]
+async fn a_forced_drain_still_writes_the_final_snapshot() {
+    let data = tempfile::tempdir().unwrap();
+    let mut d = start_in(
+        data.path(),
+        &[EVENT_CLOCK, ("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "1")],
+    );
+    let mut ws = d.connect().await;
+    assert_eq!(send(&mut ws, &offers(0, 3)).await["accepted"], 3);
+    // Holds its pipeline handle past the deadline: it never answers the
+    // close handshake.
+    let _silent = d.connect().await;
+    assert_eq!(d.terminate(Duration::from_secs(20)).code(), Some(0));
+    let logs = d.log_lines().join("\n");
+    assert!(logs.contains("forcing"), "{logs}");
+    assert!(logs.contains("final snapshot written"), "{logs}");
+    // The next start loads that snapshot and has nothing to replay.
+    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    let m = d.metrics().await;
+    assert_eq!(m.get("ringwatch_recovery_replayed_records"), Some(0.0));
+    assert_eq!(
+        m.get(r#"ringwatch_calls_offered_total{queue="q"}"#),
+        Some(3.0)
+    );
+}
+
+#[tokio::test]
+async fn shutdown_cancels_an_alertmanager_post_in_flight() {
+    // An Alertmanager that accepts the connection and never answers.
+    let am = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", am.local_addr().unwrap());
+    let (posted_tx, posted) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (conn, _) = am.accept().await.unwrap();
+        let _ = posted_tx.send(());
+        // Keep it open, silent, for the rest of the test.
+        std::future::pending::<()>().await;
+        drop(conn);
+    });
+    let mut d = common::start(&[
+        ("RINGWATCH__ALERTS__ALERTMANAGER_URL", url.as_str()),
+        ("RINGWATCH__ALERTS__INTERVAL", "0.1"),
+        ("RINGWATCH__ALERTS__TIMEOUT", "60"),
+        ("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "30"),
+    ]);
+    // On the wall clock: a caller ringing for 30 s already is past 3 rings.
+    let offered = common::rfc3339(common::now_ms() - 30_000);
+    let mut ws = d.connect().await;
+    let frame =
+        format!(r#"{{"type":"call.offered","ts":"{offered}","call_id":"ringing","queue":"q"}}"#);
+    assert_eq!(send(&mut ws, &frame).await["accepted"], 1);
+    drop(ws);
+    posted.await.unwrap();
+    assert_eq!(d.terminate(Duration::from_secs(20)).code(), Some(0));
+    let logs = d.log_lines().join("\n");
+    // Cancelled at once on shutdown, not aborted at the 30 s deadline.
+    assert!(!logs.contains("task aborted"), "{logs}");
+    assert!(logs.contains("ringwatch stopped"), "{logs}");
+}
