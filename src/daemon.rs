@@ -87,7 +87,15 @@ pub async fn start(
 ) -> Result<Running, DaemonError> {
     // Locked before any port is bound: a second daemon on the same data
     // directory stops here.
-    let data_dir = cfg.durability.as_ref().map(DataDir::open).transpose()?;
+    let data_dir = match cfg.durability.clone() {
+        // File I/O (mkdir, open, flock): on a blocking thread, as all of it.
+        Some(settings) => Some(
+            tokio::task::spawn_blocking(move || DataDir::open(&settings))
+                .await
+                .map_err(|e| DaemonError::RecoveryPanicked(panic_message(e)))??,
+        ),
+        None => None,
+    };
     let ingest_listener = bind("ingest.listen", cfg.ingest.listen).await?;
     let http_listener = bind("http.listen", cfg.http.listen).await?;
     let ingest_addr = ingest_listener.local_addr().expect("bound socket");
