@@ -8,7 +8,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{send, start};
+use common::{now_ms, send, start};
 
 struct Alertmanager {
     child: Child,
@@ -96,13 +96,6 @@ async fn active_alerts(am: &Alertmanager) -> Vec<serde_json::Value> {
         .await
         .unwrap();
     serde_json::from_str(&body).unwrap()
-}
-
-fn now_ms() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
 }
 
 #[tokio::test]

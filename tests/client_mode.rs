@@ -471,13 +471,11 @@ async fn wss_with_a_private_ca_and_an_untrusted_platform_refused() {
 
 #[test]
 fn bad_source_configuration_exits_64_naming_the_key() {
-    let bin = env!("CARGO_BIN_EXE_ringwatch");
     let dir = std::env::temp_dir().join(format!("ringwatch-src-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("sources.toml");
     let check = |env: &[(&str, &str)]| {
-        let out = std::process::Command::new(bin)
-            .env_clear()
+        let out = common::ringwatch_command()
             .envs(env.iter().copied())
             .arg("--config")
             .arg(&file)

@@ -171,9 +171,7 @@ async fn quantile_gauges_come_from_the_window() {
 
 #[test]
 fn bad_configuration_exits_64_naming_the_key() {
-    let bin = env!("CARGO_BIN_EXE_ringwatch");
-    let out = Command::new(bin)
-        .env_clear()
+    let out = common::ringwatch_command()
         .env("RINGWATCH__RULES__HOLD_LIMIT", "-3")
         .output()
         .unwrap();
@@ -185,8 +183,7 @@ fn bad_configuration_exits_64_naming_the_key() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bad.toml");
     std::fs::write(&file, "[ingest]\nmax_frame_bytes = \"lots\"\n").unwrap();
-    let out = Command::new(bin)
-        .env_clear()
+    let out = common::ringwatch_command()
         .arg("--config")
         .arg(&file)
         .arg("check-config")
@@ -196,8 +193,7 @@ fn bad_configuration_exits_64_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_frame_bytes"));
 
     std::fs::write(&file, "[rules]\nhold_limit = 20\n").unwrap();
-    let out = Command::new(bin)
-        .env_clear()
+    let out = common::ringwatch_command()
         .arg("--config")
         .arg(&file)
         .arg("check-config")
@@ -212,8 +208,7 @@ fn bad_configuration_exits_64_naming_the_key() {
     std::fs::remove_dir_all(dir).ok();
 
     // a port is never bound with a bad config: the error comes first
-    let out = Command::new(bin)
-        .env_clear()
+    let out = common::ringwatch_command()
         .env("RINGWATCH__HTTP__LISTEN", "127.0.0.1:1")
         .env("RINGWATCH__RULES__CLOCK", "sundial")
         .output()

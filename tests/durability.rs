@@ -378,8 +378,7 @@ async fn an_unreadable_snapshot_falls_back_to_the_one_before() {
 fn a_second_daemon_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = start_in(dir.path(), &[]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringwatch"))
-        .env_clear()
+    let out = common::ringwatch_command()
         .env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
         .env("RINGWATCH__HTTP__LISTEN", "127.0.0.1:0")
         .env("RINGWATCH__DURABILITY__DIR", dir.path())
@@ -431,13 +430,12 @@ async fn readiness_comes_after_recovery() {
     assert_eq!(d.get("/readyz").await.0, 200);
 }
 
-/// Sends `n` single-event frames one after another, each waiting for its ack.
+/// Sends `n` single-event frames one after another, each waiting for its ack
+/// (stamped now: these daemons are on the wall clock).
 async fn sequential_frames(d: &Daemon, n: usize) {
     let mut ws = d.connect().await;
     for i in 0..n {
-        let frame = format!(
-            r#"{{"type":"call.offered","ts":"2026-11-23T09:00:{i:02}Z","call_id":"seq-{i}","queue":"q"}}"#
-        );
+        let frame = common::offer_now(&format!("seq-{i}"));
         assert_eq!(send(&mut ws, &frame).await["accepted"], 1);
     }
 }

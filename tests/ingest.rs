@@ -5,11 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{close_frame, send, start};
+use common::{close_frame, offer_now, send, start};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
+/// For the tests on the event clock; those on the wall clock use
+/// `offer_now` (a fixed date there is a call days old, evicted at once).
 const OFFER: &str = r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1","queue":"q"}"#;
 
 #[tokio::test]
@@ -85,7 +87,7 @@ async fn binary_frames_close_with_1003_and_leave_others_alone() {
     let (code, reason) = close_frame(&mut ws).await;
     assert_eq!(code, CloseCode::Unsupported);
     assert!(reason.contains("binary"), "{reason}");
-    assert_eq!(send(&mut bystander, OFFER).await["accepted"], 1);
+    assert_eq!(send(&mut bystander, &offer_now("c1")).await["accepted"], 1);
     let m = d.metrics().await;
     assert_eq!(
         m.value(r#"ringwatch_ingest_protocol_errors_total{kind="binary_frame"}"#),
@@ -156,7 +158,7 @@ async fn keepalive_pings_and_idle_peers_are_closed() {
     })
     .await;
     assert!(pings.is_err(), "the live connection must not end");
-    assert_eq!(send(&mut live, OFFER).await["accepted"], 1);
+    assert_eq!(send(&mut live, &offer_now("c1")).await["accepted"], 1);
     live.close(None).await.unwrap();
     d.eventually(
         r#"ringwatch_ingest_connections_closed_total{reason="peer"}"#,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{close_frame, send, start, Daemon, Samples, Ws};
+use common::{close_frame, now_ms, offer_now, send, start, Daemon, Samples, Ws};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -25,6 +25,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::Connector;
 
+/// For the tests on the event clock; those on the wall clock use
+/// `offer_now` (a fixed date there is a call days old, evicted at once).
 const OFFER: &str = r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1","queue":"q"}"#;
 const PBX: &str = "pbx-token-4f1c2a9e8b7d6c5e4f3a2b1c";
 const ACD: &str = "acd-token-9a8b7c6d5e4f3a2b1c0d9e8f";
@@ -149,7 +151,7 @@ async fn ingest_requires_a_valid_token_and_knows_the_source() {
     );
 
     let mut ws = connect(&d, Some(PBX)).await.expect("pbx's token is valid");
-    assert_eq!(send(&mut ws, OFFER).await["accepted"], 1);
+    assert_eq!(send(&mut ws, &offer_now("c1")).await["accepted"], 1);
 
     let m = d.metrics().await;
     for (reason, n) in [("missing", 1.0), ("invalid", 1.0), ("malformed", 1.0)] {
@@ -269,8 +271,11 @@ async fn secrets_stay_out_of_logs(level: &str) {
     ]);
     assert_eq!(refused(connect(&d, Some(wrong)).await).0, 401);
     let mut ws = connect(&d, Some(PBX)).await.unwrap();
-    let personal = r#"{"type":"call.offered","ts":1795424400000,"call_id":"c1","queue":"q","caller":"+15557654321","customer":"Jane Q. Public"}"#;
-    assert_eq!(send(&mut ws, personal).await["accepted"], 1);
+    let personal = format!(
+        r#"{{"type":"call.offered","ts":{},"call_id":"c1","queue":"q","caller":"+15557654321","customer":"Jane Q. Public"}}"#,
+        now_ms()
+    );
+    assert_eq!(send(&mut ws, &personal).await["accepted"], 1);
     ws.close(None).await.unwrap();
     assert_eq!(scrape_with(&d, Some(wrong)).await.0, 401);
     assert_eq!(scrape_with(&d, Some(SCRAPER)).await.0, 200);
@@ -455,7 +460,7 @@ async fn both_listeners_speak_tls() {
     let tls = trusting(&certs.ca);
 
     let mut ws = connect_wss(d.ingest, Arc::clone(&tls)).await.expect("wss");
-    assert_eq!(send(&mut ws, OFFER).await["accepted"], 1);
+    assert_eq!(send(&mut ws, &offer_now("c1")).await["accepted"], 1);
     assert_eq!(
         https_get(d.http, Arc::clone(&tls), "/readyz").await,
         Ok((200, "ready\n".to_string()))
@@ -532,7 +537,7 @@ async fn certificates_are_reloaded_on_sighup_and_a_bad_pair_is_refused() {
     let mut fresh = connect_wss(d.ingest, Arc::clone(&new_ca))
         .await
         .expect("new certificate on ingest");
-    assert_eq!(send(&mut fresh, OFFER).await["accepted"], 1);
+    assert_eq!(send(&mut fresh, &offer_now("c1")).await["accepted"], 1);
     // A fresh client: one that kept a session ticket could resume without
     // seeing any certificate.
     assert!(connect_wss(d.ingest, trusting(&first.ca)).await.is_err());

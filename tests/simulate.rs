@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{send, simulate, start};
 
 #[tokio::test]
@@ -83,8 +81,7 @@ fn the_same_seed_gives_the_same_call_center() {
 
 #[test]
 fn demo_runs_and_reports_live_figures() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwatch"))
-        .env_clear()
+    let out = common::ringwatch_command()
         .env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
         .env("RINGWATCH__HTTP__LISTEN", "127.0.0.1:0")
         .args(["demo", "--duration", "4"])

@@ -326,7 +326,8 @@ impl Traffic {
                 .to_string(),
             7 => json!({"type": "call.hold_ended", "ts": now, "call_id": id}).to_string(),
             8 => json!({"type": "callback.completed", "ts": now, "promise_id": id}).to_string(),
-            _ => json!({"type": "clock", "ts": 1_795_424_400_000_000_i64}).to_string(),
+            // Now in microseconds: past 9999-12-31 in milliseconds, any year.
+            _ => json!({"type": "clock", "ts": now * 1000}).to_string(),
         }
     }
 

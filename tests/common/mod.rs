@@ -55,10 +55,26 @@ pub fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
     spawn(&with_dir, None)
 }
 
-fn spawn(env: &[(&str, &str)], data: Option<tempfile::TempDir>) -> Daemon {
+/// The `ringwatch` binary with an empty environment but for libfaketime's
+/// variables: `scripts/faketime-tests.sh` runs the tests a year ahead, and
+/// the daemons they start must live in that year too, not in today's.
+pub fn ringwatch_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwatch"));
-    cmd.env_clear()
-        .env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let keep = k
+            .to_str()
+            .is_some_and(|k| k == "LD_PRELOAD" || k.starts_with("FAKETIME"));
+        if keep {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
+fn spawn(env: &[(&str, &str)], data: Option<tempfile::TempDir>) -> Daemon {
+    let mut cmd = ringwatch_command();
+    cmd.env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
         .env("RINGWATCH__HTTP__LISTEN", "127.0.0.1:0")
         .env("RINGWATCH__LOG__FORMAT", "json")
         .env("RINGWATCH__LOG__LEVEL", "info")
@@ -198,8 +214,7 @@ pub fn free_port() -> u16 {
 /// Run `ringwatch simulate` against `d` (unpaced, event time; `--metrics-url`
 /// points at `d` for `--verify`); returns success and stdout+stderr.
 pub fn simulate(d: &Daemon, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwatch"))
-        .env_clear()
+    let out = ringwatch_command()
         .env("RINGWATCH__RULES__CLOCK", "event")
         .arg("simulate")
         .arg("--url")
@@ -287,10 +302,13 @@ pub fn scenario(name: &str) -> Scenario {
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
-    let mut env = vec![(
-        "RINGWATCH__RULES__CLOCK".to_string(),
-        expected["clock"].as_str().unwrap_or("wall").to_string(),
-    )];
+    // The stories are stamped on fixed dates: on the wall clock they would
+    // be days old (calls evicted, promises missed) on any day but theirs.
+    assert_eq!(
+        expected["clock"], "event",
+        "golden scenario {name} must say \"clock\": \"event\""
+    );
+    let mut env = vec![("RINGWATCH__RULES__CLOCK".to_string(), "event".to_string())];
     if let Some(cfg) = expected["config"].as_object() {
         for (k, v) in cfg {
             env.push((
@@ -349,6 +367,15 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("the clock is after 1970")
         .as_millis() as i64
+}
+
+/// A `call.offered` for `call_id` on queue `q`, stamped now: the valid event
+/// of tests on the wall clock that need one but not a particular time.
+pub fn offer_now(call_id: &str) -> String {
+    format!(
+        r#"{{"type":"call.offered","ts":{},"call_id":"{call_id}","queue":"q"}}"#,
+        now_ms()
+    )
 }
 
 /// An RFC 3339 timestamp (UTC, milliseconds) for `ms` since the epoch.
