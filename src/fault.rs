@@ -17,14 +17,17 @@ pub enum Point {
     JournalWrite,
     /// A journal fsync fails (EIO).
     JournalSync,
+    /// The journal's writer thread panics on a write.
+    WriterPanic,
 }
 
 impl Point {
     #[cfg(debug_assertions)]
-    const ALL: [Point; 3] = [
+    const ALL: [Point; 4] = [
         Point::PipelinePanic,
         Point::JournalWrite,
         Point::JournalSync,
+        Point::WriterPanic,
     ];
 
     #[cfg(debug_assertions)]
@@ -33,6 +36,7 @@ impl Point {
             Point::PipelinePanic => "pipeline_panic",
             Point::JournalWrite => "journal_write",
             Point::JournalSync => "journal_sync",
+            Point::WriterPanic => "writer_panic",
         }
     }
 }
@@ -59,7 +63,7 @@ mod imp {
     struct Plan {
         /// Per point: the inclusive hit ranges that fail.
         ranges: Vec<(Point, u64, u64)>,
-        counts: [AtomicU64; 3],
+        counts: [AtomicU64; 4],
     }
 
     fn plan() -> &'static Plan {

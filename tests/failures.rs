@@ -236,3 +236,23 @@ async fn shutdown_cancels_an_alertmanager_post_in_flight() {
     assert!(!logs.contains("task aborted"), "{logs}");
     assert!(logs.contains("ringwatch stopped"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_journal_writer_panic_is_fatal_too() {
+    let data = tempfile::tempdir().unwrap();
+    let mut d = start_in(
+        data.path(),
+        &[EVENT_CLOCK, ("RINGWATCH_FAULT", "writer_panic@2")],
+    );
+    let mut ws = d.connect().await;
+    assert_eq!(send(&mut ws, &offers(0, 1)).await["accepted"], 1);
+    refused(&d, &offers(1, 1)).await;
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(70));
+    let logs = d.log_lines().join("\n");
+    assert!(
+        logs.contains("the journal writer thread panicked"),
+        "{logs}"
+    );
+    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    assert_eq!(offered(&d).await, 1.0);
+}

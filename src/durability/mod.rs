@@ -350,8 +350,18 @@ impl Journal {
     /// may the pipeline apply them.
     pub async fn write(&self, bytes: Vec<u8>) -> Result<(), JournalFailed> {
         let (done, rx) = oneshot::channel();
-        self.thread.send(Job::Write { bytes, done }).await?;
-        rx.await.unwrap_or(Err(JournalFailed))
+        let answer = match self.thread.send(Job::Write { bytes, done }).await {
+            Ok(()) => rx.await.ok(),
+            Err(JournalFailed) => None,
+        };
+        answer.unwrap_or_else(|| {
+            // The writer thread is gone without answering: it panicked.
+            self.health.fail(Fatal::Panicked {
+                task: "journal writer thread",
+                message: "it stopped without answering a write".into(),
+            });
+            Err(JournalFailed)
+        })
     }
 
     /// Snapshot `engine` and `store`: the writer thread moves to a new

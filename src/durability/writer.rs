@@ -148,6 +148,9 @@ impl WriterThread {
     fn job(&mut self, job: Job, waiting: &mut Vec<oneshot::Sender<Result<(), JournalFailed>>>) {
         match job {
             Job::Write { bytes, done } => {
+                if fault::hit(Point::WriterPanic) {
+                    panic!("fault injection: writer_panic");
+                }
                 let written = self.write(&bytes);
                 match (written, self.fsync) {
                     (Ok(()), Fsync::Batch) => waiting.push(done),
