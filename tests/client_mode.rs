@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{scenario, Daemon, Samples};
+use common::{scenario, Endpoints, Process, Samples};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -112,7 +112,7 @@ fn sum(acks: &[serde_json::Value], key: &str) -> u64 {
 }
 
 /// Scrape until `selector` is at least `min` (a counter still climbing).
-async fn at_least(d: &Daemon, selector: &str, min: f64) -> f64 {
+async fn at_least(d: &Endpoints, selector: &str, min: f64) -> f64 {
     let mut got = None;
     for _ in 0..250 {
         got = d.metrics().await.get(selector);
@@ -145,12 +145,14 @@ fn source_env(url: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-fn start(env: &[(String, String)]) -> Daemon {
+/// The binary: every test here reads what the daemon logged about its
+/// sources (and the shutdown one sends SIGTERM).
+fn start(env: &[(String, String)]) -> Process {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    common::start(&env)
+    common::start_process(&env)
 }
 
-fn log_json(d: &Daemon) -> Vec<serde_json::Value> {
+fn log_json(d: &Process) -> Vec<serde_json::Value> {
     d.log_lines()
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())

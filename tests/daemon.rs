@@ -1,12 +1,13 @@
 //! The daemon as an SRE runs it: health endpoints, exposition validity
 //! (promtool), labels and cardinality, configuration errors, logs, shutdown.
+//! In-process but for exit codes, log text and signals (the binary there).
 
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::{now_ms, rfc3339, scenario, send, start};
+use common::{now_ms, rfc3339, scenario, send, start, start_process};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -218,7 +219,7 @@ fn bad_configuration_exits_64_naming_the_key() {
 
 #[tokio::test]
 async fn no_personal_data_in_logs_even_at_debug() {
-    let d = start(&[
+    let d = start_process(&[
         ("RINGWATCH__LOG__LEVEL", "debug"),
         ("RINGWATCH__RULES__CLOCK", "event"),
     ]);
@@ -243,7 +244,7 @@ async fn no_personal_data_in_logs_even_at_debug() {
 
 #[tokio::test]
 async fn sigterm_drains_connections_and_exits_cleanly() {
-    let mut d = start(&[("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "5")]);
+    let mut d = start_process(&[("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "5")]);
     let mut ws = d.connect().await;
     assert_eq!(
         send(&mut ws, r#"{"type":"clock","ts":1}"#).await["accepted"],
@@ -270,7 +271,7 @@ async fn sigterm_drains_connections_and_exits_cleanly() {
 #[tokio::test]
 async fn shutdown_respects_the_drain_deadline() {
     // A client that never answers the close handshake cannot hold the daemon.
-    let mut d = start(&[("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "1")]);
+    let mut d = start_process(&[("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "1")]);
     let _silent = d.connect().await;
     let started = std::time::Instant::now();
     let status = d.terminate(Duration::from_secs(5));
@@ -330,7 +331,8 @@ async fn per_agent_series_only_when_enabled_and_capped() {
 
 #[tokio::test]
 async fn capacity_rejections_are_counted_and_logged_once_per_interval() {
-    let d = start(&[
+    // The process: the test reads its warning lines.
+    let d = start_process(&[
         ("RINGWATCH__RULES__MAX_CALLS", "2"),
         ("RINGWATCH__RULES__MAX_PROMISES", "1"),
     ]);

@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{send, start, Daemon, Samples};
+use common::{send, start, InProcess, Samples};
 use futures_util::future::join_all;
 
 const QUEUES: usize = 50;
@@ -28,7 +28,7 @@ fn offers() -> String {
     format!("[{}]", events.join(","))
 }
 
-async fn scrape(client: &reqwest::Client, d: &Daemon) -> Samples {
+async fn scrape(client: &reqwest::Client, d: &InProcess) -> Samples {
     let resp = client.get(d.url("/metrics")).send().await.expect("GET");
     assert_eq!(resp.status().as_u16(), 200);
     Samples::parse(&resp.text().await.unwrap()).expect("valid exposition")

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{close_frame, send, start_in, Daemon};
+use common::{close_frame, send, start_process, start_process_in, Process};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -30,20 +30,20 @@ fn offers(from: usize, n: usize) -> String {
     format!("[{}]", events.join(","))
 }
 
-async fn offered(d: &Daemon) -> f64 {
+async fn offered(d: &Process) -> f64 {
     d.metrics()
         .await
         .get(r#"ringwatch_calls_offered_total{queue="q"}"#)
         .unwrap_or(0.0)
 }
 
-async fn readyz(d: &Daemon) -> (u16, String) {
+async fn readyz(d: &Process) -> (u16, String) {
     d.get("/readyz").await
 }
 
 /// Send a frame whose journal write or fsync fails: the connection is
 /// closed with 1011 and no acknowledgement comes.
-async fn refused(d: &Daemon, frame: &str) {
+async fn refused(d: &Process, frame: &str) {
     let mut ws = d.connect().await;
     ws.send(Message::text(frame)).await.unwrap();
     let (code, reason) = close_frame(&mut ws).await;
@@ -53,7 +53,7 @@ async fn refused(d: &Daemon, frame: &str) {
 #[tokio::test]
 async fn a_pipeline_panic_turns_readyz_503_and_exits_non_zero() {
     let data = tempfile::tempdir().unwrap();
-    let mut d = start_in(
+    let mut d = start_process_in(
         data.path(),
         &[
             EVENT_CLOCK,
@@ -80,7 +80,7 @@ async fn a_pipeline_panic_turns_readyz_503_and_exits_non_zero() {
     // frame the pipeline died on was journaled before it was applied, so it
     // is replayed too: its sender never got an ack and resends it, and the
     // event ids make the resend duplicates.
-    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    let d = start_process_in(data.path(), &[EVENT_CLOCK]);
     assert_eq!(offered(&d).await, 5.0);
     let mut ws = d.connect().await;
     let ack = send(&mut ws, &offers(3, 2)).await;
@@ -92,7 +92,7 @@ async fn a_pipeline_panic_turns_readyz_503_and_exits_non_zero() {
 
 /// Poll `/readyz` until it answers `want` (the daemon's state changes on
 /// another thread); panics after 10 s.
-async fn readyz_until(d: &Daemon, want: u16) -> (u16, String) {
+async fn readyz_until(d: &Process, want: u16) -> (u16, String) {
     for _ in 0..500 {
         let got = readyz(d).await;
         if got.0 == want {
@@ -106,7 +106,7 @@ async fn readyz_until(d: &Daemon, want: u16) -> (u16, String) {
 #[tokio::test]
 async fn a_failed_fsync_stops_acknowledgements_and_exits_non_zero() {
     let data = tempfile::tempdir().unwrap();
-    let mut d = start_in(
+    let mut d = start_process_in(
         data.path(),
         &[
             EVENT_CLOCK,
@@ -136,7 +136,7 @@ async fn a_failed_fsync_stops_acknowledgements_and_exits_non_zero() {
     assert!(logs.contains("journal fsync failed"), "{logs}");
     assert!(!logs.contains("final snapshot written"), "{logs}");
     // The next start recovers from what is on disk: exactly the acks.
-    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    let d = start_process_in(data.path(), &[EVENT_CLOCK]);
     assert_eq!(offered(&d).await, 4.0);
     assert_eq!(readyz(&d).await.0, 200);
 }
@@ -144,7 +144,7 @@ async fn a_failed_fsync_stops_acknowledgements_and_exits_non_zero() {
 #[tokio::test]
 async fn a_failed_write_refuses_the_frame_applies_nothing_and_recovers() {
     let data = tempfile::tempdir().unwrap();
-    let mut d = start_in(
+    let mut d = start_process_in(
         data.path(),
         &[
             EVENT_CLOCK,
@@ -173,14 +173,14 @@ async fn a_failed_write_refuses_the_frame_applies_nothing_and_recovers() {
         .get(r#"ringwatch_journal_errors_total{op="write"}"#);
     assert_eq!(errors, Some(2.0));
     assert_eq!(d.terminate(Duration::from_secs(10)).code(), Some(0));
-    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    let d = start_process_in(data.path(), &[EVENT_CLOCK]);
     assert_eq!(offered(&d).await, 52.0);
 }
 
 #[tokio::test]
 async fn a_forced_drain_still_writes_the_final_snapshot() {
     let data = tempfile::tempdir().unwrap();
-    let mut d = start_in(
+    let mut d = start_process_in(
         data.path(),
         &[EVENT_CLOCK, ("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "1")],
     );
@@ -194,7 +194,7 @@ async fn a_forced_drain_still_writes_the_final_snapshot() {
     assert!(logs.contains("forcing"), "{logs}");
     assert!(logs.contains("final snapshot written"), "{logs}");
     // The next start loads that snapshot and has nothing to replay.
-    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    let d = start_process_in(data.path(), &[EVENT_CLOCK]);
     let m = d.metrics().await;
     assert_eq!(m.get("ringwatch_recovery_replayed_records"), Some(0.0));
     assert_eq!(
@@ -216,7 +216,7 @@ async fn shutdown_cancels_an_alertmanager_post_in_flight() {
         std::future::pending::<()>().await;
         drop(conn);
     });
-    let mut d = common::start(&[
+    let mut d = start_process(&[
         ("RINGWATCH__ALERTS__ALERTMANAGER_URL", url.as_str()),
         ("RINGWATCH__ALERTS__INTERVAL", "0.1"),
         ("RINGWATCH__ALERTS__TIMEOUT", "60"),
@@ -240,7 +240,7 @@ async fn shutdown_cancels_an_alertmanager_post_in_flight() {
 #[tokio::test]
 async fn a_journal_writer_panic_is_fatal_too() {
     let data = tempfile::tempdir().unwrap();
-    let mut d = start_in(
+    let mut d = start_process_in(
         data.path(),
         &[EVENT_CLOCK, ("RINGWATCH_FAULT", "writer_panic@2")],
     );
@@ -253,6 +253,6 @@ async fn a_journal_writer_panic_is_fatal_too() {
         logs.contains("the journal writer thread panicked"),
         "{logs}"
     );
-    let d = start_in(data.path(), &[EVENT_CLOCK]);
+    let d = start_process_in(data.path(), &[EVENT_CLOCK]);
     assert_eq!(offered(&d).await, 1.0);
 }

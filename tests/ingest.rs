@@ -5,8 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{close_frame, offer_now, send, start};
+use common::{close_frame, offer_now, send, start, start_here};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -196,4 +198,50 @@ async fn connection_gauge_follows_open_connections() {
             .value("ringwatch_ingest_connections_opened_total"),
         2.0
     );
+}
+
+/// A peer that opens TCP and never finishes the upgrade is cut off at
+/// `ingest.handshake_timeout` and counted; one that upgraded stays. On the
+/// paused clock (the daemon runs on the test's runtime) five minutes of
+/// timeout pass in no real time: the runtime, once idle, moves the clock to
+/// the next timer (the pipeline's tick, pings, the handshake deadline).
+#[tokio::test(start_paused = true)]
+async fn a_stalled_upgrade_is_cut_off_at_the_handshake_timeout() {
+    let d = start_here(&[
+        ("RINGWATCH__INGEST__HANDSHAKE_TIMEOUT", "300"),
+        ("RINGWATCH__RULES__CLOCK", "event"),
+        // In memory: the journal's fsync thread is no task of the runtime,
+        // and the paused clock would not wait for it.
+        ("RINGWATCH__DURABILITY__DIR", ""),
+    ])
+    .await;
+    let mut upgraded = d.connect().await;
+    let t0 = tokio::time::Instant::now();
+    let mut silent = TcpStream::connect(d.ingest).await.unwrap();
+    let mut halfway = TcpStream::connect(d.ingest).await.unwrap();
+    halfway
+        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    // Not a moment early...
+    let early = tokio::time::timeout(Duration::from_secs(299), silent.read(&mut buf)).await;
+    assert!(early.is_err(), "closed before the timeout: {early:?}");
+    // ...and then closed without a word (no HTTP answer, no close frame).
+    assert_eq!(silent.read(&mut buf).await.unwrap(), 0);
+    assert_eq!(halfway.read(&mut buf).await.unwrap(), 0);
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(300) && waited < Duration::from_secs(301),
+        "cut off after {waited:?} of paused time"
+    );
+    let m = d.metrics().await;
+    assert_eq!(
+        m.value(r#"ringwatch_ingest_protocol_errors_total{kind="handshake"}"#),
+        2.0
+    );
+    assert_eq!(m.value("ringwatch_ingest_connections_opened_total"), 1.0);
+    assert_eq!(m.value("ringwatch_ingest_connections"), 1.0);
+    // The upgraded connection is untouched by the handshake deadline.
+    assert_eq!(send(&mut upgraded, OFFER).await["accepted"], 1);
 }

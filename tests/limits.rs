@@ -1,11 +1,12 @@
 //! Ingest limits against the real binary: the connection cap (taken at
 //! accept: an over-cap upgrade is answered 503 without being upgraded,
 //! counted, warned about once per interval) and the per-connection event
-//! rate, which slows a sender down without costing it a single event.
+//! rate, which slows a sender down without costing it a single event. Both
+//! read the daemon's warning lines, so they run the binary.
 
 mod common;
 
-use common::{send, start};
+use common::{send, start_process};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::http::header::RETRY_AFTER;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -13,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn connections_over_the_cap_are_answered_503_without_an_upgrade() {
-    let d = start(&[("RINGWATCH__INGEST__MAX_CONNECTIONS", "2")]);
+    let d = start_process(&[("RINGWATCH__INGEST__MAX_CONNECTIONS", "2")]);
     let mut a = d.connect().await;
     let mut b = d.connect().await;
     // Both upgrades are surely done once each has an ack.
@@ -68,7 +69,7 @@ async fn connections_over_the_cap_are_answered_503_without_an_upgrade() {
 /// second each), and still gets every event acknowledged and counted.
 #[tokio::test]
 async fn a_burst_over_the_rate_is_slowed_down_never_dropped() {
-    let d = start(&[
+    let d = start_process(&[
         ("RINGWATCH__RULES__CLOCK", "event"),
         ("RINGWATCH__INGEST__MAX_EVENTS_PER_SECOND", "20"),
         ("RINGWATCH__INGEST__EVENTS_BURST", "20"),

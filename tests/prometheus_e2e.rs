@@ -269,7 +269,7 @@ impl Prometheus {
 
     /// Wait until Prometheus has scraped `d` after everything sent to it so
     /// far (its frame counter matches /metrics), then for one more scrape.
-    async fn wait_scraped(&self, d: &common::Daemon) {
+    async fn wait_scraped(&self, d: &common::Endpoints) {
         let want = d.metrics().await.value("ringwatch_ingest_frames_total");
         let q = format!("ringwatch_ingest_frames_total{{instance=\"{}\"}}", d.http);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -401,13 +401,13 @@ fn sample_value(s: &Value) -> f64 {
 
 /// `ringwatch simulate` against `d`; panics with its output unless every
 /// event was accepted.
-fn simulate(d: &common::Daemon, args: &[&str]) {
+fn simulate(d: &common::Endpoints, args: &[&str]) {
     let (ok, out) = common::simulate(d, args);
     assert!(ok, "ringwatch simulate {args:?} failed:\n{out}");
 }
 
 /// The monitor's clock of `d`, in Unix milliseconds.
-async fn clock_ms(d: &common::Daemon) -> i64 {
+async fn clock_ms(d: &common::Endpoints) -> i64 {
     (d.metrics().await.value("ringwatch_clock_seconds") * 1000.0).round() as i64
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use common::{start, Daemon, Samples};
+use common::{start, Endpoints, Samples};
 use futures_util::{SinkExt, StreamExt};
 use ringwatch::sim::model::Model;
 use ringwatch::sim::send::{send, Pace};
@@ -109,7 +109,7 @@ struct Tally {
 /// The sender of docs/events.md ("Resending after a reconnect"): keep each
 /// frame until its ack, resend every unacknowledged one on the next
 /// connection, in order, before anything new.
-async fn resending_sender(d: &Daemon, frames: &[String], plan: &[Drop]) -> Tally {
+async fn resending_sender(d: &Endpoints, frames: &[String], plan: &[Drop]) -> Tally {
     let mut t = Tally::default();
     let mut first_unacked = 0;
     let mut plan = plan.iter().copied();

@@ -1,8 +1,9 @@
-//! Who may connect, and over what, against the real binary: per-source
+//! Who may connect, and over what, against the daemon: per-source
 //! bearer tokens on ingest (401s, revocation by SIGHUP reload), a separate
 //! token file for /metrics with the probes left open, TLS on both listeners
 //! with certificate reload, tokens kept out of the logs, and wire strings
-//! bounded and escaped before they reach the exposition.
+//! bounded and escaped before they reach the exposition. Reloads (SIGHUP)
+//! and what reaches the logs are tested on the binary, the rest in-process.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{close_frame, now_ms, offer_now, send, start, Daemon, Samples, Ws};
+use common::{close_frame, now_ms, offer_now, send, start, start_process, Endpoints, Samples, Ws};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -57,7 +58,7 @@ impl Drop for Dir {
 }
 
 /// Open an ingest connection, with `Authorization: Bearer <token>` when given.
-async fn connect(d: &Daemon, token: Option<&str>) -> Result<Ws, WsError> {
+async fn connect(d: &Endpoints, token: Option<&str>) -> Result<Ws, WsError> {
     let mut req = format!("ws://{}/v1/events", d.ingest)
         .into_client_request()
         .unwrap();
@@ -85,7 +86,7 @@ fn refused(result: Result<Ws, WsError>) -> (u16, String) {
     }
 }
 
-async fn scrape_with(d: &Daemon, token: Option<&str>) -> (u16, String, String) {
+async fn scrape_with(d: &Endpoints, token: Option<&str>) -> (u16, String, String) {
     let mut req = reqwest::Client::new().get(d.url("/metrics"));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -104,7 +105,7 @@ async fn scrape_with(d: &Daemon, token: Option<&str>) -> (u16, String, String) {
 }
 
 /// Scrape (with the scraper's token) until `selector` equals `want`.
-async fn eventually_with(d: &Daemon, token: Option<&str>, selector: &str, want: f64) {
+async fn eventually_with(d: &Endpoints, token: Option<&str>, selector: &str, want: f64) {
     let mut got = None;
     for _ in 0..250 {
         let (status, _, body) = scrape_with(d, token).await;
@@ -189,7 +190,7 @@ async fn ingest_requires_a_valid_token_and_knows_the_source() {
 async fn one_source_is_revoked_by_editing_the_file_and_sending_sighup() {
     let dir = Dir::new("revoke");
     let tokens = dir.write("tokens", &format!("pbx {PBX}\nacd {ACD}\n"));
-    let d = start(&[
+    let d = start_process(&[
         ("RINGWATCH__INGEST__TOKENS_FILE", &tokens),
         ("RINGWATCH__RULES__CLOCK", "event"),
     ]);
@@ -264,7 +265,7 @@ async fn secrets_stay_out_of_logs(level: &str) {
     let tokens = dir.write("tokens", &format!("pbx {PBX}\n"));
     let scrapers = dir.write("scrapers", &format!("prometheus {SCRAPER}\n"));
     let wrong = "wrong-token-5e6f7a8b9c0d1e2f3a4b";
-    let d = start(&[
+    let d = start_process(&[
         ("RINGWATCH__LOG__LEVEL", level),
         ("RINGWATCH__INGEST__TOKENS_FILE", &tokens),
         ("RINGWATCH__HTTP__METRICS_TOKENS_FILE", &scrapers),
@@ -430,7 +431,7 @@ async fn https_get(
     Ok((status, String::from_utf8(body.to_vec()).unwrap()))
 }
 
-async fn tls_samples(d: &Daemon, tls: Arc<ClientConfig>) -> Samples {
+async fn tls_samples(d: &Endpoints, tls: Arc<ClientConfig>) -> Samples {
     let (status, body) = https_get(d.http, tls, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     Samples::parse(&body).unwrap()
@@ -447,16 +448,15 @@ fn tls_env(dir: &Dir, pki: &Pki) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn start_owned(env: &[(&'static str, String)]) -> Daemon {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    start(&env)
+fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 #[tokio::test]
 async fn both_listeners_speak_tls() {
     let dir = Dir::new("tls");
     let certs = pki();
-    let d = start_owned(&tls_env(&dir, &certs));
+    let d = start(&borrowed(&tls_env(&dir, &certs)));
     let tls = trusting(&certs.ca);
 
     let mut ws = connect_wss(d.ingest, Arc::clone(&tls)).await.expect("wss");
@@ -508,7 +508,7 @@ async fn certificates_are_reloaded_on_sighup_and_a_bad_pair_is_refused() {
     let dir = Dir::new("tls-reload");
     let first = pki();
     let env = tls_env(&dir, &first);
-    let d = start_owned(&env);
+    let d = start_process(&borrowed(&env));
     let old_ca = trusting(&first.ca);
     let mut kept = connect_wss(d.ingest, Arc::clone(&old_ca)).await.unwrap();
 
@@ -566,7 +566,7 @@ async fn certificates_are_reloaded_on_sighup_and_a_bad_pair_is_refused() {
 
 #[tokio::test]
 async fn startup_warns_about_open_or_clear_text_listeners_beyond_loopback() {
-    let d = start(&[("RINGWATCH__INGEST__LISTEN", "0.0.0.0:0")]);
+    let d = start_process(&[("RINGWATCH__INGEST__LISTEN", "0.0.0.0:0")]);
     let logs = d.log_lines().join("\n");
     assert!(
         logs.contains("ingest listens beyond loopback without tokens"),
@@ -575,7 +575,7 @@ async fn startup_warns_about_open_or_clear_text_listeners_beyond_loopback() {
 
     let dir = Dir::new("warn");
     let tokens = dir.write("tokens", &format!("pbx {PBX}\n"));
-    let d = start(&[
+    let d = start_process(&[
         ("RINGWATCH__INGEST__LISTEN", "0.0.0.0:0"),
         ("RINGWATCH__INGEST__TOKENS_FILE", &tokens),
     ]);
@@ -587,7 +587,7 @@ async fn startup_warns_about_open_or_clear_text_listeners_beyond_loopback() {
     );
 
     // On loopback (the default) neither warning.
-    let d = start(&[]);
+    let d = start_process(&[]);
     let logs = d.log_lines().join("\n");
     assert!(
         !logs.contains("beyond loopback") && !logs.contains("clear text"),
@@ -686,7 +686,7 @@ async fn over_the_cap_a_tls_client_gets_no_handshake() {
     let certs = pki();
     let mut env = tls_env(&dir, &certs);
     env.push(("RINGWATCH__INGEST__MAX_CONNECTIONS", "1".to_string()));
-    let d = start_owned(&env);
+    let d = start(&borrowed(&env));
     let tls = trusting(&certs.ca);
 
     let mut inside = connect_wss(d.ingest, Arc::clone(&tls)).await.expect("wss");

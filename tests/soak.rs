@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use common::{Daemon, Samples};
+use common::{Process, Samples};
 use ringwatch::clock::wall_now;
 use ringwatch::event::Millis;
 use ringwatch::sim::model::{Model, QueueSpec};
@@ -671,7 +671,7 @@ struct Sample {
     upgrades: u64,
 }
 
-fn panicked(d: &Daemon) -> Vec<String> {
+fn panicked(d: &Process) -> Vec<String> {
     d.log_lines()
         .into_iter()
         .filter(|l| l.contains("panicked"))
@@ -695,7 +695,7 @@ async fn soak() {
         MAX_FRAME_BYTES.to_string(),
     );
     let expiry = CALLBACK_EXPIRY_SECS.to_string();
-    let mut d = common::start(&[
+    let mut d = common::start_process(&[
         ("RINGWATCH__RULES__DEDUP_MAX_IDS", &dedup),
         ("RINGWATCH__RULES__MAX_CALLS", &calls),
         ("RINGWATCH__RULES__MAX_PROMISES", &promises),

@@ -1,13 +1,16 @@
-//! Test harness: starts the real `ringwatch` binary on port 0, connects a real
-//! WebSocket client, and scrapes and parses `/metrics`.
+//! Test harness: a daemon on port 0 (in-process through
+//! `ringwatch::daemon::start` by default, see `in_process.rs`, or the real
+//! binary where the process is the point, see `process.rs`), real WebSocket
+//! clients, `/metrics` scraped and parsed, and the golden scenarios.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::io::{BufRead, BufReader};
+mod in_process;
+mod process;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -15,117 +18,24 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+// Each test binary imports what it uses.
+#[allow(unused_imports)]
+pub use in_process::{start, start_here, start_in, InProcess};
+#[allow(unused_imports)]
+pub use process::{start_process, start_process_in, Process};
 pub use ringwatch::sim::scrape::Samples;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub struct Daemon {
-    child: Child,
+/// Where a daemon listens, and what a client does with that: both kinds of
+/// daemon dereference to this, so helpers take `&Endpoints` and serve both.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoints {
     pub ingest: SocketAddr,
     pub http: SocketAddr,
-    /// Every log line the daemon wrote so far (JSON).
-    pub logs: Arc<Mutex<Vec<String>>>,
-    /// The daemon's own data directory, removed when the test ends.
-    _data: Option<tempfile::TempDir>,
 }
 
-/// Start the daemon with `RINGWATCH__...` overrides (port 0 on loopback, JSON
-/// logs and a fresh data directory are added), and wait until it logged both
-/// listening addresses.
-pub fn start(env: &[(&str, &str)]) -> Daemon {
-    if env.iter().any(|(k, _)| *k == "RINGWATCH__DURABILITY__DIR") {
-        return spawn(env, None);
-    }
-    let data = tempfile::Builder::new()
-        .prefix("ringwatch-test-")
-        .tempdir()
-        .expect("temporary data directory");
-    let dir = data.path().to_str().unwrap().to_string();
-    let mut with_dir = env.to_vec();
-    with_dir.push(("RINGWATCH__DURABILITY__DIR", &dir));
-    spawn(&with_dir, Some(data))
-}
-
-/// Start the daemon on the data directory `dir` (kept after the test:
-/// restart tests start several daemons on one directory).
-pub fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
-    let dir = dir.to_str().unwrap();
-    let mut with_dir = env.to_vec();
-    with_dir.push(("RINGWATCH__DURABILITY__DIR", dir));
-    spawn(&with_dir, None)
-}
-
-/// The `ringwatch` binary with an empty environment but for libfaketime's
-/// variables: `scripts/faketime-tests.sh` runs the tests a year ahead, and
-/// the daemons they start must live in that year too, not in today's.
-pub fn ringwatch_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwatch"));
-    cmd.env_clear();
-    for (k, v) in std::env::vars_os() {
-        let keep = k
-            .to_str()
-            .is_some_and(|k| k == "LD_PRELOAD" || k.starts_with("FAKETIME"));
-        if keep {
-            cmd.env(k, v);
-        }
-    }
-    cmd
-}
-
-fn spawn(env: &[(&str, &str)], data: Option<tempfile::TempDir>) -> Daemon {
-    let mut cmd = ringwatch_command();
-    cmd.env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
-        .env("RINGWATCH__HTTP__LISTEN", "127.0.0.1:0")
-        .env("RINGWATCH__LOG__FORMAT", "json")
-        .env("RINGWATCH__LOG__LEVEL", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn ringwatch");
-    let stderr = child.stderr.take().unwrap();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = Arc::clone(&logs);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line.clone());
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let (mut ingest, mut http) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ingest.is_none() || http.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("daemon did not start; logs: {:?}", logs.lock().unwrap()));
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        let addr = v["addr"].as_str().map(|a| a.parse::<SocketAddr>().unwrap());
-        match v["message"].as_str() {
-            Some("ingest listening") => ingest = addr,
-            Some("http listening") => http = addr,
-            _ => {}
-        }
-    }
-    Daemon {
-        child,
-        ingest: ingest.unwrap(),
-        http: http.unwrap(),
-        logs,
-        _data: data,
-    }
-}
-
-impl Daemon {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
+impl Endpoints {
     pub async fn connect(&self) -> Ws {
         let url = format!("ws://{}/v1/events", self.ingest);
         let (ws, _) = tokio_tungstenite::connect_async(url)
@@ -151,7 +61,7 @@ impl Daemon {
     }
 
     /// Scrape until `selector` equals `want` (for figures that settle after
-    /// a close handshake); panics with the last value after 5 s.
+    /// a close handshake); panics with the last value after 250 tries.
     pub async fn eventually(&self, selector: &str, want: f64) {
         let mut got = None;
         for _ in 0..250 {
@@ -167,38 +77,60 @@ impl Daemon {
     pub async fn metrics(&self) -> Samples {
         Samples::parse(&self.metrics_text().await).expect("valid exposition")
     }
-
-    /// Send SIGTERM and wait for the exit status (panics after `within`).
-    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        signal(self.child.id(), "TERM");
-        self.wait_exit(within)
-    }
-
-    /// Wait for the process to exit (panics after `within`).
-    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not stop within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn log_lines(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
-    }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The environment every test daemon gets before the test's own overrides:
+/// loopback port 0 for both listeners.
+fn base_env() -> Vec<(String, String)> {
+    vec![
+        ("RINGWATCH__INGEST__LISTEN".into(), "127.0.0.1:0".into()),
+        ("RINGWATCH__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
+    ]
+}
+
+/// A fresh data directory unless `env` names one (restart tests bring
+/// theirs, to start several daemons on it).
+fn data_dir(env: &[(&str, &str)]) -> Option<tempfile::TempDir> {
+    if env.iter().any(|(k, _)| *k == "RINGWATCH__DURABILITY__DIR") {
+        return None;
     }
+    Some(
+        tempfile::Builder::new()
+            .prefix("ringwatch-test-")
+            .tempdir()
+            .expect("temporary data directory"),
+    )
+}
+
+/// `base_env`, then the data directory, then the test's overrides (later
+/// entries win).
+fn full_env(env: &[(&str, &str)], data: Option<&tempfile::TempDir>) -> Vec<(String, String)> {
+    let mut all = base_env();
+    if let Some(d) = data {
+        all.push((
+            "RINGWATCH__DURABILITY__DIR".into(),
+            d.path().to_str().unwrap().into(),
+        ));
+    }
+    all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    all
+}
+
+/// The `ringwatch` binary with an empty environment but for libfaketime's
+/// variables: `scripts/faketime-tests.sh` runs the tests a year ahead, and
+/// the daemons they start must live in that year too, not in today's.
+pub fn ringwatch_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringwatch"));
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let keep = k
+            .to_str()
+            .is_some_and(|k| k == "LD_PRELOAD" || k.starts_with("FAKETIME"));
+        if keep {
+            cmd.env(k, v);
+        }
+    }
+    cmd
 }
 
 /// A free loopback port (bound and released: there is a short race until
@@ -213,7 +145,7 @@ pub fn free_port() -> u16 {
 
 /// Run `ringwatch simulate` against `d` (unpaced, event time; `--metrics-url`
 /// points at `d` for `--verify`); returns success and stdout+stderr.
-pub fn simulate(d: &Daemon, args: &[&str]) -> (bool, String) {
+pub fn simulate(d: &Endpoints, args: &[&str]) -> (bool, String) {
     let out = ringwatch_command()
         .env("RINGWATCH__RULES__CLOCK", "event")
         .arg("simulate")
@@ -332,13 +264,16 @@ pub fn scenario(name: &str) -> Scenario {
 }
 
 impl Scenario {
-    pub fn start(&self) -> Daemon {
-        let env: Vec<(&str, &str)> = self
-            .env
+    /// The scenario's overrides, as `start` takes them.
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        self.env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        start(&env)
+            .collect()
+    }
+
+    pub fn start(&self) -> InProcess {
+        start(&self.env())
     }
 
     /// Compare every expected sample exactly; report all differences at once.
