@@ -11,9 +11,9 @@ use ringwatch::event::{Event, Millis};
 use ringwatch::ingest::decode::decode_frame;
 use ringwatch::metrics::histogram::{Buckets, HdrWindow};
 use ringwatch::metrics::render::render;
-use ringwatch::metrics::self_metrics::SelfMetrics;
 use ringwatch::metrics::{Bounds, BucketConfig, EngineState, Store};
 use ringwatch::rules::{ClockMode, Engine, Measure, Observer, Settings};
+use ringwatch::telemetry::SelfMetrics;
 
 const BASE_TS: Millis = 1_795_424_400_000;
 

@@ -5,6 +5,8 @@
 //! with `endsAt` when the condition clears. Delivery failures are retried
 //! with backoff and counted; nothing here can hold up ingest.
 
+pub mod metrics;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +15,9 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
+use self::metrics::AlertMetrics;
 use crate::clock::wall_now;
 use crate::event::Millis;
-use crate::metrics::self_metrics::SelfMetrics;
 use crate::pipeline::{Alert, PipelineHandle};
 use crate::rules::AlertKind;
 
@@ -111,7 +113,7 @@ fn annotations(a: &Alert) -> BTreeMap<&'static str, String> {
 pub async fn run(
     settings: AlertSettings,
     pipeline: PipelineHandle,
-    metrics: Arc<SelfMetrics>,
+    metrics: Arc<AlertMetrics>,
     cancel: CancellationToken,
 ) {
     let client = match reqwest::Client::builder().timeout(settings.timeout).build() {

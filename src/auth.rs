@@ -6,6 +6,8 @@
 //! A token never leaves this module: not in errors, not in `Debug`, not in
 //! logs. Only the source's name does.
 
+pub mod metrics;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -19,10 +19,10 @@ use crate::health::{Fatal, Health};
 use crate::http::{self, HttpState};
 use crate::ingest::server;
 use crate::ingest::{self, client};
-use crate::metrics::self_metrics::SelfMetrics;
 use crate::metrics::Store;
 use crate::pipeline;
 use crate::rules::Engine;
+use crate::telemetry::SelfMetrics;
 use crate::tls::Tls;
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +101,7 @@ pub async fn start(
     let ingest_addr = ingest_listener.local_addr().expect("bound socket");
     let http_addr = http_listener.local_addr().expect("bound socket");
 
-    let metrics = Arc::new(SelfMetrics::new());
+    let metrics = SelfMetrics::new();
     let ingest_auth = Auth::new(auth::Listener::Ingest, files.ingest.tokens.as_ref());
     let http_auth = Auth::new(auth::Listener::Http, files.http.tokens.as_ref());
     let ingest_tls = files.ingest.tls.as_ref().map(Tls::new);
@@ -125,7 +125,7 @@ pub async fn start(
             ingest_tls: ingest_tls.clone(),
             http_tls: http_tls.clone(),
         },
-        Arc::clone(&metrics),
+        Arc::clone(&metrics.edge),
         shutdown.clone(),
     );
     let (pipeline, inbox) = pipeline::channel();
@@ -137,12 +137,14 @@ pub async fn start(
     let stop_http = CancellationToken::new();
     let app = http::router(HttpState {
         pipeline: pipeline.clone(),
-        metrics: Arc::clone(&metrics),
+        registry: metrics.registry.clone(),
+        scrape: Arc::clone(&metrics.scrape),
+        edge: Arc::clone(&metrics.edge),
         health: Arc::clone(&health),
         auth: http_auth,
     });
     let http_stop = stop_http.clone();
-    let http_metrics = Arc::clone(&metrics);
+    let http_metrics = Arc::clone(&metrics.edge);
     let http_task = critical("http server", &health, &root, async move {
         if let Err(e) = http::serve(http_listener, http_tls, app, http_metrics, http_stop).await {
             tracing::error!(error = %e, "http server failed");
@@ -151,7 +153,7 @@ pub async fn start(
 
     tracing::info!(addr = %http_addr, "http listening");
 
-    let disk = Arc::new(DiskMetrics::new(&metrics.registry));
+    let disk = Arc::clone(&metrics.disk);
     let (engine, store, journal) = recover(&cfg, data_dir, &disk, &health).await?;
     let force = CancellationToken::new();
     let pipeline_task = critical(
@@ -177,16 +179,18 @@ pub async fn start(
             ingest_listener,
             cfg.ingest.settings(ingest_auth.clone(), ingest_tls.clone()),
             pipeline.clone(),
-            Arc::clone(&metrics),
+            Arc::clone(&metrics.ingest),
+            Arc::clone(&metrics.edge),
             stop_ingest.clone(),
             connections.clone(),
         ),
     );
     // Client-mode sources stop with the ingest endpoint, on the same token.
-    let sources: Vec<Critical> = client::tasks(&files.sources, &pipeline, &metrics, &stop_ingest)
-        .into_iter()
-        .map(|source| critical("client-mode source", &health, &root, source))
-        .collect();
+    let sources: Vec<Critical> =
+        client::tasks(&files.sources, &pipeline, &metrics.ingest, &stop_ingest)
+            .into_iter()
+            .map(|source| critical("client-mode source", &health, &root, source))
+            .collect();
     let alerts_task = cfg.alerts.clone().map(|settings| {
         tracing::info!(url = %settings.alertmanager_url, "pushing alerts to Alertmanager");
         critical(
@@ -196,7 +200,7 @@ pub async fn start(
             crate::alerts::run(
                 settings,
                 pipeline.clone(),
-                Arc::clone(&metrics),
+                Arc::clone(&metrics.alerts),
                 root.clone(),
             ),
         )

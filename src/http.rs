@@ -6,6 +6,8 @@
 //! configured. Concurrent scrapes share one pipeline snapshot and its
 //! rendering, so fifty scrapers cost the pipeline what one does.
 
+pub mod metrics;
+
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
@@ -17,17 +19,22 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
+use self::metrics::ScrapeMetrics;
+use crate::auth::metrics::EdgeMetrics;
 use crate::auth::{Auth, Listener};
 use crate::health::Health;
 use crate::metrics::render;
-use crate::metrics::self_metrics::SelfMetrics;
 use crate::pipeline::PipelineHandle;
 use crate::tls::{Tls, TlsListener};
 
 #[derive(Clone)]
 pub struct HttpState {
     pub pipeline: PipelineHandle,
-    pub metrics: Arc<SelfMetrics>,
+    /// Every self-metric, rendered after the call-center families.
+    pub registry: prometheus::Registry,
+    pub scrape: Arc<ScrapeMetrics>,
+    /// Where `/metrics` counts its 401s.
+    pub edge: Arc<EdgeMetrics>,
     pub health: Arc<Health>,
     /// Who may scrape `/metrics`.
     pub auth: Auth,
@@ -36,7 +43,7 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     let scrapes = Arc::new(Scrapes {
         pipeline: state.pipeline.clone(),
-        metrics: Arc::clone(&state.metrics),
+        registry: state.registry.clone(),
         latest: Arc::new(Mutex::new(Latest::default())),
     });
     Router::new()
@@ -77,7 +84,7 @@ type Batch = Shared<BoxFuture<'static, Option<Bytes>>>;
 /// meanwhile shares the next.
 struct Scrapes {
     pipeline: PipelineHandle,
-    metrics: Arc<SelfMetrics>,
+    registry: prometheus::Registry,
     latest: Arc<Mutex<Latest>>,
 }
 
@@ -100,7 +107,7 @@ impl Scrapes {
         let previous = latest.batch.take();
         // Weak: the batch is kept in `Latest`, which must not keep itself.
         let shut = Arc::downgrade(&self.latest);
-        let (pipeline, metrics) = (self.pipeline.clone(), Arc::clone(&self.metrics));
+        let (pipeline, registry) = (self.pipeline.clone(), self.registry.clone());
         let batch = async move {
             if let Some(previous) = previous {
                 previous.await;
@@ -109,7 +116,7 @@ impl Scrapes {
             let snapshot = pipeline.snapshot().await.ok()?;
             // Text encoding happens here, off the pipeline task, so a large
             // scrape does not hold up ingest.
-            Some(Bytes::from(render::render(&snapshot, &metrics.registry)))
+            Some(Bytes::from(render::render(&snapshot, &registry)))
         }
         .boxed()
         .shared();
@@ -132,7 +139,7 @@ async fn metrics(
 ) -> Response {
     if let Err(f) = s.auth.check(&headers) {
         tracing::debug!(reason = f.as_str(), "/metrics refused: bearer token");
-        s.metrics.edge.auth_failure(Listener::Http, f);
+        s.edge.auth_failure(Listener::Http, f);
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, f.challenge())],
@@ -150,9 +157,9 @@ async fn metrics(
             .into_response();
     };
     if joined {
-        s.metrics.scrapes_coalesced.inc();
+        s.scrape.scrapes_coalesced.inc();
     }
-    s.metrics
+    s.scrape
         .scrape_duration
         .observe(started.elapsed().as_secs_f64());
     ([(header::CONTENT_TYPE, render::CONTENT_TYPE)], body).into_response()
@@ -179,7 +186,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Tls>,
     app: Router,
-    metrics: Arc<SelfMetrics>,
+    edge: Arc<EdgeMetrics>,
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let stopped = async move { stop.cancelled().await };
@@ -190,7 +197,7 @@ pub async fn serve(
                 .await
         }
         Some(tls) => {
-            let listener = TlsListener::new(listener, tls, TLS_HANDSHAKE_TIMEOUT, metrics)?;
+            let listener = TlsListener::new(listener, tls, TLS_HANDSHAKE_TIMEOUT, edge)?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(stopped)
                 .await

@@ -9,6 +9,8 @@
 //! [`config`], [`logging`] and [`shutdown`] serve the binary; [`auth`], [`tls`]
 //! and [`reload`] guard the two listeners. [`config`] depends on the modules
 //! it configures (it builds their settings types) and none of them on it.
+//! Each subsystem registers its own self-metrics in its `metrics` submodule;
+//! [`telemetry`] builds them all on one registry for the daemon.
 
 pub mod alerts;
 pub mod auth;
@@ -29,5 +31,6 @@ pub mod reload;
 pub mod rules;
 pub mod shutdown;
 pub mod sim;
+pub mod telemetry;
 pub mod tls;
 pub mod verdict;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::metrics::{EdgeMetrics, ReloadFile};
 use crate::auth::Auth;
-use crate::metrics::self_metrics::SelfMetrics;
 use crate::tls::Tls;
 
 /// Everything a SIGHUP re-reads.
@@ -23,7 +23,7 @@ pub struct Reloadable {
 /// Install the SIGHUP handler now (so a SIGHUP sent once the daemon is
 /// ready never kills it) and reload on every signal until `shutdown`.
 /// Reloads run one at a time: a SIGHUP during a reload is served after it.
-pub fn on_sighup(r: Reloadable, metrics: Arc<SelfMetrics>, shutdown: CancellationToken) {
+pub fn on_sighup(r: Reloadable, metrics: Arc<EdgeMetrics>, shutdown: CancellationToken) {
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -50,48 +50,49 @@ pub fn on_sighup(r: Reloadable, metrics: Arc<SelfMetrics>, shutdown: Cancellatio
 }
 
 /// Reload each configured file; returns how many failed.
-pub fn reload(r: &Reloadable, metrics: &SelfMetrics) -> usize {
+pub fn reload(r: &Reloadable, metrics: &EdgeMetrics) -> usize {
     let mut failed = 0;
     for (what, auth) in [
-        ("ingest_tokens", &r.ingest_tokens),
-        ("http_tokens", &r.http_tokens),
+        (ReloadFile::IngestTokens, &r.ingest_tokens),
+        (ReloadFile::HttpTokens, &r.http_tokens),
     ] {
         match auth.reload() {
             None => {}
             Some(Ok(changes)) => {
-                if what == "ingest_tokens" {
-                    metrics
-                        .edge
-                        .declare_sources(changes.added.iter().map(String::as_str));
+                if what == ReloadFile::IngestTokens {
+                    metrics.declare_sources(changes.added.iter().map(String::as_str));
                 }
                 tracing::info!(
-                    file = what,
+                    file = what.as_str(),
                     sources = changes.sources,
                     added = ?changes.added,
                     removed = ?changes.removed,
                     new_token = ?changes.changed,
                     "token file reloaded"
                 );
-                metrics.edge.reloaded(what, true);
+                metrics.reloaded(what, true);
             }
             Some(Err(e)) => {
                 failed += 1;
-                tracing::error!(file = what, error = %e, "token file reload failed: the previous tokens stay in force");
-                metrics.edge.reloaded(what, false);
+                tracing::error!(file = what.as_str(), error = %e, "token file reload failed: the previous tokens stay in force");
+                metrics.reloaded(what, false);
             }
         }
     }
-    for (what, tls) in [("ingest_tls", &r.ingest_tls), ("http_tls", &r.http_tls)] {
+    for (what, tls) in [
+        (ReloadFile::IngestTls, &r.ingest_tls),
+        (ReloadFile::HttpTls, &r.http_tls),
+    ] {
         let Some(tls) = tls else { continue };
         match tls.reload() {
             Ok(()) => {
-                tracing::info!(file = what, "TLS certificate and key reloaded");
-                metrics.edge.reloaded(what, true);
+                tracing::info!(file = what.as_str(), "TLS certificate and key reloaded");
+                metrics.reloaded(what, true);
             }
             Err(e) => {
                 failed += 1;
-                tracing::error!(file = what, error = %e, "TLS reload failed: the previous certificate stays in use");
-                metrics.edge.reloaded(what, false);
+                tracing::error!(file = what.as_str(), error = %e, "TLS reload failed: the previous certificate stays in use");
+                metrics.reloaded(what, false);
             }
         }
     }

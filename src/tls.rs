@@ -21,8 +21,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::auth::metrics::EdgeMetrics;
 use crate::auth::Listener;
-use crate::metrics::self_metrics::SelfMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -172,18 +172,18 @@ impl Tls {
         peer: SocketAddr,
         timeout: Duration,
         listener: Listener,
-        metrics: &SelfMetrics,
+        metrics: &EdgeMetrics,
     ) -> Option<TlsStream<TcpStream>> {
         match tokio::time::timeout(timeout, self.acceptor.accept(stream)).await {
             Ok(Ok(s)) => Some(s),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, listener = listener.as_str(), error = %e, "TLS handshake failed");
-                metrics.edge.tls_handshake_failure(listener);
+                metrics.tls_handshake_failure(listener);
                 None
             }
             Err(_) => {
                 tracing::debug!(%peer, listener = listener.as_str(), "TLS handshake timed out");
-                metrics.edge.tls_handshake_failure(listener);
+                metrics.tls_handshake_failure(listener);
                 None
             }
         }
@@ -206,7 +206,7 @@ impl TlsListener {
         tcp: TcpListener,
         tls: Tls,
         handshake_timeout: Duration,
-        metrics: Arc<SelfMetrics>,
+        metrics: Arc<EdgeMetrics>,
     ) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let stop = CancellationToken::new();

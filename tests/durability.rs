@@ -107,8 +107,7 @@ async fn pump(
 /// telemetry (connections, journal, ...), and the duplicates counter, which
 /// counts resends.
 fn figures(s: &Samples) -> BTreeMap<String, String> {
-    let registry = ringwatch::metrics::self_metrics::SelfMetrics::new().registry;
-    ringwatch::durability::metrics::DiskMetrics::new(&registry);
+    let registry = ringwatch::telemetry::SelfMetrics::new().registry;
     let own: Vec<String> = registry
         .gather()
         .iter()

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::ending::{self, Ending};
 use super::frame;
+use super::metrics::{CloseReason, IngestMetrics, SourceHandles};
 use crate::clock::wall_now;
-use crate::metrics::self_metrics::SelfMetrics;
 use crate::pipeline::PipelineHandle;
 
 /// At most one warning per source this often about failed connects; the
@@ -210,38 +210,39 @@ enum ConnectError {
 pub fn tasks(
     sources: &[SourceSettings],
     pipeline: &PipelineHandle,
-    metrics: &Arc<SelfMetrics>,
+    metrics: &Arc<IngestMetrics>,
     cancel: &CancellationToken,
 ) -> Vec<impl std::future::Future<Output = ()> + Send + 'static> {
     sources
         .iter()
         .map(|s| {
-            metrics.sources.declare(&s.name);
             run(
                 s.clone(),
                 pipeline.clone(),
                 Arc::clone(metrics),
+                metrics.sources.declare(&s.name),
                 cancel.clone(),
             )
         })
         .collect()
 }
 
-/// Connect, serve, reconnect, until `cancel`.
+/// Connect, serve, reconnect, until `cancel`. `m` is the source's own
+/// series, from [`super::metrics::SourceMetrics::declare`].
 pub async fn run(
     s: SourceSettings,
     pipeline: PipelineHandle,
-    metrics: Arc<SelfMetrics>,
+    metrics: Arc<IngestMetrics>,
+    m: SourceHandles,
     cancel: CancellationToken,
 ) {
-    let m = &metrics.sources;
     let name = s.name.as_str();
     let url = s.target.display.as_str();
     let mut backoff = Backoff::new(s.backoff_initial, s.backoff_max);
     let mut connected_before = false;
     let mut failure_log = FailureLog::default();
     loop {
-        m.attempts.with_label_values(&[name]).inc();
+        m.attempts.inc();
         let attempt = tokio::select! {
             _ = cancel.cancelled() => break,
             r = tokio::time::timeout(s.connect_timeout, connect(&s)) => {
@@ -251,11 +252,11 @@ pub async fn run(
         match attempt {
             Ok(ws) => {
                 if connected_before {
-                    m.reconnects.with_label_values(&[name]).inc();
+                    m.reconnects.inc();
                 }
                 connected_before = true;
                 failure_log = FailureLog::default();
-                m.connected.with_label_values(&[name]).set(1);
+                m.connected.set(1);
                 metrics.connections.inc();
                 tracing::info!(source = name, url, "source connected");
                 let since = Instant::now();
@@ -264,6 +265,7 @@ pub async fn run(
                     s: &s,
                     pipeline: &pipeline,
                     metrics: &metrics,
+                    source: &m,
                     cancel: &cancel,
                     frames: 0,
                 };
@@ -271,10 +273,16 @@ pub async fn run(
                 let frames = session.frames;
                 drop(session);
                 metrics.connections.dec();
-                m.connected.with_label_values(&[name]).set(0);
-                m.disconnects.with_label_values(&[name, reason]).inc();
-                tracing::info!(source = name, url, reason, frames, "source disconnected");
-                if reason == "shutdown" {
+                m.connected.set(0);
+                m.disconnected(reason);
+                tracing::info!(
+                    source = name,
+                    url,
+                    reason = reason.as_str(),
+                    frames,
+                    "source disconnected"
+                );
+                if reason == CloseReason::Shutdown {
                     break;
                 }
                 if since.elapsed() >= s.backoff_reset_after {
@@ -282,7 +290,7 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                m.failures.with_label_values(&[name]).inc();
+                m.failures.inc();
                 failure_log.failed(name, url, &e);
             }
         }
@@ -364,16 +372,16 @@ struct Session<'a> {
     ws: Ws,
     s: &'a SourceSettings,
     pipeline: &'a PipelineHandle,
-    metrics: &'a SelfMetrics,
+    metrics: &'a IngestMetrics,
+    source: &'a SourceHandles,
     cancel: &'a CancellationToken,
     /// Text frames taken in (each one acknowledged when acks are on).
     frames: u64,
 }
 
 impl Session<'_> {
-    /// Serve the connection until it ends; returns the reason (a value of
-    /// `CLOSE_REASONS`).
-    async fn run(&mut self) -> &'static str {
+    /// Serve the connection until it ends; returns the reason.
+    async fn run(&mut self) -> CloseReason {
         let s = self.s;
         let mut ping = tokio::time::interval_at(
             tokio::time::Instant::now() + s.ping_interval,
@@ -387,24 +395,24 @@ impl Session<'_> {
                 biased;
                 _ = self.cancel.cancelled() => {
                     self.close(CloseCode::Away, "ringwatch is shutting down", true).await;
-                    return "shutdown";
+                    return CloseReason::Shutdown;
                 }
                 msg = self.ws.next() => msg,
                 _ = ping.tick() => {
                     if last_seen.elapsed() > s.idle_timeout {
                         // A dead peer will not answer a close handshake.
                         self.close(CloseCode::Away, "idle timeout: no frame or pong received", false).await;
-                        return "idle_timeout";
+                        return CloseReason::IdleTimeout;
                     }
                     if self.ws.send(Message::Ping(Default::default())).await.is_err() {
-                        return "io_error";
+                        return CloseReason::IoError;
                     }
                     continue;
                 }
             };
             last_seen = Instant::now();
             match msg {
-                None => return "peer",
+                None => return CloseReason::Peer,
                 Some(Ok(Message::Text(text))) => {
                     if let Err(reason) = self.frame(&text).await {
                         return reason;
@@ -425,12 +433,9 @@ impl Session<'_> {
     }
 
     /// Decode, apply and (when acks are on) acknowledge one event frame.
-    async fn frame(&mut self, text: &Utf8Bytes) -> Result<(), &'static str> {
-        let m = &self.metrics.sources;
-        m.frames.with_label_values(&[&self.s.name]).inc();
-        m.last_event
-            .with_label_values(&[&self.s.name])
-            .set(wall_now() as f64 / 1000.0);
+    async fn frame(&mut self, text: &Utf8Bytes) -> Result<(), CloseReason> {
+        self.source.frames.inc();
+        self.source.last_event.set(wall_now() as f64 / 1000.0);
         self.frames += 1;
         let ack = match frame::process(text, self.pipeline, self.metrics).await {
             Ok(ack) => ack,
@@ -443,7 +448,7 @@ impl Session<'_> {
             }
         };
         if self.s.acks && self.ws.send(Message::text(ack)).await.is_err() {
-            return Err("io_error");
+            return Err(CloseReason::IoError);
         }
         Ok(())
     }

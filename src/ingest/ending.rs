@@ -1,7 +1,7 @@
 //! How an ingest connection ends when it cannot go on: the close code and
-//! reason the peer is sent, the protocol error counted, and the `reason`
-//! label of the close counters. Decided once here, so the server endpoint
-//! and client-mode sources end alike.
+//! reason the peer is sent, the protocol error counted, and the
+//! [`CloseReason`] of the close counters. Decided once here, so the server
+//! endpoint and client-mode sources end alike.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::metrics::self_metrics::{ProtocolError, SelfMetrics};
+use super::metrics::{CloseReason, IngestMetrics, ProtocolError};
 use crate::pipeline::ApplyError;
 
 /// How long a closing connection waits for the peer's close frame.
@@ -24,7 +24,7 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug, PartialEq, Eq)]
 pub struct Ending {
     /// The `reason` label of the close counters.
-    pub reason: &'static str,
+    pub reason: CloseReason,
     /// The close frame sent, if the connection is still there to send it.
     pub close: Option<(CloseCode, Cow<'static, str>)>,
     /// Read on until the peer answers the close; false when unread input
@@ -35,7 +35,7 @@ pub struct Ending {
 
 impl Ending {
     fn closed(
-        reason: &'static str,
+        reason: CloseReason,
         code: CloseCode,
         why: impl Into<Cow<'static, str>>,
         protocol_error: Option<ProtocolError>,
@@ -48,7 +48,7 @@ impl Ending {
         }
     }
 
-    fn quiet(reason: &'static str) -> Ending {
+    fn quiet(reason: CloseReason) -> Ending {
         Ending {
             reason,
             close: None,
@@ -60,7 +60,7 @@ impl Ending {
     /// A binary frame: events are JSON text.
     pub fn binary() -> Ending {
         Ending::closed(
-            "protocol_error",
+            CloseReason::ProtocolError,
             CloseCode::Unsupported,
             "binary frames are not accepted: send JSON in text frames",
             Some(ProtocolError::Binary),
@@ -71,14 +71,14 @@ impl Ending {
     pub fn unacknowledged(e: &ApplyError) -> Ending {
         match e {
             ApplyError::Stopped(_) => Ending::closed(
-                "shutdown",
+                CloseReason::Shutdown,
                 CloseCode::Away,
                 "ringwatch is shutting down",
                 None,
             ),
             // The sender resends it after reconnecting.
             ApplyError::Journal(_) => Ending::closed(
-                "journal_error",
+                CloseReason::JournalError,
                 CloseCode::Error,
                 "the journal could not be written: frame not acknowledged, resend it",
                 None,
@@ -92,36 +92,40 @@ impl Ending {
             WsError::Capacity(_) => Ending {
                 wait: false,
                 ..Ending::closed(
-                    "protocol_error",
+                    CloseReason::ProtocolError,
                     CloseCode::Size,
                     format!("frame larger than the {max_frame_bytes} byte limit"),
                     Some(ProtocolError::Oversize),
                 )
             },
             WsError::Utf8(_) => Ending::closed(
-                "protocol_error",
+                CloseReason::ProtocolError,
                 CloseCode::Invalid,
                 "text frame is not valid UTF-8",
                 Some(ProtocolError::InvalidUtf8),
             ),
             WsError::Protocol(WsProtocolError::ResetWithoutClosingHandshake)
             | WsError::ConnectionClosed
-            | WsError::AlreadyClosed => Ending::quiet("peer"),
+            | WsError::AlreadyClosed => Ending::quiet(CloseReason::Peer),
             WsError::Protocol(p) => {
                 tracing::debug!(error = %p, "WebSocket protocol error");
                 Ending::closed(
-                    "protocol_error",
+                    CloseReason::ProtocolError,
                     CloseCode::Protocol,
                     "WebSocket protocol error",
                     Some(ProtocolError::Protocol),
                 )
             }
-            _ => Ending::quiet("io_error"),
+            _ => Ending::quiet(CloseReason::IoError),
         }
     }
 
     /// Count it, send the close frame, and give the close `reason`.
-    pub async fn finish<S>(self, ws: &mut WebSocketStream<S>, metrics: &SelfMetrics) -> &'static str
+    pub async fn finish<S>(
+        self,
+        ws: &mut WebSocketStream<S>,
+        metrics: &IngestMetrics,
+    ) -> CloseReason
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -161,11 +165,11 @@ mod tests {
     #[test]
     fn unacknowledged_frames_close_with_the_matching_code() {
         let journal = Ending::unacknowledged(&ApplyError::Journal(JournalFailed));
-        assert_eq!(journal.reason, "journal_error");
+        assert_eq!(journal.reason, CloseReason::JournalError);
         assert_eq!(journal.close.as_ref().unwrap().0, CloseCode::Error);
         assert!(journal.wait && journal.protocol_error.is_none());
         let stopped = Ending::unacknowledged(&ApplyError::Stopped(Stopped));
-        assert_eq!(stopped.reason, "shutdown");
+        assert_eq!(stopped.reason, CloseReason::Shutdown);
         assert_eq!(stopped.close.unwrap().0, CloseCode::Away);
     }
 
@@ -186,7 +190,7 @@ mod tests {
         assert!(!end.wait);
         assert_eq!(
             Ending::read_error(&WsError::ConnectionClosed, 5),
-            Ending::quiet("peer")
+            Ending::quiet(CloseReason::Peer)
         );
     }
 }

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::metrics::IngestMetrics;
 use super::{ack, decode};
 use crate::clock::wall_now;
 use crate::event::Event;
-use crate::metrics::self_metrics::SelfMetrics;
 use crate::pipeline::{ApplyError, PipelineHandle};
 use crate::verdict::Rejection;
 
@@ -19,7 +19,7 @@ use crate::verdict::Rejection;
 pub async fn process(
     text: &Utf8Bytes,
     pipeline: &PipelineHandle,
-    metrics: &SelfMetrics,
+    metrics: &IngestMetrics,
 ) -> Result<String, ApplyError> {
     let started = Instant::now();
     metrics.frames.inc();

@@ -8,5 +8,6 @@ pub mod client;
 pub mod decode;
 pub mod ending;
 pub mod frame;
+pub mod metrics;
 pub mod server;
 pub mod throttle;

@@ -25,10 +25,11 @@ use tokio_util::task::TaskTracker;
 
 use super::ending::{self, Ending};
 use super::frame;
+use super::metrics::{CloseReason, IngestMetrics, ProtocolError};
 use super::throttle::{self, Bucket, RateLimit};
+use crate::auth::metrics::EdgeMetrics;
 use crate::auth::{Auth, Failure, Listener, Source, TokenSet};
 use crate::logging::RateLimited;
-use crate::metrics::self_metrics::{ProtocolError, SelfMetrics};
 use crate::pipeline::PipelineHandle;
 
 pub const PATH: &str = "/v1/events";
@@ -74,7 +75,8 @@ pub struct IngestSettings {
 struct Ctx {
     settings: IngestSettings,
     pipeline: PipelineHandle,
-    metrics: Arc<SelfMetrics>,
+    metrics: Arc<IngestMetrics>,
+    edge: Arc<EdgeMetrics>,
     cancel: CancellationToken,
     /// Places under `max_connections`: a permit is taken right after
     /// `accept`, so TLS and the upgrade are only ever done for connections
@@ -92,19 +94,19 @@ pub async fn serve(
     listener: TcpListener,
     settings: IngestSettings,
     pipeline: PipelineHandle,
-    metrics: Arc<SelfMetrics>,
+    metrics: Arc<IngestMetrics>,
+    edge: Arc<EdgeMetrics>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    metrics
-        .edge
-        .declare_sources(settings.auth.source_names().iter().map(String::as_str));
+    edge.declare_sources(settings.auth.source_names().iter().map(String::as_str));
     let ctx = Arc::new(Ctx {
         slots: Arc::new(Semaphore::new(settings.max_connections)),
         refusals: Arc::new(Semaphore::new(MAX_REFUSALS_IN_PROGRESS)),
         settings,
         pipeline,
         metrics,
+        edge,
         cancel,
         over_cap_log: RateLimited::new(LIMIT_LOG_INTERVAL),
         throttle_log: RateLimited::new(LIMIT_LOG_INTERVAL),
@@ -179,7 +181,8 @@ fn check_upgrade(
     req: &Request,
     resp: Response,
     auth: &Auth,
-    metrics: &SelfMetrics,
+    metrics: &IngestMetrics,
+    edge: &EdgeMetrics,
     verdict: &mut Verdict,
 ) -> Result<Response, ErrorResponse> {
     if req.uri().path() != PATH {
@@ -197,7 +200,7 @@ fn check_upgrade(
             Ok(resp)
         }
         Err(f) => {
-            metrics.edge.auth_failure(Listener::Ingest, f);
+            edge.auth_failure(Listener::Ingest, f);
             *verdict = Verdict::Refused(f);
             Err(refusal(401, f.message(), Some(f.challenge())))
         }
@@ -224,7 +227,7 @@ async fn connection(
                         peer,
                         s.handshake_timeout,
                         Listener::Ingest,
-                        &ctx.metrics,
+                        &ctx.edge,
                     )
                     .await
                     .ok_or(None)?;
@@ -233,8 +236,9 @@ async fn connection(
             }
         };
         #[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
-        let check =
-            |req: &Request, resp| check_upgrade(req, resp, &s.auth, &ctx.metrics, &mut verdict);
+        let check = |req: &Request, resp| {
+            check_upgrade(req, resp, &s.auth, &ctx.metrics, &ctx.edge, &mut verdict)
+        };
         tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config(s)))
             .await
             .map_err(Some)
@@ -260,7 +264,7 @@ async fn connection(
         }
         Err(_) if in_tls => {
             tracing::debug!(%peer, listener = "ingest", "TLS handshake timed out");
-            ctx.metrics.edge.tls_handshake_failure(Listener::Ingest);
+            ctx.edge.tls_handshake_failure(Listener::Ingest);
             return;
         }
         Err(_) => {
@@ -273,9 +277,7 @@ async fn connection(
         unreachable!("an upgrade completes only when admitted")
     };
     let name = source.as_ref().map(|s| s.name().to_string());
-    let source_gauge = name
-        .as_deref()
-        .map(|n| ctx.metrics.edge.source_connections.with_label_values(&[n]));
+    let source_gauge = name.as_deref().map(|n| ctx.edge.source_connections(n));
     ctx.metrics.connections.inc();
     ctx.metrics.connections_opened.inc();
     if let Some(g) = &source_gauge {
@@ -299,7 +301,12 @@ async fn connection(
         g.dec();
     }
     ctx.metrics.closed(reason);
-    tracing::debug!(%peer, source = name.as_deref(), reason, "ingest connection closed");
+    tracing::debug!(
+        %peer,
+        source = name.as_deref(),
+        reason = reason.as_str(),
+        "ingest connection closed"
+    );
 }
 
 /// Over `max_connections`, seen at accept: counted (before the peer can
@@ -309,7 +316,7 @@ async fn connection(
 /// the handshake; answering would mean doing the handshake the cap is there
 /// to spare.
 fn refuse_over_cap(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>, tracker: &TaskTracker) {
-    ctx.metrics.edge.connections_refused.inc();
+    ctx.metrics.connections_refused.inc();
     let max = ctx.settings.max_connections;
     if let Some(suppressed) = ctx.over_cap_log.check() {
         tracing::warn!(
@@ -404,7 +411,7 @@ async fn revoked(tokens: Option<&mut watch::Receiver<Arc<TokenSet>>>, source: Op
 
 impl Connection<'_> {
     /// Serve frames until the connection ends; returns the close reason.
-    async fn run(mut self) -> &'static str {
+    async fn run(mut self) -> CloseReason {
         let s = &self.ctx.settings;
         let mut ping = tokio::time::interval_at(
             tokio::time::Instant::now() + s.ping_interval,
@@ -421,11 +428,11 @@ impl Connection<'_> {
                 biased;
                 _ = self.ctx.cancel.cancelled() => {
                     self.close(CloseCode::Away, "ringwatch is shutting down").await;
-                    return "shutdown";
+                    return CloseReason::Shutdown;
                 }
                 _ = revoked(self.tokens.as_mut(), self.source.as_deref()) => {
                     self.close(CloseCode::Policy, "the bearer token of this source was revoked").await;
-                    return "revoked";
+                    return CloseReason::Revoked;
                 }
                 // In an async block so that no timer is made unless paused.
                 _ = async { tokio::time::sleep_until(resume).await }, if paused_until.is_some() => {
@@ -438,17 +445,17 @@ impl Connection<'_> {
                 _ = ping.tick() => {
                     if paused_until.is_none() && last_seen.elapsed() > s.idle_timeout {
                         self.close(CloseCode::Away, "idle timeout: no frame or pong received").await;
-                        return "idle_timeout";
+                        return CloseReason::IdleTimeout;
                     }
                     if self.ws.send(Message::Ping(Default::default())).await.is_err() {
-                        return "io_error";
+                        return CloseReason::IoError;
                     }
                     continue;
                 }
             };
             last_seen = Instant::now();
             match msg {
-                None => return "peer",
+                None => return CloseReason::Peer,
                 Some(Ok(Message::Text(text))) => match self.frame(&text).await {
                     Ok(pause) if !pause.is_zero() => {
                         paused_until = Some(tokio::time::Instant::now() + pause);
@@ -476,7 +483,7 @@ impl Connection<'_> {
 
     /// Decode, apply and acknowledge one text frame; returns how long to
     /// stop reading to stay within the event rate.
-    async fn frame(&mut self, text: &Utf8Bytes) -> Result<Duration, &'static str> {
+    async fn frame(&mut self, text: &Utf8Bytes) -> Result<Duration, CloseReason> {
         let ack = match frame::process(text, &self.ctx.pipeline, &self.ctx.metrics).await {
             Ok(ack) => ack,
             Err(e) => {
@@ -491,8 +498,8 @@ impl Connection<'_> {
         if !pause.is_zero() {
             // Counted before the ack goes out: whoever holds the ack sees it.
             let m = &self.ctx.metrics;
-            m.edge.throttled_frames.inc();
-            m.edge.throttled_seconds.inc_by(pause.as_secs_f64());
+            m.throttled_frames.inc();
+            m.throttled_seconds.inc_by(pause.as_secs_f64());
             if let Some(suppressed) = self.ctx.throttle_log.check() {
                 tracing::warn!(
                     peer = %self.peer,
@@ -504,7 +511,7 @@ impl Connection<'_> {
             }
         }
         if self.ws.send(Message::text(ack)).await.is_err() {
-            return Err("io_error");
+            return Err(CloseReason::IoError);
         }
         Ok(pause)
     }

@@ -6,7 +6,6 @@
 
 pub mod histogram;
 pub mod render;
-pub mod self_metrics;
 
 use std::sync::Arc;
 
