@@ -152,3 +152,27 @@ async fn a_scrape_after_an_ack_includes_it_while_others_scrape() {
         assert!(b.await.unwrap() > 0);
     }
 }
+
+/// Reads do not write: fifty concurrent scrapers (and one more after them)
+/// add nothing to the journal. On the event clock nothing but frames is
+/// journaled, so the journal's size must not move at all.
+#[tokio::test]
+async fn fifty_concurrent_scrapes_do_not_change_what_is_journaled() {
+    let d = start(&[("RINGWATCH__RULES__CLOCK", "event")]);
+    let mut ws = d.connect().await;
+    let ack = send(&mut ws, &offers()).await;
+    assert_eq!(ack["accepted"], (QUEUES * CALLS_PER_QUEUE) as u64, "{ack}");
+    let client = reqwest::Client::new();
+    let before = scrape(&client, &d)
+        .await
+        .value("ringwatch_journal_written_bytes_total");
+    assert!(before > 0.0, "the frame was journaled");
+    let all = join_all((0..SCRAPERS).map(|_| scrape(&client, &d))).await;
+    for s in &all {
+        assert_eq!(s.value("ringwatch_journal_written_bytes_total"), before);
+    }
+    let after = scrape(&client, &d)
+        .await
+        .value("ringwatch_journal_written_bytes_total");
+    assert_eq!(after, before, "scrapes wrote to the journal");
+}
