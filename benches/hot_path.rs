@@ -206,15 +206,15 @@ fn metrics(c: &mut Criterion) {
     g.sample_size(20);
     let self_metrics = SelfMetrics::new();
     for queues in [10usize, 100, 1000] {
-        let (mut engine, mut store) = populated(queues);
+        let (engine, mut store) = populated(queues);
         // What the pipeline does for a scrape: live gauges, then the copy.
         g.bench_with_input(BenchmarkId::new("snapshot", queues), &queues, |b, _| {
             b.iter(|| {
-                let live = engine.live(0, &mut store);
+                let live = engine.live();
                 store.snapshot(live, state(&engine))
             })
         });
-        let live = engine.live(0, &mut store);
+        let live = engine.live();
         let snap = store.snapshot(live, state(&engine));
         g.bench_with_input(BenchmarkId::new("render", queues), &queues, |b, _| {
             b.iter(|| render(&snap, &self_metrics.registry))
@@ -224,7 +224,7 @@ fn metrics(c: &mut Criterion) {
             &queues,
             |b, _| {
                 b.iter(|| {
-                    let live = engine.live(0, &mut store);
+                    let live = engine.live();
                     let snap = store.snapshot(live, state(&engine));
                     render(&snap, &self_metrics.registry)
                 })

@@ -51,8 +51,7 @@ pub enum Body {
     CallbackPromised {
         promise: Id,
         due: Millis,
-        call: Option<Id>,
-        queue: Option<Label>,
+        target: PromiseTarget,
     },
     CallbackCompleted {
         promise: Id,
@@ -90,6 +89,33 @@ impl Body {
             | Body::CallbackCompleted { promise }
             | Body::CallbackCancelled { promise } => Some(("promise", promise)),
             Body::Clock => None,
+        }
+    }
+}
+
+/// Whose promise a `callback.promised` is: the wire allows `queue`,
+/// `call_id` or both, never neither, and the type says so, so the engine has
+/// no case to refuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PromiseTarget {
+    /// The named queue's; `call` is the call it was made on, if given.
+    Queue { queue: Label, call: Option<Id> },
+    /// The queue of the call in progress named by `call_id`.
+    Call { call: Id },
+}
+
+impl PromiseTarget {
+    pub fn queue(&self) -> Option<&Label> {
+        match self {
+            PromiseTarget::Queue { queue, .. } => Some(queue),
+            PromiseTarget::Call { .. } => None,
+        }
+    }
+
+    pub fn call(&self) -> Option<&Id> {
+        match self {
+            PromiseTarget::Queue { call, .. } => call.as_ref(),
+            PromiseTarget::Call { call } => Some(call),
         }
     }
 }

@@ -236,12 +236,8 @@ impl Pipeline {
             // frames are refused, reads still answered while the daemon
             // drains.
             for input in burst.drain(..) {
-                match input {
-                    Input::Command(Command::Apply { reply, .. }) => {
-                        let _ = reply.send(Err(JournalFailed));
-                    }
-                    Input::Tick => {}
-                    read => self.apply(read, now),
+                if let Some(read) = refuse(input, JournalFailed) {
+                    self.apply(read, now);
                 }
             }
             return;
@@ -265,7 +261,11 @@ impl Pipeline {
         for input in burst.drain(..) {
             match written {
                 Ok(()) => self.apply(input, now),
-                Err(e) => refuse(input, e),
+                Err(e) => {
+                    if let Some(read) = refuse(input, e) {
+                        self.apply(read, now);
+                    }
+                }
             }
         }
     }
@@ -277,8 +277,8 @@ impl Pipeline {
                 now,
                 text: text.as_str(),
             }),
-            Input::Command(Command::Snapshot { .. }) => Some(Record::Live { now }),
-            Input::Command(Command::Alerts { .. }) => Some(Record::Alerts { now }),
+            // Reads change nothing: never journaled.
+            Input::Command(Command::Snapshot { .. } | Command::Alerts { .. }) => None,
             // In event mode a tick changes nothing: no need to journal it.
             Input::Tick => {
                 (self.engine.settings().clock == ClockMode::Wall).then_some(Record::Tick { now })
@@ -309,10 +309,10 @@ impl Pipeline {
                 let _ = reply.send(Ok(v));
             }
             Input::Command(Command::Snapshot { reply }) => {
-                let _ = reply.send(snapshot(&mut self.engine, &mut self.store, now));
+                let _ = reply.send(snapshot(&self.engine, &mut self.store));
             }
             Input::Command(Command::Alerts { reply }) => {
-                let _ = reply.send(alerts(&mut self.engine, &mut self.store, now));
+                let _ = reply.send(alerts(&self.engine));
             }
             Input::Tick => {
                 if self.engine.settings().clock == ClockMode::Wall {
@@ -350,12 +350,17 @@ impl Pipeline {
     }
 }
 
-/// An input whose journal write failed: a frame is refused (the connection
-/// closes with 1011 and the sender resends); a read is not answered (the
-/// scrape gets 503), the timer fires again.
-fn refuse(input: Input, e: JournalFailed) {
-    if let Input::Command(Command::Apply { reply, .. }) = input {
-        let _ = reply.send(Err(e));
+/// A frame whose journal write failed is refused (the connection closes
+/// with 1011 and the sender resends); a tick is dropped (the next one
+/// catches up). Returns the input if it is a read, which needs no journal.
+fn refuse(input: Input, e: JournalFailed) -> Option<Input> {
+    match input {
+        Input::Command(Command::Apply { reply, .. }) => {
+            let _ = reply.send(Err(e));
+            None
+        }
+        Input::Tick => None,
+        read => Some(read),
     }
 }
 
@@ -377,12 +382,10 @@ pub fn replay(
             let (events, reasons) = decode(text);
             apply(engine, store, events, &reasons, now);
         }
-        Record::Tick { now } => engine.tick(now, store),
-        Record::Live { now } => {
-            engine.live(now, store);
-        }
-        Record::Alerts { now } => {
-            engine.alerts(now, store);
+        // Journals written before reads stopped being journaled hold
+        // scrapes and alert checks: what they did besides reading was a tick.
+        Record::Tick { now } | Record::Live { now } | Record::Alerts { now } => {
+            engine.tick(now, store)
         }
     }
 }
@@ -428,8 +431,10 @@ fn apply(
     v
 }
 
-fn alerts(engine: &mut Engine, store: &mut Store, now: Millis) -> Vec<Alert> {
-    let conditions = engine.alerts(now, store);
+/// What an alert check reads, with names resolved; like a scrape, as of
+/// the last event or tick, and not journaled.
+fn alerts(engine: &Engine) -> Vec<Alert> {
+    let conditions = engine.alerts();
     conditions
         .into_iter()
         .map(|c| {
@@ -447,8 +452,11 @@ fn alerts(engine: &mut Engine, store: &mut Store, now: Millis) -> Vec<Alert> {
         .collect()
 }
 
-pub fn snapshot(engine: &mut Engine, store: &mut Store, now: Millis) -> Snapshot {
-    let live = engine.live(now, store);
+/// What a scrape reads: the state as of the last event or timer tick
+/// (every 250 ms on the wall clock). A read changes nothing, so it is not
+/// journaled.
+pub fn snapshot(engine: &Engine, store: &mut Store) -> Snapshot {
+    let live = engine.live();
     let state = EngineState {
         clock: engine.clock(),
         calls_in_flight: engine.calls_in_flight() as u64,

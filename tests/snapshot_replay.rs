@@ -57,7 +57,9 @@ fn rec(r: &(u8, Millis, String)) -> Record<'_> {
 }
 
 fn exposition(engine: &mut Engine, store: &mut Store, now: Millis) -> String {
-    let snap = ringwatch::pipeline::snapshot(engine, store, now);
+    // The clock moves to `now` by a tick, as the pipeline's timer does.
+    engine.tick(now, store);
+    let snap = ringwatch::pipeline::snapshot(engine, store);
     ringwatch::metrics::render::render(&snap, &prometheus::Registry::new())
 }
 

@@ -1,7 +1,8 @@
 //! The journal: an append-only sequence of segment files holding, in order,
 //! everything that changed the pipeline's state (frames with the wall time
-//! they were applied at, clock ticks, scrapes and alert checks), so that
-//! replaying it reproduces the state exactly.
+//! they were applied at, and wall-clock ticks; scrapes and alert checks are
+//! reads and are not journaled), so that replaying it reproduces the state
+//! exactly.
 //!
 //! Segment layout: an 8-byte magic, then records of
 //! `[payload length: u32 LE][CRC-32 of payload: u32 LE][payload]`, where the
@@ -30,9 +31,10 @@ pub enum Record<'a> {
     Frame { now: Millis, text: &'a str },
     /// The wall-clock timer (`Engine::tick`).
     Tick { now: Millis },
-    /// A scrape (`Engine::live`, which also evicts idle calls).
+    /// A scrape. Written only by versions whose scrapes evicted idle calls;
+    /// reads change nothing now, and these are replayed as a tick.
     Live { now: Millis },
-    /// An alert check (`Engine::alerts`).
+    /// An alert check; as `Live`.
     Alerts { now: Millis },
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 
-use crate::event::{Body, EndReason, Event, EventKind, Id, Millis, Reason};
+use crate::event::{Body, EndReason, Event, EventKind, Id, Millis, PromiseTarget, Reason};
 
 const ID_MAX: usize = 128;
 const LABEL_MAX: usize = 64;
@@ -168,34 +168,81 @@ struct Wire<'a> {
     due: Option<&'a RawValue>,
 }
 
+/// A text field of the envelope. Naming fields by type (not by string)
+/// leaves no name a reader could fail to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Text {
+    Type,
+    EventId,
+    CallId,
+    Queue,
+    Agent,
+    Site,
+    Caller,
+    Customer,
+    Reason,
+    PromiseId,
+}
+
+impl Text {
+    fn name(self) -> &'static str {
+        match self {
+            Text::Type => "type",
+            Text::EventId => "event_id",
+            Text::CallId => "call_id",
+            Text::Queue => "queue",
+            Text::Agent => "agent",
+            Text::Site => "site",
+            Text::Caller => "caller",
+            Text::Customer => "customer",
+            Text::Reason => "reason",
+            Text::PromiseId => "promise_id",
+        }
+    }
+}
+
+/// A timestamp field of the envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum When {
+    Ts,
+    Due,
+}
+
+impl When {
+    fn name(self) -> &'static str {
+        match self {
+            When::Ts => "ts",
+            When::Due => "due",
+        }
+    }
+}
+
 /// Where [`validate`] reads fields from.
 trait Fields<'a> {
-    fn text(&self, field: &'static str) -> Result<Option<Cow<'a, str>>, DecodeError>;
-    fn stamp(&self, field: &'static str) -> Result<Option<Stamp<'a>>, DecodeError>;
+    fn text(&self, field: Text) -> Result<Option<Cow<'a, str>>, DecodeError>;
+    fn stamp(&self, field: When) -> Result<Option<Stamp<'a>>, DecodeError>;
 }
 
 impl<'a> Fields<'a> for Typed<'a> {
-    fn text(&self, field: &'static str) -> Result<Option<Cow<'a, str>>, DecodeError> {
+    fn text(&self, field: Text) -> Result<Option<Cow<'a, str>>, DecodeError> {
         Ok(match field {
-            "type" => self.kind.clone(),
-            "event_id" => self.event_id.clone(),
-            "call_id" => self.call_id.clone(),
-            "queue" => self.queue.clone(),
-            "agent" => self.agent.clone(),
-            "site" => self.site.clone(),
-            "caller" => self.caller.clone(),
-            "customer" => self.customer.clone(),
-            "reason" => self.reason.clone(),
-            "promise_id" => self.promise_id.clone(),
-            _ => unreachable!("not a text field: {field}"),
+            Text::Type => self.kind.clone(),
+            Text::EventId => self.event_id.clone(),
+            Text::CallId => self.call_id.clone(),
+            Text::Queue => self.queue.clone(),
+            Text::Agent => self.agent.clone(),
+            Text::Site => self.site.clone(),
+            Text::Caller => self.caller.clone(),
+            Text::Customer => self.customer.clone(),
+            Text::Reason => self.reason.clone(),
+            Text::PromiseId => self.promise_id.clone(),
         })
     }
 
-    fn stamp(&self, field: &'static str) -> Result<Option<Stamp<'a>>, DecodeError> {
+    fn stamp(&self, field: When) -> Result<Option<Stamp<'a>>, DecodeError> {
         let s = match field {
-            "ts" => &self.ts,
-            "due" => &self.due,
-            _ => unreachable!("not a timestamp field: {field}"),
+            When::Ts => &self.ts,
+            When::Due => &self.due,
         };
         Ok(s.as_ref().map(|s| match s {
             Stamp::Text(t) => Stamp::Text(t.clone()),
@@ -205,37 +252,36 @@ impl<'a> Fields<'a> for Typed<'a> {
 }
 
 impl<'a> Fields<'a> for Wire<'a> {
-    fn text(&self, field: &'static str) -> Result<Option<Cow<'a, str>>, DecodeError> {
+    fn text(&self, field: Text) -> Result<Option<Cow<'a, str>>, DecodeError> {
         let raw = match field {
-            "type" => self.kind,
-            "event_id" => self.event_id,
-            "call_id" => self.call_id,
-            "queue" => self.queue,
-            "agent" => self.agent,
-            "site" => self.site,
-            "caller" => self.caller,
-            "customer" => self.customer,
-            "reason" => self.reason,
-            "promise_id" => self.promise_id,
-            _ => unreachable!("not a text field: {field}"),
+            Text::Type => self.kind,
+            Text::EventId => self.event_id,
+            Text::CallId => self.call_id,
+            Text::Queue => self.queue,
+            Text::Agent => self.agent,
+            Text::Site => self.site,
+            Text::Caller => self.caller,
+            Text::Customer => self.customer,
+            Text::Reason => self.reason,
+            Text::PromiseId => self.promise_id,
         };
-        raw.map(|r| string(field, r)).transpose()
+        raw.map(|r| string(field.name(), r)).transpose()
     }
 
-    fn stamp(&self, field: &'static str) -> Result<Option<Stamp<'a>>, DecodeError> {
+    fn stamp(&self, field: When) -> Result<Option<Stamp<'a>>, DecodeError> {
         let raw = match field {
-            "ts" => self.ts,
-            "due" => self.due,
-            _ => unreachable!("not a timestamp field: {field}"),
+            When::Ts => self.ts,
+            When::Due => self.due,
         };
         let Some(raw) = raw else { return Ok(None) };
+        let name = field.name();
         let text = raw.get();
         if text.starts_with('"') {
-            return Ok(Some(Stamp::Text(string(field, raw)?)));
+            return Ok(Some(Stamp::Text(string(name, raw)?)));
         }
         serde_json::from_str::<u64>(text).map(|n| Some(Stamp::Millis(n))).map_err(|_| {
             invalid(
-                field,
+                name,
                 format!(
                     "expected an RFC 3339 string or non-negative integer epoch milliseconds, got {}",
                     truncate(text, 40)
@@ -261,7 +307,7 @@ fn decode_element(raw: &RawValue) -> Result<Event, DecodeError> {
 /// [`validate`], with the event's `event_id` (read first) on any rejection.
 fn validate_with_id<'a>(f: &impl Fields<'a>) -> Result<Event, DecodeError> {
     let event_id = f
-        .text("event_id")?
+        .text(Text::EventId)?
         .map(|v| bounded("event_id", v, 1, ID_MAX))
         .transpose()?;
     validate(f, event_id.clone()).map_err(|mut e| {
@@ -271,34 +317,37 @@ fn validate_with_id<'a>(f: &impl Fields<'a>) -> Result<Event, DecodeError> {
 }
 
 fn validate<'a>(f: &impl Fields<'a>, event_id: Option<Id>) -> Result<Event, DecodeError> {
-    let kind_text = f.text("type")?.ok_or_else(|| missing("type"))?;
+    let kind_text = f.text(Text::Type)?.ok_or_else(|| missing("type"))?;
     let kind = EventKind::parse(&kind_text).ok_or_else(|| {
         DecodeError::new(
             Reason::UnknownType,
             format!("unknown event type {:?}", truncate(&kind_text, 64)),
         )
     })?;
-    let ts = timestamp("ts", f.stamp("ts")?.ok_or_else(|| missing("ts"))?)?;
+    let ts = timestamp("ts", f.stamp(When::Ts)?.ok_or_else(|| missing("ts"))?)?;
 
     // Every present field is checked against the contract, whatever the type.
-    let id = |field, min, max| -> Result<Option<Id>, DecodeError> {
+    let id = |field: Text, min, max| -> Result<Option<Id>, DecodeError> {
         f.text(field)?
-            .map(|v| bounded(field, v, min, max))
+            .map(|v| bounded(field.name(), v, min, max))
             .transpose()
     };
-    let call = id("call_id", 1, ID_MAX)?;
-    let queue = id("queue", 1, LABEL_MAX)?;
-    let site = id("site", 1, LABEL_MAX)?;
-    let agent = id("agent", 1, LABEL_MAX)?;
+    let call = id(Text::CallId, 1, ID_MAX)?;
+    let queue = id(Text::Queue, 1, LABEL_MAX)?;
+    let site = id(Text::Site, 1, LABEL_MAX)?;
+    let agent = id(Text::Agent, 1, LABEL_MAX)?;
     // Personal data: validated for the contract, then dropped, never stored.
-    for field in ["caller", "customer"] {
+    for field in [Text::Caller, Text::Customer] {
         if let Some(v) = f.text(field)? {
-            check_length(field, &v, 0, PERSONAL_MAX)?;
+            check_length(field.name(), &v, 0, PERSONAL_MAX)?;
         }
     }
-    let reason = f.text("reason")?.map(end_reason).transpose()?;
-    let promise = id("promise_id", 1, ID_MAX)?;
-    let due = f.stamp("due")?.map(|d| timestamp("due", d)).transpose()?;
+    let reason = f.text(Text::Reason)?.map(end_reason).transpose()?;
+    let promise = id(Text::PromiseId, 1, ID_MAX)?;
+    let due = f
+        .stamp(When::Due)?
+        .map(|d| timestamp("due", d))
+        .transpose()?;
 
     let need = |v: Option<Id>, name: &str| v.ok_or_else(|| missing(name));
     let body = match kind {
@@ -322,17 +371,19 @@ fn validate<'a>(f: &impl Fields<'a>, event_id: Option<Id>) -> Result<Event, Deco
         EventKind::CallbackPromised => {
             let promise = need(promise, "promise_id")?;
             let due = due.ok_or_else(|| missing("due"))?;
-            if call.is_none() && queue.is_none() {
-                return Err(DecodeError::new(
-                    Reason::MissingField,
-                    "callback.promised needs `queue` or the `call_id` of a call in progress",
-                ));
-            }
+            let target =
+                match (queue, call) {
+                    (Some(queue), call) => PromiseTarget::Queue { queue, call },
+                    (None, Some(call)) => PromiseTarget::Call { call },
+                    (None, None) => return Err(DecodeError::new(
+                        Reason::MissingField,
+                        "callback.promised needs `queue` or the `call_id` of a call in progress",
+                    )),
+                };
             Body::CallbackPromised {
                 promise,
                 due,
-                call,
-                queue,
+                target,
             }
         }
         EventKind::CallbackCompleted => Body::CallbackCompleted {
@@ -600,14 +651,26 @@ mod tests {
             }
         );
         let e = one(r#"{"type":"callback.promised","ts":1,"call_id":"k","promise_id":"p","due":"2026-11-23T10:00:00Z","customer":"Jane"}"#).unwrap();
-        assert!(matches!(
+        assert_eq!(
             e.body,
             Body::CallbackPromised {
+                promise: "p".into(),
                 due: 1_795_428_000_000,
-                queue: None,
-                ..
+                target: PromiseTarget::Call { call: "k".into() },
             }
-        ));
+        );
+        let e = one(r#"{"type":"callback.promised","ts":1,"call_id":"k","queue":"q","promise_id":"p","due":2}"#).unwrap();
+        assert_eq!(
+            e.body,
+            Body::CallbackPromised {
+                promise: "p".into(),
+                due: 2,
+                target: PromiseTarget::Queue {
+                    queue: "q".into(),
+                    call: Some("k".into())
+                },
+            }
+        );
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub struct Counters {
     pub hold_exceeded: u64,
     pub promised: u64,
     /// Indexed like [`Outcome::ALL`].
-    pub resolved: [u64; 4],
+    pub resolved: [u64; Outcome::ALL.len()],
     pub evicted: u64,
 }
 
@@ -129,7 +129,7 @@ pub struct Totals {
     pub rejected: [u64; Reason::ALL.len()],
     pub duplicates: u64,
     /// Indexed like [`FoldedLabel::ALL`].
-    pub folded: [u64; 3],
+    pub folded: [u64; FoldedLabel::ALL.len()],
 }
 
 /// What is attributed to one agent (per-agent mode).
@@ -141,7 +141,7 @@ pub struct AgentCounters {
     pub holds: u64,
     pub hold_exceeded: u64,
     /// Indexed like [`Outcome::ALL`].
-    pub resolved: [u64; 4],
+    pub resolved: [u64; Outcome::ALL.len()],
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -201,10 +201,12 @@ impl Store {
         self.totals.duplicates += 1;
     }
 
-    /// A consistent copy of every figure, with the live gauges and the
-    /// monitor's clock of the same instant.
+    /// A consistent copy of every figure, with the live gauges (indexed by
+    /// series; a series they lack shows zeros) and the monitor's clock of
+    /// the same instant.
     pub fn snapshot(&mut self, live: Vec<Live>, engine: EngineState) -> Snapshot {
         let scratch = &mut self.scratch;
+        let live = live.into_iter().chain(std::iter::repeat(Live::default()));
         let series = self
             .series
             .iter()
@@ -230,8 +232,13 @@ impl Store {
 }
 
 impl Observer for Store {
+    /// Series ids are dense and announced in order; an id out of order
+    /// would be the engine's bug, and is ignored rather than fatal (its
+    /// figures then go nowhere, see `measure`).
     fn new_series(&mut self, id: SeriesId, info: &SeriesInfo) {
-        debug_assert_eq!(id as usize, self.series.len());
+        if id as usize != self.series.len() {
+            return;
+        }
         let b = &self.bounds;
         self.series.push(SeriesMetrics {
             queue: info.queue.clone(),
@@ -251,7 +258,9 @@ impl Observer for Store {
 
     fn measure(&mut self, id: SeriesId, now: Millis, m: Measure) {
         let b = &*self.bounds;
-        let s = &mut self.series[id as usize];
+        let Some(s) = self.series.get_mut(id as usize) else {
+            return;
+        };
         let c = &mut s.counters;
         let h = &mut s.histograms;
         match m {
@@ -296,7 +305,9 @@ impl Observer for Store {
     }
 
     fn new_agent(&mut self, id: AgentId, name: &str) {
-        debug_assert_eq!(id as usize, self.agents.len());
+        if id as usize != self.agents.len() {
+            return;
+        }
         self.agents.push(AgentCounters {
             agent: name.into(),
             ..AgentCounters::default()
@@ -304,7 +315,9 @@ impl Observer for Store {
     }
 
     fn agent_measure(&mut self, id: AgentId, m: AgentMeasure) {
-        let a = &mut self.agents[id as usize];
+        let Some(a) = self.agents.get_mut(id as usize) else {
+            return;
+        };
         match m {
             AgentMeasure::Answered { late } => {
                 a.answered += 1;
@@ -346,4 +359,40 @@ pub struct Snapshot {
     pub agents: Vec<AgentCounters>,
     pub totals: Totals,
     pub engine: EngineState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Limits;
+
+    fn info(queue: &str) -> SeriesInfo {
+        SeriesInfo {
+            queue: queue.into(),
+            site: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Ids come from the engine, which announces each before using it; an
+    /// id the store does not know is dropped, never a panic.
+    #[test]
+    fn ids_the_store_does_not_know_are_dropped() {
+        let s = Settings::default();
+        let mut store = Store::new(Bounds::new(&s, &BucketConfig::default()), 300_000);
+        store.new_series(0, &info("q"));
+        store.new_series(5, &info("gap"));
+        store.measure(0, 0, Measure::Offered);
+        store.measure(1, 0, Measure::Offered);
+        store.measure(u32::MAX, 0, Measure::Evicted);
+        store.new_agent(3, "ann");
+        store.agent_measure(3, AgentMeasure::Answered { late: false });
+        assert_eq!(store.series_len(), 1);
+        assert_eq!(store.agents_len(), 0);
+        // Fewer live gauges than series: the rest show zeros.
+        let snap = store.snapshot(Vec::new(), EngineState::default());
+        assert_eq!(snap.series.len(), 1);
+        assert_eq!(snap.series[0].counters.offered, 1);
+        assert_eq!(snap.series[0].live, Live::default());
+    }
 }

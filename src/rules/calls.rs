@@ -1,8 +1,13 @@
 //! The call state machine: offered -> answered -> (hold_started -> hold_ended)* -> ended,
-//! and what each transition measures.
+//! what each transition measures, and the eviction of calls left idle.
 
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use super::expiring::ExpiringSet;
+use super::gauges::{Gauges, LaneKind};
 use super::{AgentId, AgentMeasure, Call, CallState, Engine, Measure, Observer, Reject};
-use crate::event::{EndReason, Millis, Reason};
+use crate::event::{EndReason, Id, Millis, Reason};
 
 const UNKNOWN_CALL: Reject = Reject::new(
     Reason::UnknownCall,
@@ -24,7 +29,9 @@ impl Engine {
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        if self.live_call(call, now, obs).is_some() || self.ended.contains(call) {
+        // No call idle past call_ttl is left by now: the clock's advance to
+        // `now` evicted them, so an id whose call went idle may be offered.
+        if self.calls.contains_key(call) || self.ended.contains(call) {
             return Err(Reject::new(
                 Reason::DuplicateCall,
                 "was already offered (call ids are never reused)",
@@ -37,16 +44,16 @@ impl Engine {
             ));
         }
         let series = self.series_for(queue, site, obs);
-        self.calls.insert(
-            call.into(),
-            Call {
-                series,
-                agent: None,
-                offered: ts,
-                last: ts,
-                state: CallState::Waiting,
-            },
-        );
+        let c = Call {
+            series,
+            agent: None,
+            offered: ts,
+            last: ts,
+            state: CallState::Waiting,
+        };
+        self.calls.insert(call.into(), c);
+        enter(&mut self.gauges, call, &c, now);
+        self.arm_idle(call, ts);
         obs.measure(series, now, Measure::Offered);
         Ok(())
     }
@@ -59,22 +66,23 @@ impl Engine {
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let series = self.call_at(call, ts, now, obs)?.series;
-        let limits = self.series.get(series).limits;
-        let c = self.calls.get_mut(call).expect("checked by call_at");
-        if !matches!(c.state, CallState::Waiting) {
+        let c = call_at(&mut self.calls, &self.ended, call, ts)?;
+        if c.state != CallState::Waiting {
             return Err(Reject::new(
                 Reason::InvalidTransition,
                 "the call was already answered",
             ));
         }
+        let limits = self.series.get(c.series).limits;
         let wait = ts - c.offered;
         let rings = limits.rings(wait);
+        let before = *c;
         c.state = CallState::Talking;
         c.last = ts;
         c.agent = agent;
+        restate(&mut self.gauges, call, &before, c, now);
         let late = rings > limits.max_rings;
-        obs.measure(series, now, Measure::Answered { wait, rings, late });
+        obs.measure(before.series, now, Measure::Answered { wait, rings, late });
         self.attribute(agent, AgentMeasure::Answered { late }, obs);
         Ok(())
     }
@@ -85,15 +93,17 @@ impl Engine {
         agent: Option<AgentId>,
         ts: Millis,
         now: Millis,
-        obs: &mut impl Observer,
+        _obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let c = self.call_at(call, ts, now, obs)?;
+        let c = call_at(&mut self.calls, &self.ended, call, ts)?;
         match c.state {
             CallState::Talking => {
+                let before = *c;
                 c.state = CallState::OnHold { since: ts };
                 c.last = ts;
                 // The agent who puts the caller on hold owns the hold.
                 c.agent = agent.or(c.agent);
+                restate(&mut self.gauges, call, &before, c, now);
                 Ok(())
             }
             CallState::Waiting => Err(Reject::new(
@@ -114,15 +124,17 @@ impl Engine {
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let c = self.call_at(call, ts, now, obs)?;
+        let c = call_at(&mut self.calls, &self.ended, call, ts)?;
         let CallState::OnHold { since } = c.state else {
             return Err(Reject::new(
                 Reason::InvalidTransition,
                 "hold_ended while the call is not on hold",
             ));
         };
+        let before = *c;
         c.state = CallState::Talking;
         c.last = ts;
+        restate(&mut self.gauges, call, &before, c, now);
         let (series, agent) = (c.series, c.agent);
         self.hold_segment(series, agent, ts - since, now, obs);
         Ok(())
@@ -136,8 +148,9 @@ impl Engine {
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let c = *self.call_at(call, ts, now, obs)?;
+        let c = *call_at(&mut self.calls, &self.ended, call, ts)?;
         self.calls.remove(call);
+        leave(&mut self.gauges, call, &c, now);
         self.ended.insert(call, now);
         let limits = self.series.get(c.series).limits;
         match c.state {
@@ -183,55 +196,179 @@ impl Engine {
         self.attribute(agent, AgentMeasure::HoldSegment { over_limit }, obs);
     }
 
-    /// The call an event names, checked for existence and time order.
-    fn call_at(
-        &mut self,
-        call: &str,
-        ts: Millis,
-        now: Millis,
-        obs: &mut impl Observer,
-    ) -> Result<&mut Call, Reject> {
-        if self.live_call(call, now, obs).is_none() {
-            return Err(if self.ended.contains(call) {
-                AFTER_END
-            } else {
-                UNKNOWN_CALL
-            });
+    /// Start the eviction timer of a call just offered. The entry of a call
+    /// that ends stays until it comes up, `call_ttl` after the offer's `ts`
+    /// (never, for a `ts` in the year 9999), so calls offered and ended in a
+    /// loop would grow the heap without end: once its entries outnumber the
+    /// calls in flight twice over it is rebuilt from the calls, one entry
+    /// each. It stays within twice `max_calls` (plus a floor that keeps
+    /// rebuilds rare), at an amortized constant cost per call.
+    fn arm_idle(&mut self, call: &str, last: Millis) {
+        if self.idle.len() >= 2 * self.calls.len() + 1024 {
+            self.rebuild_idle();
+        } else {
+            let at = last.saturating_add(self.settings.call_ttl);
+            self.idle.push(Reverse((at, call.into())));
         }
-        let c = self.calls.get_mut(call).expect("checked just above");
-        if ts < c.last {
-            return Err(BACKWARDS);
-        }
-        Ok(c)
     }
 
-    /// The call if it is in flight; a call idle past `call_ttl` is evicted
-    /// here, so the outcome never depends on when the last sweep ran.
-    pub(super) fn live_call(
-        &mut self,
-        call: &str,
-        now: Millis,
-        obs: &mut impl Observer,
-    ) -> Option<&mut Call> {
-        let c = self.calls.get(call)?;
-        if now - c.last > self.settings.call_ttl {
-            let series = c.series;
-            self.calls.remove(call);
-            obs.measure(series, now, Measure::Evicted);
-            return None;
-        }
-        self.calls.get_mut(call)
+    /// One eviction timer per call in flight, at its moment.
+    pub(super) fn rebuild_idle(&mut self) {
+        let ttl = self.settings.call_ttl;
+        self.idle = self
+            .calls
+            .iter()
+            .map(|(id, c)| Reverse((c.last.saturating_add(ttl), id.clone())))
+            .collect();
     }
 
-    /// Evict every call with no event for more than `call_ttl`.
+    /// Evict every call with no event for more than `call_ttl`: those whose
+    /// `last + call_ttl` the clock has passed.
     pub(super) fn evict_idle(&mut self, now: Millis, obs: &mut impl Observer) {
         let ttl = self.settings.call_ttl;
-        self.calls.retain(|_, c| {
-            let keep = now - c.last <= ttl;
-            if !keep {
-                obs.measure(c.series, now, Measure::Evicted);
+        let mut gone: Vec<(Millis, Id, Call)> = Vec::new();
+        while let Some(Reverse((at, _))) = self.idle.peek() {
+            if *at >= now {
+                break;
             }
-            keep
+            let Some(Reverse((_, id))) = self.idle.pop() else {
+                break;
+            };
+            let Some(c) = self.calls.get(&id) else {
+                continue;
+            };
+            let at = c.last.saturating_add(ttl);
+            if at < now {
+                let c = *c;
+                self.calls.remove(&id);
+                gone.push((at, id, c));
+            } else {
+                self.idle.push(Reverse((at, id)));
+            }
+        }
+        // Which entries come up first depends on a call's history (a restored
+        // engine has one per call, at its moment); the measures go out in one
+        // order whatever it was: by moment, then id.
+        gone.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, id, c) in gone {
+            leave(&mut self.gauges, &id, &c, now);
+            obs.measure(c.series, now, Measure::Evicted);
+        }
+    }
+}
+
+/// The call an event names, checked for existence and time order. A free
+/// function over the fields it reads, so the caller keeps the other fields
+/// (the gauges, the series) while it holds the call.
+fn call_at<'a>(
+    calls: &'a mut HashMap<Id, Call>,
+    ended: &ExpiringSet,
+    call: &str,
+    ts: Millis,
+) -> Result<&'a mut Call, Reject> {
+    match calls.get_mut(call) {
+        None if ended.contains(call) => Err(AFTER_END),
+        None => Err(UNKNOWN_CALL),
+        Some(c) if ts < c.last => Err(BACKWARDS),
+        Some(c) => Ok(c),
+    }
+}
+
+/// Count a call in flight in the gauges of its state.
+pub(super) fn enter(gauges: &mut Gauges, id: &str, c: &Call, now: Millis) {
+    match c.state {
+        CallState::Waiting => gauges.enter(c.series, LaneKind::Waiting, c.offered, id, now),
+        CallState::Talking => gauges.talking(c.series, true),
+        CallState::OnHold { since } => gauges.enter(c.series, LaneKind::OnHold, since, id, now),
+    }
+}
+
+/// Uncount a call from the gauges of its state.
+fn leave(gauges: &mut Gauges, id: &str, c: &Call, now: Millis) {
+    match c.state {
+        CallState::Waiting => gauges.leave(c.series, LaneKind::Waiting, c.offered, id, now),
+        CallState::Talking => gauges.talking(c.series, false),
+        CallState::OnHold { since } => gauges.leave(c.series, LaneKind::OnHold, since, id, now),
+    }
+}
+
+fn restate(gauges: &mut Gauges, id: &str, before: &Call, after: &Call, now: Millis) {
+    leave(gauges, id, before, now);
+    enter(gauges, id, after, now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::Recorded;
+    use super::super::*;
+    use crate::event::{Body, EndReason, Event};
+
+    fn at(ts: Millis, body: Body) -> Event {
+        Event {
+            ts,
+            event_id: None,
+            site: None,
+            agent: None,
+            body,
+        }
+    }
+
+    /// Calls offered and ended at once, stamped in the year 9999 (their
+    /// eviction timers never come up), in a loop: the heap of timers stays
+    /// bounded. A call with many events keeps one timer and is still evicted
+    /// exactly `call_ttl` after its last event.
+    #[test]
+    fn calls_ended_early_or_busy_leave_no_timer_behind() {
+        let ttl = 60_000;
+        let mut e = Engine::new(Settings {
+            clock: ClockMode::Wall,
+            call_ttl: ttl,
+            ..Settings::default()
         });
+        let mut rec = Recorded::default();
+        let wall = 1_795_424_400_000; // 2026-11-23T09:00:00Z
+        let far = 253_402_214_400_000; // 9999-12-31T00:00:00Z
+        let mut apply = |e: &mut Engine, ts, body| {
+            assert_eq!(e.apply(&at(ts, body), wall, &mut rec), Verdict::Accepted);
+        };
+        let offer = |id: &str| Body::CallOffered {
+            call: id.into(),
+            queue: "q".into(),
+        };
+        let busy = || Id::from("busy");
+        apply(&mut e, wall, offer("busy"));
+        apply(&mut e, wall, Body::CallAnswered { call: busy() });
+        let mut last = wall;
+        for i in 0..20_000 {
+            let id = format!("churn-{i}");
+            // On the wall clock a far `ts` leaves the clock where it is.
+            apply(&mut e, far, offer(&id));
+            let end = Body::CallEnded {
+                call: id.as_str().into(),
+                reason: EndReason::Completed,
+            };
+            apply(&mut e, far, end);
+            last = wall + i / 4;
+            let hold = if i % 2 == 0 {
+                Body::HoldStarted { call: busy() }
+            } else {
+                Body::HoldEnded { call: busy() }
+            };
+            apply(&mut e, last, hold);
+            // Checked at each offer, with the call offered counted.
+            assert!(
+                e.idle.len() <= 2 * (e.calls.len() + 1) + 1024,
+                "{}",
+                e.idle.len()
+            );
+        }
+        let mut rec = Recorded::default();
+        e.advance(last + ttl, &mut rec);
+        assert!(rec.measures.is_empty(), "not at exactly call_ttl");
+        assert_eq!(e.calls_in_flight(), 1);
+        e.advance(last + ttl + 1, &mut rec);
+        assert_eq!(rec.measures, vec![(0, Measure::Evicted)]);
+        assert_eq!(e.calls_in_flight(), 0);
+        assert_eq!(e.live()[0], Live::default());
     }
 }

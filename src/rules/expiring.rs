@@ -24,8 +24,12 @@ impl Hasher for PreHashed {
     fn finish(&self) -> u64 {
         self.0
     }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys are hashed")
+    // Only u64 keys are hashed here, through `write_u64`; should anything
+    // else ever be, fold its bytes in rather than fail.
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;

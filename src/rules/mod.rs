@@ -3,9 +3,17 @@
 //! de-duplication window; it does no I/O and takes no locks. What it measures
 //! it hands to an [`Observer`] (the metrics layer in production, a plain
 //! vector in tests).
+//!
+//! Only events and the clock change the state: everything that happens with
+//! time (a caller ringing past the limit, a hold past its limit, a promise
+//! overdue or missed, an idle call evicted) sits in a time-ordered index and
+//! happens when [`Engine::advance`] (or [`Engine::tick`]) passes its moment.
+//! [`Engine::live`] and [`Engine::alerts`] read what is kept and change
+//! nothing: their cost does not grow with the calls that are not changing.
 
 mod calls;
 mod expiring;
+mod gauges;
 mod persist;
 mod promises;
 pub mod series;
@@ -14,6 +22,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::event::{Body, Event, Id, Millis, Reason};
+use gauges::{Gauges, LaneKind};
 
 pub use expiring::ExpiringSet;
 pub use persist::EngineImage;
@@ -244,7 +253,7 @@ pub struct Live {
     pub callbacks_overdue: u64,
 }
 
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum CallState {
     Waiting,
     Talking,
@@ -272,11 +281,9 @@ struct Promise {
     due: Millis,
 }
 
-/// Snapshots hold everything but the settings, which come from the
-/// configuration of each start (see `persist`).
-#[derive(serde::Serialize, serde::Deserialize)]
+/// What snapshots hold is in `persist`: everything but the settings and the
+/// indexes, which are rebuilt from the calls and promises.
 pub struct Engine {
-    #[serde(skip)]
     settings: Settings,
     /// The monitor's clock as last advanced; never goes back.
     clock: Millis,
@@ -292,8 +299,15 @@ pub struct Engine {
     /// promises resolved meanwhile are skipped when they come up.
     deadlines: BinaryHeap<Reverse<(Millis, Id)>>,
     dedup: ExpiringSet,
-    next_sweep: Millis,
     agents: series::Interner,
+    /// The live gauges and what is past its limit, kept at `clock`.
+    gauges: Gauges,
+    /// (moment, call) for eviction: a call is evicted once the clock passes
+    /// `last + call_ttl`. Pushed when the call is offered, not at each of its
+    /// events: an entry that comes up for a call that had events since is
+    /// pushed again at the call's new moment, one for a call that ended is
+    /// dropped. Never later than the call's moment, so never late.
+    idle: BinaryHeap<Reverse<(Millis, Id)>>,
 }
 
 impl Engine {
@@ -307,8 +321,9 @@ impl Engine {
             deadlines: BinaryHeap::new(),
             dedup: ExpiringSet::new(settings.dedup_window, settings.dedup_max_ids),
             clock: Millis::MIN,
-            next_sweep: Millis::MIN,
             agents: series::Interner::new(settings.max_agents),
+            gauges: Gauges::default(),
+            idle: BinaryHeap::new(),
             settings,
         }
     }
@@ -369,13 +384,11 @@ impl Engine {
             Body::CallbackPromised {
                 promise,
                 due,
-                call,
-                queue,
+                target,
             } => self.promised(
                 promise,
                 *due,
-                call.as_deref(),
-                queue.as_deref(),
+                target,
                 ev.site.as_deref(),
                 agent,
                 ev.ts,
@@ -398,23 +411,24 @@ impl Engine {
     }
 
     /// Move the clock to `now` (it never goes back) and fire what is due:
-    /// promises past `due + callback_expiry` become missed, idle calls are
-    /// evicted, remembered ids expire. In event mode, pass the wall clock to
-    /// [`Engine::tick`] instead: only events move event time.
+    /// calls and promises passing a limit count as over it, promises past
+    /// `due + callback_expiry` become missed, calls idle past `call_ttl` are
+    /// evicted, remembered ids expire. Each of these is a timer in an index:
+    /// the cost is that of what fires, not of what is kept. In event mode,
+    /// pass the wall clock to [`Engine::tick`] instead: only events move
+    /// event time.
     pub fn advance(&mut self, now: Millis, obs: &mut impl Observer) {
         if now > self.clock {
             self.clock = now;
+            // First, so that what fires below leaves gauges that are current.
+            self.gauges.advance(now);
         }
         let now = self.clock;
         self.fire_missed(now, obs);
         self.dedup.expire(now);
         self.ended.expire(now);
         self.resolved.expire(now);
-        if now >= self.next_sweep {
-            self.evict_idle(now, obs);
-            let every = (self.settings.call_ttl / 16).clamp(1_000, 60_000);
-            self.next_sweep = now.saturating_add(every);
-        }
+        self.evict_idle(now, obs);
     }
 
     /// A timer tick from the daemon: advances wall time; in event mode only
@@ -426,39 +440,12 @@ impl Engine {
     }
 
     /// The live gauges of every series, indexed by [`SeriesId`], at the
-    /// monitor's clock (after a [`Engine::tick`] with `wall_now`). Idle calls
-    /// past `call_ttl` are evicted first, so no evictable call is ever shown.
-    pub fn live(&mut self, wall_now: Millis, obs: &mut impl Observer) -> Vec<Live> {
-        self.tick(wall_now, obs);
-        let now = self.clock;
-        self.evict_idle(now, obs);
-        let mut live = vec![Live::default(); self.series.len()];
-        for call in self.calls.values() {
-            let l = &mut live[call.series as usize];
-            let limits = &self.series.get(call.series).limits;
-            match call.state {
-                CallState::Waiting => {
-                    let wait = (now - call.offered).max(0);
-                    l.waiting += 1;
-                    l.waiting_over_limit += u64::from(wait > limits.answer_limit());
-                    l.oldest_wait = l.oldest_wait.max(wait);
-                }
-                CallState::Talking => l.active += 1,
-                CallState::OnHold { since } => {
-                    let held = (now - since).max(0);
-                    l.active += 1;
-                    l.on_hold += 1;
-                    l.on_hold_over_limit += u64::from(held > limits.hold_limit);
-                    l.longest_hold = l.longest_hold.max(held);
-                }
-            }
-        }
-        for p in self.promises.values() {
-            let l = &mut live[p.series as usize];
-            l.callbacks_pending += 1;
-            l.callbacks_overdue += u64::from(now > p.due);
-        }
-        live
+    /// monitor's clock: as of the last event or [`Engine::tick`], with
+    /// everything due by then fired (no call idle past `call_ttl` is ever
+    /// shown). A read changes nothing; it costs O(series), whatever the
+    /// number of calls and promises.
+    pub fn live(&self) -> Vec<Live> {
+        self.gauges.live(self.clock)
     }
 
     /// The agent's index (folded into `other` past `max_agents`). Agents
@@ -488,50 +475,39 @@ impl Engine {
         self.agents.name(id)
     }
 
-    /// Every call and promise past a limit right now (after a tick with
-    /// `wall_now`): what supervisors are alerted about, one entry each.
-    pub fn alerts(&mut self, wall_now: Millis, obs: &mut impl Observer) -> Vec<AlertCondition> {
-        self.tick(wall_now, obs);
+    /// Every call and promise past a limit at the monitor's clock (see
+    /// [`Engine::live`]): what supervisors are alerted about, one entry each,
+    /// by series, then kind, then since when. A read: it costs O(series +
+    /// subjects past a limit).
+    pub fn alerts(&self) -> Vec<AlertCondition> {
         let now = self.clock;
-        self.evict_idle(now, obs);
-        let mut out = Vec::new();
-        for (id, call) in &self.calls {
-            let limits = &self.series.get(call.series).limits;
-            let (kind, since, limit) = match call.state {
-                CallState::Waiting => (
-                    AlertKind::RingingPastLimit,
-                    call.offered,
-                    limits.answer_limit(),
-                ),
-                CallState::OnHold { since } => {
-                    (AlertKind::OnHoldPastLimit, since, limits.hold_limit)
-                }
-                CallState::Talking => continue,
-            };
-            if now - since > limit {
-                out.push(AlertCondition {
+        self.gauges
+            .past_limit()
+            .map(|p| {
+                let (kind, agent) = match p.kind {
+                    LaneKind::Waiting => (
+                        AlertKind::RingingPastLimit,
+                        self.calls.get(p.id).and_then(|c| c.agent),
+                    ),
+                    LaneKind::OnHold => (
+                        AlertKind::OnHoldPastLimit,
+                        self.calls.get(p.id).and_then(|c| c.agent),
+                    ),
+                    LaneKind::Callbacks => (
+                        AlertKind::CallbackOverdue,
+                        self.promises.get(p.id).and_then(|p| p.agent),
+                    ),
+                };
+                AlertCondition {
                     kind,
-                    series: call.series,
-                    subject: id.clone(),
-                    agent: call.agent,
-                    since: since + limit,
-                    elapsed: now - since,
-                });
-            }
-        }
-        for (id, p) in &self.promises {
-            if now > p.due {
-                out.push(AlertCondition {
-                    kind: AlertKind::CallbackOverdue,
                     series: p.series,
-                    subject: id.clone(),
-                    agent: p.agent,
-                    since: p.due,
-                    elapsed: now - p.due,
-                });
-            }
-        }
-        out
+                    subject: p.id.clone(),
+                    agent,
+                    since: p.start.saturating_add(p.limit),
+                    elapsed: now.saturating_sub(p.start),
+                }
+            })
+            .collect()
     }
 
     fn series_for(&mut self, queue: &str, site: Option<&str>, obs: &mut impl Observer) -> SeriesId {
@@ -540,7 +516,9 @@ impl Engine {
             .series
             .lookup(queue, site, |name| settings.limits_for(name));
         if found.created {
-            obs.new_series(found.id, self.series.get(found.id));
+            let info = self.series.get(found.id);
+            self.gauges.add_series(&info.limits);
+            obs.new_series(found.id, info);
         }
         for label in found.folded {
             obs.folded(label);

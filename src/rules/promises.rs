@@ -3,8 +3,9 @@
 
 use std::cmp::Reverse;
 
+use super::gauges::LaneKind;
 use super::{AgentId, AgentMeasure, Engine, Measure, Observer, Outcome, Promise, Reject};
-use crate::event::{Millis, Reason};
+use crate::event::{Millis, PromiseTarget, Reason};
 
 const UNKNOWN: Reject = Reject::new(
     Reason::UnknownPromise,
@@ -21,8 +22,7 @@ impl Engine {
         &mut self,
         promise: &str,
         due: Millis,
-        call: Option<&str>,
-        queue: Option<&str>,
+        target: &PromiseTarget,
         site: Option<&str>,
         agent: Option<AgentId>,
         ts: Millis,
@@ -41,10 +41,9 @@ impl Engine {
                 "max_promises promises are already pending",
             ));
         }
-        // The promise belongs to the named queue, else to the call's queue.
-        let series = match (queue, call) {
-            (Some(queue), _) => self.series_for(queue, site, obs),
-            (None, Some(call)) => match self.live_call(call, now, obs) {
+        let series = match target {
+            PromiseTarget::Queue { queue, .. } => self.series_for(queue, site, obs),
+            PromiseTarget::Call { call } => match self.calls.get(call) {
                 Some(c) => c.series,
                 None => {
                     return Err(Reject::new(
@@ -53,8 +52,9 @@ impl Engine {
                     ))
                 }
             },
-            (None, None) => unreachable!("decoding requires queue or call_id"),
         };
+        self.gauges
+            .enter(series, LaneKind::Callbacks, due, promise, now);
         self.promises.insert(
             promise.into(),
             Promise {
@@ -140,6 +140,8 @@ impl Engine {
         obs: &mut impl Observer,
     ) {
         self.promises.remove(id);
+        self.gauges
+            .leave(p.series, LaneKind::Callbacks, p.due, id, now);
         self.resolved.insert(id, now);
         obs.measure(p.series, now, Measure::Resolved { outcome, lateness });
         self.attribute(p.agent, AgentMeasure::Resolved { outcome }, obs);
@@ -190,7 +192,7 @@ impl Engine {
 mod tests {
     use super::super::tests::Recorded;
     use super::super::*;
-    use crate::event::{Body, Event};
+    use crate::event::{Body, Event, PromiseTarget};
 
     /// Regression (found by tests/soak.rs, RSS growing by ~0.3 MiB/s): promises
     /// due in the year 9999, cancelled at once, left their deadlines in the
@@ -214,8 +216,10 @@ mod tests {
         let promise = |id: &str, due| Body::CallbackPromised {
             promise: id.into(),
             due,
-            call: None,
-            queue: Some("q".into()),
+            target: PromiseTarget::Queue {
+                queue: "q".into(),
+                call: None,
+            },
         };
         assert_eq!(
             e.apply(&at(ts, promise("soon", ts + 1_000)), 0, &mut rec),

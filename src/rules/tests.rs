@@ -1,7 +1,7 @@
 //! Unit tests of the rules, one behaviour each, on event time.
 
 use super::*;
-use crate::event::{EndReason, Event};
+use crate::event::{EndReason, Event, PromiseTarget};
 
 #[derive(Default)]
 pub(crate) struct Recorded {
@@ -85,8 +85,14 @@ fn promise(t: f64, id: &str, due: f64, queue: Option<&str>, call: Option<&str>) 
         Body::CallbackPromised {
             promise: id.into(),
             due: s(due),
-            call: call.map(Into::into),
-            queue: queue.map(Into::into),
+            target: match (queue, call) {
+                (Some(queue), call) => PromiseTarget::Queue {
+                    queue: queue.into(),
+                    call: call.map(Into::into),
+                },
+                (None, Some(call)) => PromiseTarget::Call { call: call.into() },
+                (None, None) => panic!("a promise names its queue or call"),
+            },
         },
     )
 }
@@ -398,7 +404,7 @@ fn callback_outcomes() {
         ]
     );
     assert_eq!(e.promises_pending(), 1);
-    let live = e.live(0, &mut Recorded::default());
+    let live = e.live();
     assert_eq!(live[1].callbacks_pending, 1);
     assert_eq!(live[1].callbacks_overdue, 1);
 }
@@ -495,7 +501,7 @@ fn live_gauges_on_event_time() {
             clock(100.0),
         ],
     );
-    let live = e.live(0, &mut Recorded::default());
+    let live = e.live();
     assert_eq!(
         live[0],
         Live {
@@ -522,9 +528,9 @@ fn live_gauges_on_event_time() {
 fn waiting_over_limit_is_strictly_past_the_limit() {
     let mut e = event_engine();
     run(&mut e, &[offered(0.0, "c", "q"), clock(18.0)]);
-    assert_eq!(e.live(0, &mut Recorded::default())[0].waiting_over_limit, 0);
+    assert_eq!(e.live()[0].waiting_over_limit, 0);
     run(&mut e, &[clock(18.001)]);
-    assert_eq!(e.live(0, &mut Recorded::default())[0].waiting_over_limit, 1);
+    assert_eq!(e.live()[0].waiting_over_limit, 1);
 }
 
 #[test]
@@ -560,11 +566,34 @@ fn wall_clock_mode_uses_the_wall_for_timers() {
         e.apply(&offered(0.0, "c", "q"), s(1.0), &mut rec),
         Verdict::Accepted
     );
-    let live = e.live(s(31.0), &mut rec);
+    e.tick(s(31.0), &mut rec);
+    let live = e.live();
     assert_eq!(live[0].oldest_wait, 31_000);
     // an event from the far future does not move wall time
     assert_eq!(e.apply(&clock(1e6), s(32.0), &mut rec), Verdict::Accepted);
-    assert_eq!(e.live(s(32.0), &mut rec)[0].oldest_wait, 32_000);
+    assert_eq!(e.live()[0].oldest_wait, 32_000);
+}
+
+#[test]
+fn on_the_wall_clock_eviction_happens_at_the_tick() {
+    let mut e = Engine::new(Settings {
+        call_ttl: 100_000,
+        ..Settings::default()
+    });
+    let mut rec = Recorded::default();
+    assert_eq!(
+        e.apply(&offered(0.0, "c", "q"), s(0.0), &mut rec),
+        Verdict::Accepted
+    );
+    e.tick(s(100.0), &mut rec);
+    assert_eq!(e.live()[0].waiting, 1, "idle for exactly call_ttl");
+    e.tick(s(100.001), &mut rec);
+    assert_eq!(
+        rec.measures,
+        vec![(0, Measure::Offered), (0, Measure::Evicted)]
+    );
+    assert_eq!(e.live()[0], Live::default());
+    assert_eq!(e.calls_in_flight(), 0);
 }
 
 #[test]
@@ -762,7 +791,7 @@ fn alert_conditions_name_the_calls_and_promises_past_their_limits() {
             clock(30.0),
         ],
     );
-    let mut a = e.alerts(0, &mut Recorded::default());
+    let mut a = e.alerts();
     a.sort_by(|x, y| x.subject.cmp(&y.subject));
     let got: Vec<_> = a
         .iter()
@@ -804,7 +833,7 @@ fn alert_conditions_name_the_calls_and_promises_past_their_limits() {
             clock(30.001),
         ],
     );
-    let a = e.alerts(0, &mut Recorded::default());
+    let a = e.alerts();
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(
         (a[0].kind, a[0].subject.as_str()),
