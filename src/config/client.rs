@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{duration, invalid, ConfigError, Ingest};
-use crate::ingest::client::{Secret, Target};
+use crate::ingest::client::{Connection, Secret, Target};
 
 /// `[client]`: defaults for every client-mode source (each may override them).
 #[derive(Clone, Debug, Deserialize)]
@@ -62,17 +62,8 @@ pub struct Source {
     /// Only with a wss:// target.
     pub ca_file: Option<PathBuf>,
     pub subscribe: Option<String>,
-    pub acks: bool,
-    pub connect_timeout: Duration,
-    pub ping_interval: Duration,
-    pub idle_timeout: Duration,
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
-    pub backoff_reset_after: Duration,
-    /// Frame and buffer limits are `[ingest]`'s: one frame format, one limit.
-    pub max_frame_bytes: usize,
-    pub read_buffer_bytes: usize,
-    pub max_write_buffer_bytes: usize,
+    /// The client's own settings type, as it runs with them.
+    pub conn: Connection,
 }
 
 /// The connection timings of one source.
@@ -194,16 +185,19 @@ impl SourceConfig {
             token,
             ca_file: self.ca_file.as_ref().map(PathBuf::from),
             subscribe: self.subscribe.clone(),
-            acks: self.acks.unwrap_or(true),
-            connect_timeout: t.connect_timeout,
-            ping_interval: t.ping_interval,
-            idle_timeout: t.idle_timeout,
-            backoff_initial: t.backoff_initial,
-            backoff_max: t.backoff_max,
-            backoff_reset_after: t.backoff_reset_after,
-            max_frame_bytes: ingest.max_frame_bytes,
-            read_buffer_bytes: ingest.read_buffer_bytes,
-            max_write_buffer_bytes: ingest.max_write_buffer_bytes,
+            conn: Connection {
+                acks: self.acks.unwrap_or(true),
+                connect_timeout: t.connect_timeout,
+                ping_interval: t.ping_interval,
+                idle_timeout: t.idle_timeout,
+                backoff_initial: t.backoff_initial,
+                backoff_max: t.backoff_max,
+                backoff_reset_after: t.backoff_reset_after,
+                // One frame format, one limit: `[ingest]`'s.
+                max_frame_bytes: ingest.limits.max_frame_bytes,
+                read_buffer_bytes: ingest.limits.read_buffer_bytes,
+                max_write_buffer_bytes: ingest.limits.max_write_buffer_bytes,
+            },
         })
     }
 }
@@ -252,17 +246,17 @@ mod tests {
         let s = &v.sources[0];
         assert_eq!(s.name, "pbx");
         assert_eq!(s.target.display, "ws://127.0.0.1:9000/events");
-        assert_eq!(s.ping_interval, Duration::from_secs(5));
-        assert_eq!(s.idle_timeout, Duration::from_secs(60));
-        assert_eq!(s.backoff_max, Duration::from_secs(7));
-        assert_eq!(s.backoff_initial, Duration::from_millis(500));
+        assert_eq!(s.conn.ping_interval, Duration::from_secs(5));
+        assert_eq!(s.conn.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.conn.backoff_max, Duration::from_secs(7));
+        assert_eq!(s.conn.backoff_initial, Duration::from_millis(500));
         assert_eq!(s.subscribe.as_deref(), Some(r#"{"subscribe":"calls"}"#));
-        assert!(!s.acks);
+        assert!(!s.conn.acks);
         assert!(s.token.is_none());
         let s = &files.sources[0];
         assert_eq!(
-            (s.name.as_str(), s.ping_interval),
-            ("pbx", v.sources[0].ping_interval)
+            (s.name.as_str(), s.conn.ping_interval),
+            ("pbx", v.sources[0].conn.ping_interval)
         );
         assert!(s.tls.is_none());
         assert!(s.token.is_none());
@@ -272,7 +266,7 @@ mod tests {
         )])
         .unwrap();
         assert!(files.sources[0].tls.is_some());
-        assert!(v.sources[0].acks && files.sources[0].acks);
+        assert!(v.sources[0].conn.acks && files.sources[0].conn.acks);
     }
 
     #[test]

@@ -99,16 +99,7 @@ fn read_source(s: &Source) -> Result<SourceSettings, ConfigError> {
         token,
         subscribe: s.subscribe.clone(),
         tls,
-        acks: s.acks,
-        connect_timeout: s.connect_timeout,
-        ping_interval: s.ping_interval,
-        idle_timeout: s.idle_timeout,
-        backoff_initial: s.backoff_initial,
-        backoff_max: s.backoff_max,
-        backoff_reset_after: s.backoff_reset_after,
-        max_frame_bytes: s.max_frame_bytes,
-        read_buffer_bytes: s.read_buffer_bytes,
-        max_write_buffer_bytes: s.max_write_buffer_bytes,
+        conn: s.conn.clone(),
     })
 }
 

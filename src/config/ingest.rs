@@ -3,13 +3,12 @@
 //! [`IngestSettings`] once the guards are built from the files.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{addr, count, duration, invalid, ConfigError, EdgeFiles};
 use crate::auth::Auth;
-use crate::ingest::server::IngestSettings;
+use crate::ingest::server::{IngestSettings, Limits};
 use crate::ingest::throttle::RateLimit;
 use crate::tls::Tls;
 
@@ -31,19 +30,12 @@ pub struct IngestConfig {
     pub tls_key_file: String,
 }
 
-/// `[ingest]`, validated.
+/// `[ingest]`, validated: the listener's address, the server's own
+/// [`Limits`], and the files its guards are built from.
 #[derive(Clone, Debug)]
 pub struct Ingest {
     pub listen: SocketAddr,
-    pub max_frame_bytes: usize,
-    pub read_buffer_bytes: usize,
-    pub max_write_buffer_bytes: usize,
-    pub ping_interval: Duration,
-    pub idle_timeout: Duration,
-    pub handshake_timeout: Duration,
-    pub max_connections: usize,
-    /// `None`: no per-connection rate limit.
-    pub rate: Option<RateLimit>,
+    pub limits: Limits,
     pub edge: EdgeFiles,
 }
 
@@ -86,19 +78,21 @@ impl IngestConfig {
         }
         Ok(Ingest {
             listen: addr("ingest.listen", &self.listen)?,
-            max_frame_bytes: self.max_frame_bytes,
-            read_buffer_bytes: self.read_buffer_bytes,
-            max_write_buffer_bytes: self.max_write_buffer_bytes,
-            ping_interval,
-            idle_timeout,
-            handshake_timeout: duration(
-                "ingest.handshake_timeout",
-                self.handshake_timeout,
-                0.1,
-                600.0,
-            )?,
-            max_connections: count("ingest.max_connections", self.max_connections, 1)?,
-            rate: self.rate()?,
+            limits: Limits {
+                max_frame_bytes: self.max_frame_bytes,
+                read_buffer_bytes: self.read_buffer_bytes,
+                max_write_buffer_bytes: self.max_write_buffer_bytes,
+                ping_interval,
+                idle_timeout,
+                handshake_timeout: duration(
+                    "ingest.handshake_timeout",
+                    self.handshake_timeout,
+                    0.1,
+                    600.0,
+                )?,
+                max_connections: count("ingest.max_connections", self.max_connections, 1)?,
+                rate: self.rate()?,
+            },
             edge: EdgeFiles::validate(
                 "ingest",
                 &self.tokens_file,
@@ -134,14 +128,7 @@ impl Ingest {
     /// files [`Ingest::edge`] names (see [`super::Validated::read_files`]).
     pub fn settings(&self, auth: Auth, tls: Option<Tls>) -> IngestSettings {
         IngestSettings {
-            max_frame_bytes: self.max_frame_bytes,
-            read_buffer_bytes: self.read_buffer_bytes,
-            max_write_buffer_bytes: self.max_write_buffer_bytes,
-            ping_interval: self.ping_interval,
-            idle_timeout: self.idle_timeout,
-            handshake_timeout: self.handshake_timeout,
-            max_connections: self.max_connections,
-            rate: self.rate,
+            limits: self.limits.clone(),
             auth,
             tls,
         }
@@ -168,16 +155,16 @@ mod tests {
     #[test]
     fn listener_guards_default_to_open_plain_and_unthrottled() {
         let v = validate(&[]).unwrap();
-        assert_eq!(v.ingest.max_connections, 1000);
-        assert!(v.ingest.rate.is_none());
+        assert_eq!(v.ingest.limits.max_connections, 1000);
+        assert!(v.ingest.limits.rate.is_none());
         assert!(v.ingest.edge.tokens_file.is_none() && v.ingest.edge.tls.is_none());
         let v = validate(&[("RINGWATCH__INGEST__MAX_EVENTS_PER_SECOND", "2.5")]).unwrap();
-        assert_eq!(v.ingest.rate, Some(RateLimit::new(2.5, 3)));
+        assert_eq!(v.ingest.limits.rate, Some(RateLimit::new(2.5, 3)));
         let v = validate(&[
             ("RINGWATCH__INGEST__MAX_EVENTS_PER_SECOND", "100"),
             ("RINGWATCH__INGEST__EVENTS_BURST", "10"),
         ])
         .unwrap();
-        assert_eq!(v.ingest.rate, Some(RateLimit::new(100.0, 10)));
+        assert_eq!(v.ingest.limits.rate, Some(RateLimit::new(100.0, 10)));
     }
 }

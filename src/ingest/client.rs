@@ -148,6 +148,13 @@ pub struct SourceSettings {
     pub subscribe: Option<String>,
     /// Set for wss:// sources.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub conn: Connection,
+}
+
+/// How a source's connection behaves: acknowledgements, timings, and the
+/// frame and buffer limits (`[ingest]`'s: one frame format, one limit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
     pub acks: bool,
     pub connect_timeout: Duration,
     pub ping_interval: Duration,
@@ -238,15 +245,15 @@ pub async fn run(
 ) {
     let name = s.name.as_str();
     let url = s.target.display.as_str();
-    let mut backoff = Backoff::new(s.backoff_initial, s.backoff_max);
+    let mut backoff = Backoff::new(s.conn.backoff_initial, s.conn.backoff_max);
     let mut connected_before = false;
     let mut failure_log = FailureLog::default();
     loop {
         m.attempts.inc();
         let attempt = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = tokio::time::timeout(s.connect_timeout, connect(&s)) => {
-                r.unwrap_or(Err(ConnectError::Timeout(s.connect_timeout)))
+            r = tokio::time::timeout(s.conn.connect_timeout, connect(&s)) => {
+                r.unwrap_or(Err(ConnectError::Timeout(s.conn.connect_timeout)))
             }
         };
         match attempt {
@@ -285,7 +292,7 @@ pub async fn run(
                 if reason == CloseReason::Shutdown {
                     break;
                 }
-                if since.elapsed() >= s.backoff_reset_after {
+                if since.elapsed() >= s.conn.backoff_reset_after {
                     backoff.reset();
                 }
             }
@@ -337,11 +344,11 @@ impl FailureLog {
 fn ws_config(s: &SourceSettings) -> WebSocketConfig {
     // Acks go out as soon as they are made, as on the ingest endpoint.
     WebSocketConfig::default()
-        .max_frame_size(Some(s.max_frame_bytes))
-        .max_message_size(Some(s.max_frame_bytes))
-        .read_buffer_size(s.read_buffer_bytes)
+        .max_frame_size(Some(s.conn.max_frame_bytes))
+        .max_message_size(Some(s.conn.max_frame_bytes))
+        .read_buffer_size(s.conn.read_buffer_bytes)
         .write_buffer_size(0)
-        .max_write_buffer_size(s.max_write_buffer_bytes)
+        .max_write_buffer_size(s.conn.max_write_buffer_bytes)
 }
 
 /// TCP, TLS (wss), the upgrade with the bearer token, and the subscribe
@@ -384,8 +391,8 @@ impl Session<'_> {
     async fn run(&mut self) -> CloseReason {
         let s = self.s;
         let mut ping = tokio::time::interval_at(
-            tokio::time::Instant::now() + s.ping_interval,
-            s.ping_interval,
+            tokio::time::Instant::now() + s.conn.ping_interval,
+            s.conn.ping_interval,
         );
         let mut last_seen = Instant::now();
         loop {
@@ -399,7 +406,7 @@ impl Session<'_> {
                 }
                 msg = self.ws.next() => msg,
                 _ = ping.tick() => {
-                    if last_seen.elapsed() > s.idle_timeout {
+                    if last_seen.elapsed() > s.conn.idle_timeout {
                         // A dead peer will not answer a close handshake.
                         self.close(CloseCode::Away, "idle timeout: no frame or pong received", false).await;
                         return CloseReason::IdleTimeout;
@@ -425,7 +432,7 @@ impl Session<'_> {
                     Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_),
                 )) => {}
                 Some(Err(e)) => {
-                    let end = Ending::read_error(&e, self.s.max_frame_bytes);
+                    let end = Ending::read_error(&e, self.s.conn.max_frame_bytes);
                     return end.finish(&mut self.ws, self.metrics).await;
                 }
             }
@@ -447,7 +454,7 @@ impl Session<'_> {
                     .await)
             }
         };
-        if self.s.acks && self.ws.send(Message::text(ack)).await.is_err() {
+        if self.s.conn.acks && self.ws.send(Message::text(ack)).await.is_err() {
             return Err(CloseReason::IoError);
         }
         Ok(())

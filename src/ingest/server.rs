@@ -57,8 +57,9 @@ const REFUSAL_READ_LIMIT: usize = 8 * 1024;
 /// A plain or TLS connection.
 type Stream = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
 
-#[derive(Clone, Debug)]
-pub struct IngestSettings {
+/// The endpoint's connection limits and timings, as `[ingest]` gives them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
     pub max_frame_bytes: usize,
     pub read_buffer_bytes: usize,
     pub max_write_buffer_bytes: usize,
@@ -68,6 +69,11 @@ pub struct IngestSettings {
     pub max_connections: usize,
     /// `None`: no per-connection event rate limit.
     pub rate: Option<RateLimit>,
+}
+
+#[derive(Clone, Debug)]
+pub struct IngestSettings {
+    pub limits: Limits,
     pub auth: Auth,
     pub tls: Option<crate::tls::Tls>,
 }
@@ -101,7 +107,7 @@ pub async fn serve(
 ) {
     edge.declare_sources(settings.auth.source_names().iter().map(String::as_str));
     let ctx = Arc::new(Ctx {
-        slots: Arc::new(Semaphore::new(settings.max_connections)),
+        slots: Arc::new(Semaphore::new(settings.limits.max_connections)),
         refusals: Arc::new(Semaphore::new(MAX_REFUSALS_IN_PROGRESS)),
         settings,
         pipeline,
@@ -139,11 +145,11 @@ fn ws_config(s: &IngestSettings) -> WebSocketConfig {
     // Acks are written as soon as they are made (no write batching): a
     // sender waits for each one.
     WebSocketConfig::default()
-        .max_frame_size(Some(s.max_frame_bytes))
-        .max_message_size(Some(s.max_frame_bytes))
-        .read_buffer_size(s.read_buffer_bytes)
+        .max_frame_size(Some(s.limits.max_frame_bytes))
+        .max_message_size(Some(s.limits.max_frame_bytes))
+        .read_buffer_size(s.limits.read_buffer_bytes)
         .write_buffer_size(0)
-        .max_write_buffer_size(s.max_write_buffer_bytes)
+        .max_write_buffer_size(s.limits.max_write_buffer_bytes)
 }
 
 /// What the upgrade request turned out to be.
@@ -225,7 +231,7 @@ async fn connection(
                     .handshake(
                         stream,
                         peer,
-                        s.handshake_timeout,
+                        s.limits.handshake_timeout,
                         Listener::Ingest,
                         &ctx.edge,
                     )
@@ -243,7 +249,7 @@ async fn connection(
             .await
             .map_err(Some)
     };
-    let ws = match tokio::time::timeout(s.handshake_timeout, handshake).await {
+    let ws = match tokio::time::timeout(s.limits.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
         // The TLS handshake failed: counted and logged there.
         Ok(Err(None)) => return,
@@ -291,7 +297,7 @@ async fn connection(
         peer,
         source,
         tokens,
-        bucket: s.rate.map(|r| Bucket::new(r, Instant::now())),
+        bucket: s.limits.rate.map(|r| Bucket::new(r, Instant::now())),
         _slot: slot,
     }
     .run()
@@ -317,7 +323,7 @@ async fn connection(
 /// to spare.
 fn refuse_over_cap(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>, tracker: &TaskTracker) {
     ctx.metrics.connections_refused.inc();
-    let max = ctx.settings.max_connections;
+    let max = ctx.settings.limits.max_connections;
     if let Some(suppressed) = ctx.over_cap_log.check() {
         tracing::warn!(
             %peer,
@@ -334,7 +340,7 @@ fn refuse_over_cap(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>, tracker:
         drop(stream);
         return;
     };
-    let grace = REFUSAL_GRACE.min(ctx.settings.handshake_timeout);
+    let grace = REFUSAL_GRACE.min(ctx.settings.limits.handshake_timeout);
     let cancel = ctx.cancel.clone();
     tracker.spawn(async move {
         let _turn = turn;
@@ -414,8 +420,8 @@ impl Connection<'_> {
     async fn run(mut self) -> CloseReason {
         let s = &self.ctx.settings;
         let mut ping = tokio::time::interval_at(
-            tokio::time::Instant::now() + s.ping_interval,
-            s.ping_interval,
+            tokio::time::Instant::now() + s.limits.ping_interval,
+            s.limits.ping_interval,
         );
         let mut last_seen = Instant::now();
         // While set, the connection is over its event rate and reads nothing.
@@ -443,7 +449,7 @@ impl Connection<'_> {
                 }
                 msg = self.ws.next(), if paused_until.is_none() => msg,
                 _ = ping.tick() => {
-                    if paused_until.is_none() && last_seen.elapsed() > s.idle_timeout {
+                    if paused_until.is_none() && last_seen.elapsed() > s.limits.idle_timeout {
                         self.close(CloseCode::Away, "idle timeout: no frame or pong received").await;
                         return CloseReason::IdleTimeout;
                     }
@@ -474,7 +480,7 @@ impl Connection<'_> {
                     Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_),
                 )) => {}
                 Some(Err(e)) => {
-                    let end = Ending::read_error(&e, self.ctx.settings.max_frame_bytes);
+                    let end = Ending::read_error(&e, self.ctx.settings.limits.max_frame_bytes);
                     return end.finish(&mut self.ws, &self.ctx.metrics).await;
                 }
             }
