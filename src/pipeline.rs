@@ -182,11 +182,19 @@ async fn run(
     let mut burst = Vec::with_capacity(BURST);
     loop {
         tokio::select! {
+            // Timers before the queue: under a constant stream of frames the
+            // queue is always ready, and must not starve the tick or the
+            // snapshot (which bounds the journal).
             biased;
             _ = force.cancelled() => {
                 tracing::warn!("drain deadline: the pipeline stops; frames still queued are refused");
                 break;
             }
+            _ = snapshots.tick() => {
+                p.snapshot().await;
+                continue;
+            }
+            _ = tick.tick() => burst.push(Input::Tick),
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 burst.push(Input::Command(cmd));
@@ -196,11 +204,6 @@ async fn run(
                         Err(_) => break,
                     }
                 }
-            }
-            _ = tick.tick() => burst.push(Input::Tick),
-            _ = snapshots.tick() => {
-                p.snapshot().await;
-                continue;
             }
         }
         p.process(&mut burst).await;
