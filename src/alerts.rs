@@ -119,7 +119,10 @@ pub async fn run(
     let client = match reqwest::Client::builder().timeout(settings.timeout).build() {
         Ok(c) => c,
         Err(e) => {
+            // Not fatal: ingest and /metrics go on. The task waits for
+            // shutdown instead of ending (an early end is a failure).
             tracing::error!(error = %e, "cannot build the Alertmanager client; alerts are off");
+            cancel.cancelled().await;
             return;
         }
     };
@@ -135,7 +138,11 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Ok(current) = pipeline.alerts().await else {
+        let current = tokio::select! {
+            _ = cancel.cancelled() => return,
+            current = pipeline.alerts() => current,
+        };
+        let Ok(current) = current else {
             return;
         };
         let now = wall_now();

@@ -154,7 +154,15 @@ pub async fn start(
     tracing::info!(addr = %http_addr, "http listening");
 
     let disk = Arc::clone(&metrics.disk);
-    let (engine, store, journal) = recover(&cfg, data_dir, &disk, &health).await?;
+    let (engine, store, journal) = match recover(&cfg, data_dir, &disk, &health).await {
+        Ok(recovered) => recovered,
+        Err(e) => {
+            // Nothing else runs yet: stop the HTTP server too (an embedding
+            // process may go on after a failed start).
+            http_task.abort.abort();
+            return Err(e);
+        }
+    };
     let force = CancellationToken::new();
     let pipeline_task = critical(
         "pipeline",

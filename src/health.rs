@@ -122,6 +122,21 @@ impl Health {
         self.failed.is_cancelled()
     }
 
+    /// The journal itself failed (fsync, or a write that could not be
+    /// undone): nothing may be written, synced or snapshotted any more. Any
+    /// other fatal failure still lets the journal sync and snapshot what was
+    /// acknowledged while the daemon drains.
+    pub fn journal_failed(&self) -> bool {
+        matches!(
+            self.fatal(),
+            Some(Fatal::JournalSync(_) | Fatal::JournalTorn(_))
+        )
+    }
+
+    pub fn journal_writable(&self) -> bool {
+        self.journal_writable.load(Ordering::Acquire)
+    }
+
     /// Resolves when a fatal failure is reported.
     pub async fn failed(&self) {
         self.failed.cancelled().await;

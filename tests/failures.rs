@@ -148,8 +148,10 @@ async fn a_failed_write_refuses_the_frame_applies_nothing_and_recovers() {
         data.path(),
         &[
             EVENT_CLOCK,
-            // Writes 2 and 3 fail as on a full disk, then space is back.
-            ("RINGWATCH_FAULT", "journal_write@2..3"),
+            // Writes 2 to 20 fail as on a full disk (the frames below, and
+            // the probes the daemon writes every 250 ms while it cannot
+            // write), then space is back.
+            ("RINGWATCH_FAULT", "journal_write@2..20"),
         ],
     );
     let mut ws = d.connect().await;
@@ -162,16 +164,18 @@ async fn a_failed_write_refuses_the_frame_applies_nothing_and_recovers() {
     );
     assert_eq!(d.get("/healthz").await.0, 200);
     refused(&d, &offers(2, 50)).await;
-    // The sender resends; the disk has room again.
+    assert_eq!(offered(&d).await, 2.0, "refused frames are not applied");
+    // The disk has room again: a probe write succeeds and the daemon is
+    // ready again without waiting for a frame; the sender resends.
+    readyz_until(&d, 200).await;
     let mut ws = d.connect().await;
     assert_eq!(send(&mut ws, &offers(2, 50)).await["accepted"], 50);
-    assert_eq!(readyz(&d).await.0, 200);
     assert_eq!(offered(&d).await, 52.0);
     let errors = d
         .metrics()
         .await
         .get(r#"ringwatch_journal_errors_total{op="write"}"#);
-    assert_eq!(errors, Some(2.0));
+    assert_eq!(errors, Some(19.0), "writes 2 to 20, each tried once");
     assert_eq!(d.terminate(Duration::from_secs(10)).code(), Some(0));
     let d = start_process_in(data.path(), &[EVENT_CLOCK]);
     assert_eq!(offered(&d).await, 52.0);

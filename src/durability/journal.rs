@@ -20,9 +20,10 @@ use crate::event::Millis;
 
 const MAGIC: &[u8; 8] = b"RWJRNL01";
 const HEADER: usize = 8;
-/// No record is larger than this (frames are capped well below): a length
-/// field beyond it is corruption, not a reason to allocate.
-pub const MAX_RECORD: usize = 64 << 20;
+/// No record is larger than this: the largest frame `ingest.max_frame_bytes`
+/// allows (64 MiB) plus the tag and the time. A length field beyond it is
+/// corruption, not a reason to allocate.
+pub const MAX_RECORD: usize = (64 << 20) + 1 + 8;
 
 /// One journal entry; the pipeline replays each with the same engine call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,7 +138,13 @@ impl Writer {
             .create_new(true)
             .append(true)
             .open(&path)?;
-        file.write_all(MAGIC)?;
+        if let Err(e) = file.write_all(MAGIC) {
+            // A full disk: leave no half segment behind, or every later
+            // rotation would find this sequence number taken.
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(Writer {
             seq,
             file: Arc::new(file),

@@ -314,7 +314,7 @@ pub struct JournalFailed;
 /// The journal as the pipeline uses it: write, snapshot, close. Every file
 /// operation happens on the writer thread or a blocking task.
 pub struct Journal {
-    dir: DataDir,
+    dir: PathBuf,
     thread: Thread,
     snapshot_job: Option<tokio::task::JoinHandle<()>>,
     metrics: Arc<DiskMetrics>,
@@ -329,15 +329,16 @@ impl Journal {
         metrics: Arc<DiskMetrics>,
         health: Arc<Health>,
     ) -> io::Result<Journal> {
+        let path = dir.path().to_path_buf();
         let thread = Thread::spawn(
-            dir.path().to_path_buf(),
+            dir,
             writer,
             fsync,
             Arc::clone(&metrics),
             Arc::clone(&health),
         )?;
         Ok(Journal {
-            dir,
+            dir: path,
             thread,
             snapshot_job: None,
             metrics,
@@ -376,7 +377,7 @@ impl Journal {
         let Some((seq, old, framed)) = self.rotate(engine, store).await else {
             return;
         };
-        let dir = self.dir.path().to_path_buf();
+        let dir = self.dir.clone();
         let (metrics, health) = (Arc::clone(&self.metrics), Arc::clone(&self.health));
         self.snapshot_job = Some(tokio::task::spawn_blocking(move || {
             write_snapshot(&dir, seq, &old, &framed, &metrics, &health);
@@ -406,24 +407,28 @@ impl Journal {
         if let Some(job) = self.snapshot_job.take() {
             let _ = job.await;
         }
-        let rotated = if self.health.is_failed() {
+        let rotated = if self.health.journal_failed() {
             None
         } else {
             self.rotate(engine, store).await
         };
-        self.thread.stop().await;
         if let Some((seq, old, framed)) = rotated {
-            let dir = self.dir.path().to_path_buf();
+            let dir = self.dir.clone();
             let (metrics, health) = (Arc::clone(&self.metrics), Arc::clone(&self.health));
-            let _ = tokio::task::spawn_blocking(move || {
-                write_snapshot(&dir, seq, &old, &framed, &metrics, &health);
+            let written = tokio::task::spawn_blocking(move || {
+                write_snapshot(&dir, seq, &old, &framed, &metrics, &health)
             })
             .await;
-            tracing::info!(seq, "final snapshot written");
+            if matches!(written, Ok(true)) {
+                tracing::info!(seq, "final snapshot written");
+            }
         }
+        // Last: the writer thread holds the directory's lock.
+        self.thread.stop().await;
     }
 }
 
+/// Write one snapshot and prune what it replaces; true if it was written.
 fn write_snapshot(
     dir: &Path,
     seq: u64,
@@ -431,14 +436,14 @@ fn write_snapshot(
     framed: &[u8],
     metrics: &DiskMetrics,
     health: &Health,
-) {
+) -> bool {
     let started = Instant::now();
     // The snapshot replaces the old segment only once that is on disk too.
     // A failed fsync is as fatal here as on the writer thread.
     if let Err(e) = old.sync_data() {
         metrics.journal_error(JournalOp::Sync);
         health.fail(Fatal::JournalSync(e.to_string()));
-        return;
+        return false;
     }
     let result = snapshot::write(dir, seq, framed).and_then(|_| prune(dir));
     match result {
@@ -451,10 +456,12 @@ fn write_snapshot(
                 .snapshot_last_success
                 .set(crate::clock::wall_now() as f64 / 1000.0);
             tracing::debug!(seq, bytes = framed.len(), "snapshot written");
+            true
         }
         Err(e) => {
             metrics.snapshot_failures.inc();
             tracing::error!(seq, error = %e, "snapshot failed; the journal is kept and replayed instead");
+            false
         }
     }
 }

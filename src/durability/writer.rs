@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use super::journal::Writer;
 use super::metrics::{DiskMetrics, JournalOp};
-use super::{snapshot, Fsync, JournalFailed};
+use super::{snapshot, DataDir, Fsync, JournalFailed};
 use crate::fault::{self, Point};
 use crate::health::{Fatal, Health};
 use crate::logging::RateLimited;
@@ -53,8 +53,10 @@ pub(super) struct Thread {
 }
 
 impl Thread {
+    /// The thread owns the data directory's lock: it is released only once
+    /// nothing more can be written.
     pub(super) fn spawn(
-        dir: PathBuf,
+        lock: DataDir,
         writer: Writer,
         fsync: Fsync,
         metrics: Arc<DiskMetrics>,
@@ -62,7 +64,7 @@ impl Thread {
     ) -> std::io::Result<Thread> {
         let (jobs, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let state = WriterThread {
-            dir,
+            dir: lock.path().to_path_buf(),
             synced: writer.size(),
             writer,
             fsync,
@@ -74,7 +76,10 @@ impl Thread {
         };
         let handle = std::thread::Builder::new()
             .name("ringwatch-journal".into())
-            .spawn(move || state.run(rx))?;
+            .spawn(move || {
+                state.run(rx);
+                drop(lock);
+            })?;
         Ok(Thread { jobs, handle })
     }
 
@@ -171,7 +176,17 @@ impl WriterThread {
     /// interval policy, fsync once the interval has passed.
     fn settle(&mut self, waiting: &mut Vec<oneshot::Sender<Result<(), JournalFailed>>>) {
         if !waiting.is_empty() {
-            let result = self.sync();
+            let mut result = self.sync();
+            if result.is_ok() && self.health.is_failed() {
+                // A fatal failure came while these were written: they are
+                // refused like every write after it.
+                result = Err(JournalFailed);
+            }
+            if result.is_err() {
+                // None of them is answered Ok: cut them off (best effort),
+                // so a restart does not replay what was refused.
+                let _ = self.writer.truncate(self.synced);
+            }
             for done in waiting.drain(..) {
                 let _ = done.send(result);
             }
@@ -183,6 +198,7 @@ impl WriterThread {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), JournalFailed> {
+        // After any fatal failure nothing more is acknowledged.
         if self.health.is_failed() {
             return Err(JournalFailed);
         }
@@ -216,7 +232,9 @@ impl WriterThread {
 
     /// fdatasync the segment. A failure is fatal: it is never retried.
     fn sync(&mut self) -> Result<(), JournalFailed> {
-        if self.health.is_failed() {
+        if self.health.journal_failed() {
+            // Never retried (see above); nothing is dirty that may be synced.
+            self.dirty = false;
             return Err(JournalFailed);
         }
         let started = Instant::now();
@@ -238,6 +256,7 @@ impl WriterThread {
             Err(e) => {
                 self.metrics.journal_error(JournalOp::Sync);
                 self.health.fail(Fatal::JournalSync(e.to_string()));
+                self.dirty = false;
                 if self.fsync == Fsync::Batch {
                     // Nothing after the last good fsync was answered: cut it
                     // off (best effort) so a restart shows what was.
@@ -249,7 +268,7 @@ impl WriterThread {
     }
 
     fn rotate(&mut self) -> Result<(u64, Arc<File>), JournalFailed> {
-        if self.health.is_failed() {
+        if self.health.journal_failed() {
             return Err(JournalFailed);
         }
         let seq = self.writer.seq() + 1;
