@@ -33,6 +33,7 @@ const PROMISES: [&str; 3] = ["p0", "p1", "p2"];
 const QUEUES: [&str; 2] = ["billing", "vip"];
 const SITES: [&str; 1] = ["east"];
 const EVENT_IDS: [&str; 6] = ["e0", "e1", "e2", "e3", "e4", "e5"];
+const AGENTS: [&str; 2] = ["ann", "bob"];
 
 /// `vip` has its own limits, so per-queue limits are exercised too.
 const VIP: Limits = Limits {
@@ -161,6 +162,7 @@ struct Step {
     wall_dt: Millis,
     event_id: Option<usize>,
     site: Option<usize>,
+    agent: Option<usize>,
     /// A timer tick after the event, this long after its wall clock (only
     /// the properties that say so run them).
     tick_after: Option<Millis>,
@@ -274,7 +276,7 @@ impl Step {
             ts,
             event_id: self.event_id.map(|i| EVENT_IDS[i].into()),
             site: self.site.map(|i| SITES[i].into()),
-            agent: None,
+            agent: self.agent.map(|i| AGENTS[i].into()),
             body,
         }
     }
@@ -353,16 +355,20 @@ fn step() -> impl Strategy<Value = Step> {
         wall_dt(),
         proptest::option::weighted(0.4, 0..EVENT_IDS.len()),
         proptest::option::weighted(0.2, 0..SITES.len()),
+        proptest::option::weighted(0.3, 0..AGENTS.len()),
         proptest::option::weighted(0.3, 0..20_000i64),
     )
-        .prop_map(|(op, dt, wall_dt, event_id, site, tick_after)| Step {
-            op,
-            dt,
-            wall_dt,
-            event_id,
-            site,
-            tick_after,
-        })
+        .prop_map(
+            |(op, dt, wall_dt, event_id, site, agent, tick_after)| Step {
+                op,
+                dt,
+                wall_dt,
+                event_id,
+                site,
+                agent,
+                tick_after,
+            },
+        )
 }
 
 fn mode() -> impl Strategy<Value = ClockMode> {
@@ -542,6 +548,8 @@ struct ModelCall {
     /// `ts` of the latest applied event of the call.
     last: Millis,
     state: State,
+    /// Who answered, or last put the caller on hold.
+    agent: Option<&'static str>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -549,6 +557,13 @@ struct ModelPromise {
     series: SeriesId,
     promised_at: Millis,
     due: Millis,
+    agent: Option<&'static str>,
+}
+
+/// The agent an event names, as one of [`AGENTS`].
+fn agent_of(ev: &Event) -> Option<&'static str> {
+    let name = ev.agent.as_deref()?;
+    AGENTS.into_iter().find(|a| *a == name)
 }
 
 /// A straightforward re-reading of `events.md`: the call state machine,
@@ -578,7 +593,7 @@ struct Model {
 }
 
 /// An alert condition without the engine's types, for sorting.
-type AlertKey = (SeriesId, String, String, Millis, Millis);
+type AlertKey = (SeriesId, String, String, Option<String>, Millis, Millis);
 
 impl Model {
     fn new(sc: &Scenario) -> Self {
@@ -738,6 +753,7 @@ impl Model {
                     c.series,
                     kind.into(),
                     id.clone(),
+                    c.agent.map(str::to_string),
                     since + limit,
                     now - since,
                 ));
@@ -745,7 +761,15 @@ impl Model {
         }
         for (id, p) in &self.promises {
             if now > p.due {
-                out.push((p.series, "callback".into(), id.clone(), p.due, now - p.due));
+                let agent = p.agent.map(str::to_string);
+                out.push((
+                    p.series,
+                    "callback".into(),
+                    id.clone(),
+                    agent,
+                    p.due,
+                    now - p.due,
+                ));
             }
         }
         out.sort();
@@ -779,6 +803,7 @@ impl Model {
                         offered: ts,
                         last: ts,
                         state: State::Waiting,
+                        agent: None,
                     },
                 );
                 out.push((series, Measure::Offered));
@@ -790,6 +815,7 @@ impl Model {
                 };
                 c.state = State::Talking;
                 c.last = ts;
+                c.agent = agent_of(ev);
                 let (series, wait) = (c.series, ts - c.offered);
                 let l = self.series_limits[series as usize];
                 out.push((
@@ -808,6 +834,7 @@ impl Model {
                 };
                 c.state = State::OnHold { since: ts };
                 c.last = ts;
+                c.agent = agent_of(ev).or(c.agent);
             }
             Body::HoldEnded { call } => {
                 let c = self.call_at(call, ts)?;
@@ -877,6 +904,7 @@ impl Model {
                         series,
                         promised_at: ts,
                         due: *due,
+                        agent: agent_of(ev),
                     },
                 );
                 out.push((series, Measure::Promised));
@@ -945,6 +973,7 @@ fn call_script(call: usize) -> impl Strategy<Value = Vec<Event>> {
                         wall_dt: 0,
                         event_id: None,
                         site,
+                        agent: None,
                         tick_after: None,
                     }
                     .event(ts)
@@ -990,6 +1019,7 @@ fn promise_script(promise: usize) -> impl Strategy<Value = Vec<Event>> {
                         wall_dt: 0,
                         event_id: None,
                         site: None,
+                        agent: None,
                         tick_after: None,
                     }
                     .event(ts)
@@ -1085,17 +1115,18 @@ fn tally(rec: &Recorder) -> Vec<Tally> {
     t
 }
 
-fn alert_key(a: &AlertCondition) -> AlertKey {
+fn alert_key(e: &Engine, a: &AlertCondition) -> AlertKey {
     let kind = match a.kind {
         AlertKind::RingingPastLimit => "ringing",
         AlertKind::OnHoldPastLimit => "on_hold",
         AlertKind::CallbackOverdue => "callback",
     };
-    assert_eq!(a.agent, None, "no event names an agent");
+    let agent = a.agent.map(|id| e.agent_name(id).to_string());
     (
         a.series,
         kind.into(),
         a.subject.to_string(),
+        agent,
         a.since,
         a.elapsed,
     )
@@ -1361,7 +1392,7 @@ proptest! {
             prop_assert_eq!(e.clock(), model.clock, "#{}", i);
             let live = e.live();
             prop_assert_eq!(&live, &model.live(), "#{} {:?}: live", i, input);
-            let mut alerts: Vec<AlertKey> = e.alerts().iter().map(alert_key).collect();
+            let mut alerts: Vec<AlertKey> = e.alerts().iter().map(|a| alert_key(&e, a)).collect();
             // The engine lists them by series; the model sorts them whole.
             alerts.sort();
             prop_assert_eq!(alerts, model.alerts(), "#{} {:?}: alerts", i, input);

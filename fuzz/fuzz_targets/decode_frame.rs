@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use ringwatch::event::{Body, EndReason, Event, Reason};
 use ringwatch::ingest::ack;
 use ringwatch::ingest::decode::{decode_frame, DecodeError};
-use ringwatch::pipeline::Rejection;
+use ringwatch::verdict::Rejection;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -119,16 +119,14 @@ fn check_event(raw: &str, ev: &Event, what: &str) {
         Body::CallbackPromised {
             promise,
             due,
-            call,
-            queue,
+            target,
         } => {
             assert_chars("promise_id", promise, 1, 128);
             assert!((0..=TS_MAX).contains(due), "{what}: due {due}");
-            assert!(call.is_some() || queue.is_some(), "{what}: promise owner");
-            if let Some(call) = call {
+            if let Some(call) = target.call() {
                 assert_chars("call_id", call, 1, 128);
             }
-            if let Some(queue) = queue {
+            if let Some(queue) = target.queue() {
                 assert_chars("queue", queue, 1, 64);
             }
         }
@@ -170,12 +168,13 @@ fn check_event(raw: &str, ev: &Event, what: &str) {
         Body::CallbackPromised {
             promise,
             due,
-            call,
-            queue,
+            target,
         } => {
             assert_eq!(text("promise_id"), Some(promise.as_str()), "{what}");
-            assert_eq!(text("call_id"), call.as_deref(), "{what}: call_id");
-            assert_eq!(text("queue"), queue.as_deref(), "{what}: queue");
+            let call = target.call().map(|c| c.as_str());
+            assert_eq!(text("call_id"), call, "{what}: call_id");
+            let queue = target.queue().map(|q| q.as_str());
+            assert_eq!(text("queue"), queue, "{what}: queue");
             assert_eq!(Some(*due), stamp(&o, "due"), "{what}: due");
         }
         Body::CallbackCompleted { promise } | Body::CallbackCancelled { promise } => {

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use ringwatch::event::{Body, EndReason, Event, EventKind, Millis};
+use ringwatch::event::{Body, EndReason, Event, EventKind, Millis, PromiseTarget};
 use ringwatch::metrics::render::render;
 use ringwatch::metrics::{
     AgentCounters, Bounds, BucketConfig, Counters, EngineState, Snapshot, Store,
@@ -259,16 +259,21 @@ impl Ev {
                     }
                 };
                 // The decoder requires `queue` or `call_id`.
-                let q = if q.is_none() && c.is_none() {
-                    Some(0)
-                } else {
-                    q
+                let target = match (q, c) {
+                    (Some(q), c) => PromiseTarget::Queue {
+                        queue: queue(q),
+                        call: c.map(call),
+                    },
+                    (None, Some(c)) => PromiseTarget::Call { call: call(c) },
+                    (None, None) => PromiseTarget::Queue {
+                        queue: queue(0),
+                        call: None,
+                    },
                 };
                 Body::CallbackPromised {
                     promise: promise(p),
                     due,
-                    call: c.map(call),
-                    queue: q.map(queue),
+                    target,
                 }
             }
             Op::Completed { promise: p } => Body::CallbackCompleted {
@@ -493,7 +498,9 @@ impl Run {
             }
             Step::Alerts(dt) => {
                 self.move_wall(*dt);
-                for a in self.engine.alerts(self.wall, &mut self.rec) {
+                // As the pipeline does: a tick, then the read.
+                self.engine.tick(self.wall, &mut self.rec);
+                for a in self.engine.alerts() {
                     assert!(a.elapsed > 0 && a.since <= self.engine.clock(), "{a:?}");
                 }
                 assert!(self.rec.step.iter().all(is_timer), "{:?}", self.rec.step);
@@ -592,9 +599,11 @@ impl Run {
     /// renders (`last`: the final one of the run).
     fn live(&mut self, last: bool) {
         self.rec.step.clear();
-        let live = self.engine.live(self.wall, &mut self.rec);
+        // As the pipeline does: a tick, then reads, which change nothing.
+        self.engine.tick(self.wall, &mut self.rec);
         assert!(self.rec.step.iter().all(is_timer), "{:?}", self.rec.step);
-        let alerts = self.engine.alerts(self.wall, &mut self.rec);
+        let live = self.engine.live();
+        let alerts = self.engine.alerts();
         assert_eq!(live.len(), self.rec.series.len());
         let (mut in_flight, mut pending) = (0, 0);
         let mut over = vec![[0u64; 3]; live.len()];

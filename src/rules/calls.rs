@@ -53,7 +53,6 @@ impl Engine {
         };
         self.calls.insert(call.into(), c);
         enter(&mut self.gauges, call, &c, now);
-        self.arm_idle(call, ts);
         obs.measure(series, now, Measure::Offered);
         Ok(())
     }
@@ -81,6 +80,7 @@ impl Engine {
         c.last = ts;
         c.agent = agent;
         restate(&mut self.gauges, call, &before, c, now);
+        self.arm_idle(call, ts);
         let late = rings > limits.max_rings;
         obs.measure(before.series, now, Measure::Answered { wait, rings, late });
         self.attribute(agent, AgentMeasure::Answered { late }, obs);
@@ -99,7 +99,7 @@ impl Engine {
         match c.state {
             CallState::Talking => {
                 let before = *c;
-                c.state = CallState::OnHold { since: ts };
+                c.state = CallState::OnHold;
                 c.last = ts;
                 // The agent who puts the caller on hold owns the hold.
                 c.agent = agent.or(c.agent);
@@ -110,7 +110,7 @@ impl Engine {
                 Reason::InvalidTransition,
                 "hold on a call that was not answered",
             )),
-            CallState::OnHold { .. } => Err(Reject::new(
+            CallState::OnHold => Err(Reject::new(
                 Reason::InvalidTransition,
                 "the call is already on hold",
             )),
@@ -125,17 +125,19 @@ impl Engine {
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
         let c = call_at(&mut self.calls, &self.ended, call, ts)?;
-        let CallState::OnHold { since } = c.state else {
+        if c.state != CallState::OnHold {
             return Err(Reject::new(
                 Reason::InvalidTransition,
                 "hold_ended while the call is not on hold",
             ));
-        };
+        }
+        let since = c.last;
         let before = *c;
         c.state = CallState::Talking;
         c.last = ts;
         restate(&mut self.gauges, call, &before, c, now);
         let (series, agent) = (c.series, c.agent);
+        self.arm_idle(call, ts);
         self.hold_segment(series, agent, ts - since, now, obs);
         Ok(())
     }
@@ -169,8 +171,8 @@ impl Engine {
             }
             CallState::Waiting | CallState::Talking => {}
             // Ending on hold closes the open segment at the end of the call.
-            CallState::OnHold { since } => {
-                self.hold_segment(c.series, c.agent, ts - since, now, obs);
+            CallState::OnHold => {
+                self.hold_segment(c.series, c.agent, ts - c.last, now, obs);
             }
         }
         Ok(())
@@ -196,13 +198,14 @@ impl Engine {
         self.attribute(agent, AgentMeasure::HoldSegment { over_limit }, obs);
     }
 
-    /// Start the eviction timer of a call just offered. The entry of a call
-    /// that ends stays until it comes up, `call_ttl` after the offer's `ts`
-    /// (never, for a `ts` in the year 9999), so calls offered and ended in a
-    /// loop would grow the heap without end: once its entries outnumber the
-    /// calls in flight twice over it is rebuilt from the calls, one entry
-    /// each. It stays within twice `max_calls` (plus a floor that keeps
-    /// rebuilds rare), at an amortized constant cost per call.
+    /// Start the eviction timer of a call that starts talking at `last`.
+    /// The entry of a call that ends or goes on hold stays until it comes
+    /// up, `call_ttl` after `last` (never, for a `ts` in the year 9999), so
+    /// calls answered and ended in a loop would grow the heap without end:
+    /// once its entries outnumber the calls in flight twice over it is
+    /// rebuilt, one entry per talking call. It stays within twice
+    /// `max_calls` (plus a floor that keeps rebuilds rare), at an amortized
+    /// constant cost per call.
     fn arm_idle(&mut self, call: &str, last: Millis) {
         if self.idle.len() >= 2 * self.calls.len() + 1024 {
             self.rebuild_idle();
@@ -212,46 +215,53 @@ impl Engine {
         }
     }
 
-    /// One eviction timer per call in flight, at its moment.
+    /// One eviction timer per talking call, at its moment.
     pub(super) fn rebuild_idle(&mut self) {
         let ttl = self.settings.call_ttl;
         self.idle = self
             .calls
             .iter()
+            .filter(|(_, c)| c.state == CallState::Talking)
             .map(|(id, c)| Reverse((c.last.saturating_add(ttl), id.clone())))
             .collect();
     }
 
-    /// Evict every call with no event for more than `call_ttl`: those whose
-    /// `last + call_ttl` the clock has passed.
-    pub(super) fn evict_idle(&mut self, now: Millis, obs: &mut impl Observer) {
+    /// Evict every call with no event for more than `call_ttl`, those whose
+    /// `last + call_ttl` the clock has passed: `due` holds the waiting and
+    /// held ones as (moment, call) (their lanes took them off), talking ones
+    /// come off `idle`.
+    pub(super) fn evict(
+        &mut self,
+        mut due: Vec<(Millis, Id)>,
+        now: Millis,
+        obs: &mut impl Observer,
+    ) {
         let ttl = self.settings.call_ttl;
-        let mut gone: Vec<(Millis, Id, Call)> = Vec::new();
         while let Some(Reverse((at, _))) = self.idle.peek() {
             if *at >= now {
                 break;
             }
-            let Some(Reverse((_, id))) = self.idle.pop() else {
+            let Some(Reverse((at, id))) = self.idle.pop() else {
                 break;
             };
-            let Some(c) = self.calls.get(&id) else {
-                continue;
-            };
-            let at = c.last.saturating_add(ttl);
-            if at < now {
-                let c = *c;
-                self.calls.remove(&id);
-                gone.push((at, id, c));
-            } else {
-                self.idle.push(Reverse((at, id)));
+            // Only the entry of the call's current talk counts.
+            let current = self
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.state == CallState::Talking && c.last.saturating_add(ttl) == at);
+            if current {
+                due.push((at, id));
             }
         }
-        // Which entries come up first depends on a call's history (a restored
-        // engine has one per call, at its moment); the measures go out in one
-        // order whatever it was: by moment, then id.
-        gone.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        for (_, id, c) in gone {
-            leave(&mut self.gauges, &id, &c, now);
+        // One order whatever the structure each came from: moment, then id.
+        due.sort_unstable();
+        for (_, id) in due {
+            let Some(c) = self.calls.remove(&id) else {
+                continue;
+            };
+            if c.state == CallState::Talking {
+                self.gauges.talking(c.series, false);
+            }
             obs.measure(c.series, now, Measure::Evicted);
         }
     }
@@ -277,9 +287,11 @@ fn call_at<'a>(
 /// Count a call in flight in the gauges of its state.
 pub(super) fn enter(gauges: &mut Gauges, id: &str, c: &Call, now: Millis) {
     match c.state {
-        CallState::Waiting => gauges.enter(c.series, LaneKind::Waiting, c.offered, id, now),
+        CallState::Waiting => {
+            gauges.enter(c.series, LaneKind::Waiting, c.offered, id, c.agent, now)
+        }
         CallState::Talking => gauges.talking(c.series, true),
-        CallState::OnHold { since } => gauges.enter(c.series, LaneKind::OnHold, since, id, now),
+        CallState::OnHold => gauges.enter(c.series, LaneKind::OnHold, c.last, id, c.agent, now),
     }
 }
 
@@ -288,7 +300,7 @@ fn leave(gauges: &mut Gauges, id: &str, c: &Call, now: Millis) {
     match c.state {
         CallState::Waiting => gauges.leave(c.series, LaneKind::Waiting, c.offered, id, now),
         CallState::Talking => gauges.talking(c.series, false),
-        CallState::OnHold { since } => gauges.leave(c.series, LaneKind::OnHold, since, id, now),
+        CallState::OnHold => gauges.leave(c.series, LaneKind::OnHold, c.last, id, now),
     }
 }
 
@@ -313,9 +325,9 @@ mod tests {
         }
     }
 
-    /// Calls offered and ended at once, stamped in the year 9999 (their
+    /// Calls answered and ended at once, stamped in the year 9999 (their
     /// eviction timers never come up), in a loop: the heap of timers stays
-    /// bounded. A call with many events keeps one timer and is still evicted
+    /// bounded. A call put on hold and back many times is still evicted
     /// exactly `call_ttl` after its last event.
     #[test]
     fn calls_ended_early_or_busy_leave_no_timer_behind() {
@@ -343,6 +355,10 @@ mod tests {
             let id = format!("churn-{i}");
             // On the wall clock a far `ts` leaves the clock where it is.
             apply(&mut e, far, offer(&id));
+            let answer = Body::CallAnswered {
+                call: id.as_str().into(),
+            };
+            apply(&mut e, far, answer);
             let end = Body::CallEnded {
                 call: id.as_str().into(),
                 reason: EndReason::Completed,

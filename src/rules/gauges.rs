@@ -1,20 +1,33 @@
-//! The live wall kept current as calls and promises change state: per series,
-//! ordered indexes of the waiting calls, the holds and the pending promises,
-//! and the timers of their limits, so that reading the gauges or the alert
-//! conditions costs nothing per call that is not changing state.
+//! The live wall kept current as calls and promises change state, and the
+//! timers of what time does to them: per series, ordered indexes of the
+//! waiting calls, the holds and the pending promises, so that reading the
+//! gauges or the alert conditions costs nothing per call that is not
+//! changing state, and a tick costs only what comes due.
 //!
 //! Each index (a "lane") holds `(start, id)`: when the call was offered, when
-//! its hold began, or when the promise is due. Everything in a lane has the
-//! same limit, so the entries past it (`start + limit < clock`: strictly
-//! past, 18.000 s is still within three rings) are always a prefix of the
-//! lane. A lane keeps how long that prefix is (`over`), and `next`: no
-//! uncounted entry crosses its limit before `next`. The lanes whose `next`
-//! is known are in `armed`, in time order; advancing the clock walks only the
-//! lanes whose `next` has come, and only over the entries that crossed.
+//! its hold began, or when the promise is due; holds and promises also keep
+//! the agent an alert names (it cannot change while the subject is in the
+//! lane, and keeping it here spares an alert check a lookup per subject; a
+//! waiting call has none). Everything in a lane has the same two moments
+//! after its start:
+//!
+//! - `limit`: past it (`start + limit < clock`, strictly: 18.000 s is still
+//!   within three rings) the subject counts as over its limit. Those entries
+//!   are a prefix of the lane; the lane keeps how long it is (`over`), and
+//!   `next`: no uncounted entry crosses before `next`.
+//! - `expiry`: past it the subject leaves: a waiting or held call is evicted
+//!   after `call_ttl` (no event is accepted on a waiting call but its answer
+//!   or end, none on a held one but the end of the hold or of the call, so
+//!   `start` is the call's last event), a promise is missed after
+//!   `callback_expiry`. These too are a prefix, taken off the head.
+//!
+//! The lanes whose `next` or head expiry is known are in two ordered sets,
+//! by moment; advancing the clock walks only the lanes whose moment came,
+//! and only over the entries concerned.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Limits, Live, SeriesId};
+use super::{AgentId, Limits, Live, SeriesId};
 use crate::event::{Id, Millis};
 
 /// Which of a series' lanes.
@@ -28,56 +41,218 @@ pub(super) enum LaneKind {
     Callbacks,
 }
 
-impl LaneKind {
-    const ALL: [LaneKind; 3] = [LaneKind::Waiting, LaneKind::OnHold, LaneKind::Callbacks];
-}
-
-/// "No entry left to cross": `next` of a lane with nothing uncounted.
+/// "Nothing left to cross": `next` of a lane with nothing uncounted.
 const NEVER: Millis = Millis::MAX;
 
-struct Lane {
-    entries: BTreeSet<(Millis, Id)>,
+type Armed = BTreeSet<(Millis, SeriesId, LaneKind)>;
+
+/// What a lane keeps beside each entry: nothing for waiting calls, the
+/// agent for holds and promises.
+trait Tag: Copy {
+    fn new(agent: Option<AgentId>) -> Self;
+    fn agent(self) -> Option<AgentId>;
+}
+
+impl Tag for () {
+    fn new(_: Option<AgentId>) -> Self {}
+    fn agent(self) -> Option<AgentId> {
+        None
+    }
+}
+
+impl Tag for Option<AgentId> {
+    fn new(agent: Option<AgentId>) -> Self {
+        agent
+    }
+    fn agent(self) -> Option<AgentId> {
+        self
+    }
+}
+
+struct Lane<T> {
+    entries: BTreeMap<(Millis, Id), T>,
     limit: Millis,
+    expiry: Millis,
     /// Entries with `start + limit < clock`.
     over: u64,
     /// A lower bound of `start + limit` over the uncounted entries, and at
     /// least the clock: exact after a walk, left early (never late) when the
     /// entry it came from leaves, so a removal costs no search.
     next: Millis,
+    /// The head's start, kept so that a read touches no tree node (the
+    /// tree is searched again only when the head itself leaves).
+    oldest: Option<Millis>,
+    /// When the lane is armed to expire: no entry expires before, but like
+    /// `next` it is left early when the head leaves, so that answering the
+    /// oldest caller touches no armed set.
+    expires: Option<Millis>,
 }
 
-impl Lane {
-    fn new(limit: Millis) -> Self {
+/// The moments a lane is armed at, before and after a change, for the
+/// armed sets to follow.
+struct Moments {
+    next: Option<Millis>,
+    expires: Option<Millis>,
+}
+
+impl<T: Tag> Lane<T> {
+    fn new(limit: Millis, expiry: Millis) -> Self {
         Lane {
-            entries: BTreeSet::new(),
+            entries: BTreeMap::new(),
             limit,
+            expiry,
             over: 0,
             next: NEVER,
+            oldest: None,
+            expires: None,
         }
     }
 
-    /// The entry at the head of the lane: the oldest start.
-    fn oldest(&self) -> Option<Millis> {
-        self.entries.first().map(|(start, _)| *start)
+    fn moments(&self) -> Moments {
+        Moments {
+            next: (self.next != NEVER).then_some(self.next),
+            expires: self.expires,
+        }
+    }
+
+    fn head(&self) -> Option<Millis> {
+        self.entries.first_key_value().map(|((start, _), _)| *start)
+    }
+
+    fn enter(&mut self, start: Millis, id: &str, agent: Option<AgentId>, clock: Millis) {
+        if self
+            .entries
+            .insert((start, Id::from(id)), T::new(agent))
+            .is_some()
+        {
+            return;
+        }
+        if self.oldest.is_none_or(|oldest| start < oldest) {
+            self.oldest = Some(start);
+        }
+        let expires = start.saturating_add(self.expiry);
+        if self.expires.is_none_or(|armed| expires < armed) {
+            self.expires = Some(expires);
+        }
+        let at = start.saturating_add(self.limit);
+        if at < clock {
+            self.over += 1;
+        } else if at < self.next {
+            self.next = at;
+        }
+    }
+
+    fn leave(&mut self, start: Millis, id: &str, clock: Millis) {
+        // The key is built owned: a (Millis, &str) cannot borrow as (Millis, Id).
+        if self.entries.remove(&(start, Id::from(id))).is_none() {
+            return;
+        }
+        if self.oldest == Some(start) {
+            self.oldest = self.head();
+        }
+        // `next` may now be early; the walk it leads to puts it right.
+        if start.saturating_add(self.limit) < clock {
+            self.over = self.over.saturating_sub(1);
+        }
+    }
+
+    /// Count the entries that crossed the limit before `clock`, from `next`
+    /// on, and find the next to cross.
+    fn cross(&mut self, clock: Millis) {
+        let limit = self.limit;
+        let from = (self.next.saturating_sub(limit), Id::default());
+        let mut next = NEVER;
+        let mut crossed = 0;
+        for ((start, _), _) in self.entries.range(from..) {
+            let at = start.saturating_add(limit);
+            if at < clock {
+                crossed += 1;
+            } else {
+                next = at;
+                break;
+            }
+        }
+        self.over += crossed;
+        self.next = next;
+    }
+
+    /// Take off the head the entries past their expiry at `clock`.
+    fn expire(&mut self, kind: LaneKind, clock: Millis, out: &mut Vec<Expired>) {
+        while let Some(entry) = self.entries.first_entry() {
+            let start = entry.key().0;
+            let at = start.saturating_add(self.expiry);
+            if at >= clock {
+                break;
+            }
+            let ((_, id), _) = entry.remove_entry();
+            // Counted if past its limit: the crossings came first.
+            if start.saturating_add(self.limit) < clock {
+                self.over = self.over.saturating_sub(1);
+            }
+            out.push(Expired { kind, at, id });
+        }
+        self.oldest = self.head();
+        self.expires = self.oldest.map(|start| start.saturating_add(self.expiry));
+    }
+
+    fn age(&self, clock: Millis) -> Millis {
+        self.oldest
+            .map_or(0, |start| clock.saturating_sub(start).max(0))
+    }
+
+    fn len(&self) -> u64 {
+        self.entries.len() as u64
     }
 
     /// The entries past the limit, oldest first.
-    fn past_limit(&self) -> impl Iterator<Item = &(Millis, Id)> {
+    fn past_limit(
+        &self,
+        series: SeriesId,
+        kind: LaneKind,
+    ) -> impl Iterator<Item = PastLimit<'_>> + '_ {
         let over = usize::try_from(self.over).unwrap_or(usize::MAX);
-        self.entries.iter().take(over)
+        let limit = self.limit;
+        self.entries
+            .iter()
+            .take(over)
+            .map(move |((start, id), tag)| PastLimit {
+                series,
+                kind,
+                id,
+                agent: tag.agent(),
+                start: *start,
+                limit,
+            })
     }
 }
 
 struct SeriesGauges {
-    lanes: [Lane; 3],
+    waiting: Lane<()>,
+    on_hold: Lane<Option<AgentId>>,
+    callbacks: Lane<Option<AgentId>>,
     /// Answered calls not on hold (no lane: talking has no limit).
     talking: u64,
 }
 
-impl SeriesGauges {
-    fn lane(&self, kind: LaneKind) -> &Lane {
-        &self.lanes[kind as usize]
-    }
+/// `$body` with `$lane` bound to the lane `$kind` of `$g` (the lanes are of
+/// different types).
+macro_rules! with_lane {
+    ($g:expr, $kind:expr, |$lane:ident| $body:expr) => {
+        match $kind {
+            LaneKind::Waiting => {
+                let $lane = &mut $g.waiting;
+                $body
+            }
+            LaneKind::OnHold => {
+                let $lane = &mut $g.on_hold;
+                $body
+            }
+            LaneKind::Callbacks => {
+                let $lane = &mut $g.callbacks;
+                $body
+            }
+        }
+    };
 }
 
 /// The live gauges of every series, indexed by [`SeriesId`].
@@ -85,7 +260,9 @@ impl SeriesGauges {
 pub(super) struct Gauges {
     series: Vec<SeriesGauges>,
     /// `(next, series, lane)` of every lane whose `next` is not [`NEVER`].
-    armed: BTreeSet<(Millis, SeriesId, LaneKind)>,
+    crossing: Armed,
+    /// `(expires, series, lane)` of every lane with an `expires`.
+    expiring: Armed,
 }
 
 /// One subject past its limit, as [`Gauges::past_limit`] lists them.
@@ -93,19 +270,32 @@ pub(super) struct PastLimit<'a> {
     pub series: SeriesId,
     pub kind: LaneKind,
     pub id: &'a Id,
+    pub agent: Option<AgentId>,
     pub start: Millis,
     pub limit: Millis,
 }
 
+/// A subject that left its lane at its expiry: a call to evict, a promise
+/// missed.
+pub(super) struct Expired {
+    pub kind: LaneKind,
+    /// `start + expiry`, the moment the clock passed.
+    pub at: Millis,
+    pub id: Id,
+}
+
 impl Gauges {
     /// Gauges for a new series, which takes the next id.
-    pub(super) fn add_series(&mut self, limits: &Limits) {
+    pub(super) fn add_series(
+        &mut self,
+        limits: &Limits,
+        call_ttl: Millis,
+        callback_expiry: Millis,
+    ) {
         self.series.push(SeriesGauges {
-            lanes: [
-                Lane::new(limits.answer_limit()),
-                Lane::new(limits.hold_limit),
-                Lane::new(0),
-            ],
+            waiting: Lane::new(limits.answer_limit(), call_ttl),
+            on_hold: Lane::new(limits.hold_limit, call_ttl),
+            callbacks: Lane::new(0, callback_expiry),
             talking: 0,
         });
     }
@@ -117,22 +307,18 @@ impl Gauges {
         kind: LaneKind,
         start: Millis,
         id: &str,
+        agent: Option<AgentId>,
         clock: Millis,
     ) {
         let Some(g) = self.series.get_mut(series as usize) else {
             return;
         };
-        let lane = &mut g.lanes[kind as usize];
-        if !lane.entries.insert((start, Id::from(id))) {
-            return;
-        }
-        let at = start.saturating_add(lane.limit);
-        if at < clock {
-            lane.over += 1;
-        } else if at < lane.next {
-            let old = std::mem::replace(&mut lane.next, at);
-            rearm(&mut self.armed, series, kind, old, at);
-        }
+        let (before, after) = with_lane!(g, kind, |lane| {
+            let before = lane.moments();
+            lane.enter(start, id, agent, clock);
+            (before, lane.moments())
+        });
+        self.rearm(series, kind, before, after);
     }
 
     /// `start` of `id` leaves the lane at `clock`.
@@ -147,15 +333,23 @@ impl Gauges {
         let Some(g) = self.series.get_mut(series as usize) else {
             return;
         };
-        let lane = &mut g.lanes[kind as usize];
-        // The key is built owned: a (Millis, &str) cannot borrow as (Millis, Id).
-        if !lane.entries.remove(&(start, Id::from(id))) {
-            return;
-        }
-        // `next` may now be early; the walk it leads to puts it right.
-        if start.saturating_add(lane.limit) < clock {
-            lane.over = lane.over.saturating_sub(1);
-        }
+        let (before, after) = with_lane!(g, kind, |lane| {
+            let before = lane.moments();
+            lane.leave(start, id, clock);
+            (before, lane.moments())
+        });
+        self.rearm(series, kind, before, after);
+    }
+
+    fn rearm(&mut self, series: SeriesId, kind: LaneKind, before: Moments, after: Moments) {
+        rearm(&mut self.crossing, series, kind, before.next, after.next);
+        rearm(
+            &mut self.expiring,
+            series,
+            kind,
+            before.expires,
+            after.expires,
+        );
     }
 
     /// A call of `series` starts (`true`) or stops talking.
@@ -169,68 +363,62 @@ impl Gauges {
         }
     }
 
-    /// The clock moved to `clock`: count the entries that crossed their
-    /// limit. Only lanes whose `next` has come are looked at, and in them
-    /// only the entries crossing, plus the first that does not.
-    pub(super) fn advance(&mut self, clock: Millis) {
-        while let Some(&(at, series, kind)) = self.armed.first() {
+    /// Bring the lanes to `clock`: count the entries that crossed their
+    /// limit, then take off those past their expiry, which are returned. Only
+    /// lanes whose moment came are looked at, and in them only the entries
+    /// concerned, plus the first that is not.
+    pub(super) fn advance(&mut self, clock: Millis) -> Vec<Expired> {
+        while let Some(&(at, series, kind)) = self.crossing.first() {
             if at >= clock {
                 break;
             }
-            self.armed.pop_first();
+            self.crossing.pop_first();
             let Some(g) = self.series.get_mut(series as usize) else {
                 continue;
             };
-            let lane = &mut g.lanes[kind as usize];
-            let limit = lane.limit;
-            let from = (lane.next.saturating_sub(limit), Id::default());
-            let mut next = NEVER;
-            let mut crossed = 0;
-            for (start, _) in lane.entries.range(from..) {
-                let at = start.saturating_add(limit);
-                if at < clock {
-                    crossed += 1;
-                } else {
-                    next = at;
-                    break;
-                }
-            }
-            lane.over += crossed;
-            lane.next = next;
-            if next != NEVER {
-                self.armed.insert((next, series, kind));
+            let next = with_lane!(g, kind, |lane| {
+                lane.cross(clock);
+                lane.moments().next
+            });
+            if let Some(next) = next {
+                self.crossing.insert((next, series, kind));
             }
         }
+        let mut expired = Vec::new();
+        while let Some(&(at, series, kind)) = self.expiring.first() {
+            if at >= clock {
+                break;
+            }
+            self.expiring.pop_first();
+            let Some(g) = self.series.get_mut(series as usize) else {
+                continue;
+            };
+            let expires = with_lane!(g, kind, |lane| {
+                lane.expire(kind, clock, &mut expired);
+                lane.moments().expires
+            });
+            if let Some(at) = expires {
+                self.expiring.insert((at, series, kind));
+            }
+        }
+        expired
     }
 
     /// The gauges at `clock`, the engine's clock, which [`Gauges::advance`]
-    /// last moved to: the counts are kept, the two ages read off the head of
-    /// their lane.
+    /// last moved to: counts and heads are kept, so this is O(series).
     pub(super) fn live(&self, clock: Millis) -> Vec<Live> {
-        let age = |lane: &Lane| {
-            lane.oldest()
-                .map_or(0, |start| clock.saturating_sub(start).max(0))
-        };
         self.series
             .iter()
-            .map(|g| {
-                let (waiting, on_hold, callbacks) = (
-                    g.lane(LaneKind::Waiting),
-                    g.lane(LaneKind::OnHold),
-                    g.lane(LaneKind::Callbacks),
-                );
-                let held = on_hold.entries.len() as u64;
-                Live {
-                    waiting: waiting.entries.len() as u64,
-                    waiting_over_limit: waiting.over,
-                    oldest_wait: age(waiting),
-                    active: g.talking + held,
-                    on_hold: held,
-                    on_hold_over_limit: on_hold.over,
-                    longest_hold: age(on_hold),
-                    callbacks_pending: callbacks.entries.len() as u64,
-                    callbacks_overdue: callbacks.over,
-                }
+            .map(|g| Live {
+                waiting: g.waiting.len(),
+                waiting_over_limit: g.waiting.over,
+                oldest_wait: g.waiting.age(clock),
+                active: g.talking + g.on_hold.len(),
+                on_hold: g.on_hold.len(),
+                on_hold_over_limit: g.on_hold.over,
+                longest_hold: g.on_hold.age(clock),
+                callbacks_pending: g.callbacks.len(),
+                callbacks_overdue: g.callbacks.over,
             })
             .collect()
     }
@@ -238,31 +426,40 @@ impl Gauges {
     /// Every subject past its limit, by series, lane and start.
     pub(super) fn past_limit(&self) -> impl Iterator<Item = PastLimit<'_>> {
         (0..).zip(&self.series).flat_map(|(series, g)| {
-            LaneKind::ALL.into_iter().flat_map(move |kind| {
-                let lane = g.lane(kind);
-                lane.past_limit().map(move |(start, id)| PastLimit {
-                    series,
-                    kind,
-                    id,
-                    start: *start,
-                    limit: lane.limit,
-                })
-            })
+            g.waiting
+                .past_limit(series, LaneKind::Waiting)
+                .chain(g.on_hold.past_limit(series, LaneKind::OnHold))
+                .chain(g.callbacks.past_limit(series, LaneKind::Callbacks))
         })
+    }
+
+    /// Entries in every lane and armed timers, for the tests of what is
+    /// left behind.
+    #[cfg(test)]
+    pub(super) fn entries(&self) -> usize {
+        let lanes: usize = self
+            .series
+            .iter()
+            .map(|g| g.waiting.entries.len() + g.on_hold.entries.len() + g.callbacks.entries.len())
+            .sum();
+        lanes + self.crossing.len() + self.expiring.len()
     }
 }
 
 fn rearm(
-    armed: &mut BTreeSet<(Millis, SeriesId, LaneKind)>,
+    armed: &mut Armed,
     series: SeriesId,
     kind: LaneKind,
-    old: Millis,
-    new: Millis,
+    old: Option<Millis>,
+    new: Option<Millis>,
 ) {
-    if old != NEVER {
+    if old == new {
+        return;
+    }
+    if let Some(old) = old {
         armed.remove(&(old, series, kind));
     }
-    if new != NEVER {
+    if let Some(new) = new {
         armed.insert((new, series, kind));
     }
 }
@@ -273,14 +470,14 @@ mod tests {
 
     fn one_series() -> Gauges {
         let mut g = Gauges::default();
-        g.add_series(&Limits::default());
+        g.add_series(&Limits::default(), 3_600_000, 86_400_000);
         g
     }
 
     #[test]
     fn crossing_is_strictly_past_the_limit() {
         let mut g = one_series();
-        g.enter(0, LaneKind::Waiting, 0, "c", 0);
+        g.enter(0, LaneKind::Waiting, 0, "c", None, 0);
         g.advance(18_000);
         assert_eq!(g.live(18_000)[0].waiting_over_limit, 0);
         g.advance(18_001);
@@ -293,48 +490,70 @@ mod tests {
     #[test]
     fn the_walk_stops_at_an_entry_exactly_at_its_limit() {
         let mut g = one_series();
-        g.enter(0, LaneKind::Waiting, 0, "a", 0);
-        g.enter(0, LaneKind::Waiting, 1_000, "b", 0);
+        g.enter(0, LaneKind::Waiting, 0, "a", None, 0);
+        g.enter(0, LaneKind::Waiting, 1_000, "b", None, 0);
         // "a" has waited 19 s, "b" exactly 18 s: within three rings.
         g.advance(19_000);
         assert_eq!(g.live(19_000)[0].waiting_over_limit, 1);
-        assert_eq!(g.armed.first(), Some(&(19_000, 0, LaneKind::Waiting)));
+        assert_eq!(g.crossing.first(), Some(&(19_000, 0, LaneKind::Waiting)));
         g.advance(19_001);
         assert_eq!(g.live(19_001)[0].waiting_over_limit, 2);
-        assert!(g.armed.is_empty());
+        assert!(g.crossing.is_empty());
+    }
+
+    #[test]
+    fn expiry_takes_off_the_head_strictly_past_its_moment() {
+        let mut g = one_series();
+        g.enter(0, LaneKind::Waiting, 0, "a", None, 0);
+        g.enter(0, LaneKind::Waiting, 1_000, "b", None, 0);
+        g.enter(0, LaneKind::Waiting, 2_000, "c", None, 0);
+        // call_ttl is an hour: "a" idle past it, "b" exactly at it.
+        let gone = g.advance(3_601_000);
+        let gone: Vec<_> = gone.iter().map(|e| (e.at, e.id.as_str())).collect();
+        assert_eq!(gone, [(3_600_000, "a")]);
+        let live = g.live(3_601_000)[0];
+        assert_eq!((live.waiting, live.waiting_over_limit), (2, 2));
+        assert_eq!(live.oldest_wait, 3_600_000);
+        assert_eq!(g.expiring.first(), Some(&(3_601_000, 0, LaneKind::Waiting)));
+        let gone = g.advance(3_602_001);
+        assert_eq!(gone.len(), 2);
+        assert_eq!(g.live(3_602_001)[0], Live::default());
+        assert_eq!(g.entries(), 0, "no timer left for an empty lane");
     }
 
     #[test]
     fn an_entry_already_past_counts_at_once_and_a_removed_one_arms_nothing() {
         let mut g = one_series();
         g.advance(100_000);
-        g.enter(0, LaneKind::OnHold, 50_000, "old", 100_000);
+        g.enter(0, LaneKind::OnHold, 50_000, "old", Some(3), 100_000);
         assert_eq!(g.live(100_000)[0].on_hold_over_limit, 1);
-        g.enter(0, LaneKind::OnHold, 90_000, "new", 100_000);
-        assert_eq!(g.armed.len(), 1);
+        g.enter(0, LaneKind::OnHold, 90_000, "new", None, 100_000);
+        assert_eq!(g.crossing.len(), 1);
         g.leave(0, LaneKind::OnHold, 90_000, "new", 100_000);
         // The early `next` fires once, finds nothing, and disarms.
         g.advance(200_000);
-        assert!(g.armed.is_empty());
+        assert!(g.crossing.is_empty());
         assert_eq!(g.live(200_000)[0].on_hold_over_limit, 1);
+        let agents: Vec<_> = g.past_limit().map(|p| p.agent).collect();
+        assert_eq!(agents, [Some(3)]);
     }
 
     #[test]
     fn the_walk_counts_only_what_crossed() {
         let mut g = one_series();
         for (i, due) in [10, 20, 20, 30, 40].into_iter().enumerate() {
-            g.enter(0, LaneKind::Callbacks, due, &format!("p{i}"), 0);
+            g.enter(0, LaneKind::Callbacks, due, &format!("p{i}"), None, 0);
         }
         g.advance(21);
         assert_eq!(g.live(21)[0].callbacks_overdue, 3);
-        assert_eq!(g.armed.first(), Some(&(30, 0, LaneKind::Callbacks)));
+        assert_eq!(g.crossing.first(), Some(&(30, 0, LaneKind::Callbacks)));
         g.leave(0, LaneKind::Callbacks, 20, "p1", 21);
         g.leave(0, LaneKind::Callbacks, 30, "p3", 21);
         g.advance(35);
         assert_eq!(g.live(35)[0].callbacks_overdue, 2);
         g.advance(41);
         assert_eq!(g.live(41)[0].callbacks_overdue, 3);
-        assert!(g.armed.is_empty());
+        assert!(g.crossing.is_empty());
         let subjects: Vec<_> = g.past_limit().map(|p| p.id.to_string()).collect();
         assert_eq!(subjects, ["p0", "p2", "p4"]);
     }

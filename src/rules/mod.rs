@@ -253,14 +253,19 @@ pub struct Live {
     pub callbacks_overdue: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Where a call is. Each state accepts no event but those that leave it, so
+/// `last` is when the call entered its state: a waiting call's `last` is its
+/// offer, a held call's the start of its hold. No other field is needed,
+/// and a call in flight is 32 bytes (one bucket of the call map).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CallState {
     Waiting,
     Talking,
-    OnHold { since: Millis },
+    /// Since `last`.
+    OnHold,
 }
 
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug)]
 struct Call {
     series: SeriesId,
     /// Who answered (or last held) the call, in per-agent mode.
@@ -295,18 +300,16 @@ pub struct Engine {
     promises: HashMap<Id, Promise>,
     /// Promises that reached their outcome: a second outcome is refused.
     resolved: ExpiringSet,
-    /// (due + callback_expiry, promise) for the "missed" timer; entries of
-    /// promises resolved meanwhile are skipped when they come up.
-    deadlines: BinaryHeap<Reverse<(Millis, Id)>>,
     dedup: ExpiringSet,
     agents: series::Interner,
-    /// The live gauges and what is past its limit, kept at `clock`.
+    /// The live gauges and what is past its limit, kept at `clock`; also
+    /// the timers of waiting and held calls' eviction and of promises'
+    /// "missed".
     gauges: Gauges,
-    /// (moment, call) for eviction: a call is evicted once the clock passes
-    /// `last + call_ttl`. Pushed when the call is offered, not at each of its
-    /// events: an entry that comes up for a call that had events since is
-    /// pushed again at the call's new moment, one for a call that ended is
-    /// dropped. Never later than the call's moment, so never late.
+    /// (last + call_ttl, call) of talking calls, the ones with no lane: a
+    /// talking call's `last` is that of the answer or the hold's end that
+    /// made it talk, and an entry is pushed at each. Entries of calls that
+    /// ended or went on hold since are dropped when they come up.
     idle: BinaryHeap<Reverse<(Millis, Id)>>,
 }
 
@@ -318,7 +321,6 @@ impl Engine {
             ended: ExpiringSet::new(settings.call_ttl, settings.max_calls),
             promises: HashMap::new(),
             resolved: ExpiringSet::new(settings.callback_expiry, settings.max_promises),
-            deadlines: BinaryHeap::new(),
             dedup: ExpiringSet::new(settings.dedup_window, settings.dedup_max_ids),
             clock: Millis::MIN,
             agents: series::Interner::new(settings.max_agents),
@@ -420,15 +422,22 @@ impl Engine {
     pub fn advance(&mut self, now: Millis, obs: &mut impl Observer) {
         if now > self.clock {
             self.clock = now;
-            // First, so that what fires below leaves gauges that are current.
-            self.gauges.advance(now);
         }
         let now = self.clock;
-        self.fire_missed(now, obs);
+        // Also when the clock stays: what was stamped already past its
+        // moment goes at the next event or tick.
+        let expired = self.gauges.advance(now);
+        let (mut missed, idle): (Vec<_>, Vec<_>) = expired
+            .into_iter()
+            .partition(|e| e.kind == LaneKind::Callbacks);
+        // In (moment, id) order across series, as one heap would give them.
+        missed.sort_unstable_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        self.missed(&missed, now, obs);
         self.dedup.expire(now);
         self.ended.expire(now);
         self.resolved.expire(now);
-        self.evict_idle(now, obs);
+        let idle = idle.into_iter().map(|e| (e.at, e.id)).collect();
+        self.evict(idle, now, obs);
     }
 
     /// A timer tick from the daemon: advances wall time; in event mode only
@@ -484,25 +493,16 @@ impl Engine {
         self.gauges
             .past_limit()
             .map(|p| {
-                let (kind, agent) = match p.kind {
-                    LaneKind::Waiting => (
-                        AlertKind::RingingPastLimit,
-                        self.calls.get(p.id).and_then(|c| c.agent),
-                    ),
-                    LaneKind::OnHold => (
-                        AlertKind::OnHoldPastLimit,
-                        self.calls.get(p.id).and_then(|c| c.agent),
-                    ),
-                    LaneKind::Callbacks => (
-                        AlertKind::CallbackOverdue,
-                        self.promises.get(p.id).and_then(|p| p.agent),
-                    ),
+                let kind = match p.kind {
+                    LaneKind::Waiting => AlertKind::RingingPastLimit,
+                    LaneKind::OnHold => AlertKind::OnHoldPastLimit,
+                    LaneKind::Callbacks => AlertKind::CallbackOverdue,
                 };
                 AlertCondition {
                     kind,
                     series: p.series,
                     subject: p.id.clone(),
-                    agent,
+                    agent: p.agent,
                     since: p.start.saturating_add(p.limit),
                     elapsed: now.saturating_sub(p.start),
                 }
@@ -517,7 +517,8 @@ impl Engine {
             .lookup(queue, site, |name| settings.limits_for(name));
         if found.created {
             let info = self.series.get(found.id);
-            self.gauges.add_series(&info.limits);
+            let (ttl, expiry) = (self.settings.call_ttl, self.settings.callback_expiry);
+            self.gauges.add_series(&info.limits, ttl, expiry);
             obs.new_series(found.id, info);
         }
         for label in found.folded {

@@ -2,8 +2,11 @@
 //! promises, tombstones, the de-duplication window, the label tables and the
 //! clock, in the layout of snapshot version 1. Configuration is not part of
 //! it: a restored engine takes the settings it is started with (limits, caps,
-//! windows). Nor are the indexes (live gauges, eviction timers): they follow
-//! from the calls and promises and are rebuilt on restore.
+//! windows). Nor are the indexes (live gauges, the timers of eviction and
+//! of missed promises): they follow from the calls and promises and are
+//! rebuilt on restore. Version 1 has a heap of the promises' deadlines: it is
+//! written from the promises, and read and dropped; and its calls say since
+//! when they are on hold, which they now keep as their `last`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -13,7 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::calls::enter;
 use super::gauges::{Gauges, LaneKind};
 use super::series::Interner;
-use super::{Call, Engine, ExpiringSet, Observer, Promise, SeriesTable, Settings};
+use super::{Call, CallState, Engine, ExpiringSet, Observer, Promise, SeriesTable, Settings};
 use crate::event::{Id, Millis};
 
 /// The fields in snapshot order (the order of the struct `Engine` that
@@ -22,14 +25,91 @@ use crate::event::{Id, Millis};
 struct ImageRef<'a> {
     clock: Millis,
     series: &'a SeriesTable,
-    calls: &'a HashMap<Id, Call>,
+    calls: Calls<'a>,
     ended: &'a ExpiringSet,
     promises: &'a HashMap<Id, Promise>,
     resolved: &'a ExpiringSet,
-    deadlines: &'a BinaryHeap<Reverse<(Millis, Id)>>,
+    deadlines: Deadlines<'a>,
     dedup: &'a ExpiringSet,
     next_sweep: Millis,
     agents: &'a Interner,
+}
+
+/// A call as version 1 has it.
+#[derive(Serialize, Deserialize)]
+struct CallImage {
+    series: u32,
+    agent: Option<u32>,
+    offered: Millis,
+    last: Millis,
+    state: StateImage,
+}
+
+#[derive(Serialize, Deserialize)]
+enum StateImage {
+    Waiting,
+    Talking,
+    OnHold { since: Millis },
+}
+
+impl From<&Call> for CallImage {
+    fn from(c: &Call) -> Self {
+        CallImage {
+            series: c.series,
+            agent: c.agent,
+            offered: c.offered,
+            last: c.last,
+            state: match c.state {
+                CallState::Waiting => StateImage::Waiting,
+                CallState::Talking => StateImage::Talking,
+                CallState::OnHold => StateImage::OnHold { since: c.last },
+            },
+        }
+    }
+}
+
+impl From<CallImage> for Call {
+    /// A held call's `last` is the start of its hold (no event is accepted
+    /// on hold but its end); `since` is that start.
+    fn from(c: CallImage) -> Self {
+        let (state, last) = match c.state {
+            StateImage::Waiting => (CallState::Waiting, c.last),
+            StateImage::Talking => (CallState::Talking, c.last),
+            StateImage::OnHold { since } => (CallState::OnHold, since),
+        };
+        Call {
+            series: c.series,
+            agent: c.agent,
+            offered: c.offered,
+            last,
+            state,
+        }
+    }
+}
+
+struct Calls<'a>(&'a HashMap<Id, Call>);
+
+impl Serialize for Calls<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(id, c)| (id, CallImage::from(c))))
+    }
+}
+
+/// Version 1's heap of `(due + callback_expiry, promise)`, one per pending
+/// promise (a heap in any order is a heap once read back).
+struct Deadlines<'a> {
+    promises: &'a HashMap<Id, Promise>,
+    expiry: Millis,
+}
+
+impl Serialize for Deadlines<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.promises
+                .iter()
+                .map(|(id, p)| Reverse((p.due.saturating_add(self.expiry), id))),
+        )
+    }
 }
 
 /// The engine state read back from a snapshot; only [`Engine::restore`]
@@ -38,10 +118,12 @@ struct ImageRef<'a> {
 pub struct EngineImage {
     clock: Millis,
     series: SeriesTable,
-    calls: HashMap<Id, Call>,
+    calls: HashMap<Id, CallImage>,
     ended: ExpiringSet,
     promises: HashMap<Id, Promise>,
     resolved: ExpiringSet,
+    /// The lanes of the promises are the timers now: read and ignored.
+    #[allow(dead_code)]
     deadlines: BinaryHeap<Reverse<(Millis, Id)>>,
     dedup: ExpiringSet,
     /// When a full scan for idle calls was next due, before eviction had
@@ -56,11 +138,14 @@ impl Serialize for Engine {
         ImageRef {
             clock: self.clock,
             series: &self.series,
-            calls: &self.calls,
+            calls: Calls(&self.calls),
             ended: &self.ended,
             promises: &self.promises,
             resolved: &self.resolved,
-            deadlines: &self.deadlines,
+            deadlines: Deadlines {
+                promises: &self.promises,
+                expiry: self.settings.callback_expiry,
+            },
             dedup: &self.dedup,
             // An older ringwatch reading this sweeps at its first tick.
             next_sweep: self.clock,
@@ -80,11 +165,11 @@ impl Engine {
         let EngineImage {
             clock,
             series,
-            mut calls,
+            calls,
             ended,
             mut promises,
             resolved,
-            deadlines,
+            deadlines: _,
             dedup,
             next_sweep: _,
             agents,
@@ -99,7 +184,11 @@ impl Engine {
         let (series_count, agent_count) = (series.len(), agents.len());
         let known = |s: u32| (s as usize) < series_count;
         let agent = |a: Option<u32>| a.filter(|a| (*a as usize) < agent_count);
-        calls.retain(|_, c| known(c.series));
+        let mut calls: HashMap<Id, Call> = calls
+            .into_iter()
+            .filter(|(_, c)| known(c.series))
+            .map(|(id, c)| (id, c.into()))
+            .collect();
         promises.retain(|_, p| known(p.series));
         for c in calls.values_mut() {
             c.agent = agent(c.agent);
@@ -115,7 +204,6 @@ impl Engine {
             series,
             calls,
             promises,
-            deadlines,
             agents,
             gauges: Gauges::default(),
             idle: BinaryHeap::new(),
@@ -129,14 +217,22 @@ impl Engine {
     /// engine's clock.
     fn rebuild_indexes(&mut self) {
         let mut gauges = Gauges::default();
+        let (ttl, expiry) = (self.settings.call_ttl, self.settings.callback_expiry);
         for info in self.series.all() {
-            gauges.add_series(&info.limits);
+            gauges.add_series(&info.limits, ttl, expiry);
         }
         for (id, c) in &self.calls {
             enter(&mut gauges, id, c, self.clock);
         }
         for (id, p) in &self.promises {
-            gauges.enter(p.series, LaneKind::Callbacks, p.due, id, self.clock);
+            gauges.enter(
+                p.series,
+                LaneKind::Callbacks,
+                p.due,
+                id,
+                p.agent,
+                self.clock,
+            );
         }
         self.gauges = gauges;
         self.rebuild_idle();
@@ -176,7 +272,7 @@ mod tests {
     struct Version1<'a> {
         clock: Millis,
         series: &'a SeriesTable,
-        calls: &'a HashMap<Id, Call>,
+        calls: Ordered<'a>,
         ended: &'a ExpiringSet,
         promises: &'a HashMap<Id, Promise>,
         resolved: &'a ExpiringSet,
@@ -184,6 +280,30 @@ mod tests {
         dedup: &'a ExpiringSet,
         next_sweep: Millis,
         agents: &'a Interner,
+    }
+
+    /// A map in a given order (the order of the map it was taken from).
+    #[derive(Clone, Copy)]
+    struct Ordered<'a>(&'a [(Id, CallImage)]);
+
+    impl Serialize for Ordered<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(id, c)| (id, c)))
+        }
+    }
+
+    /// Version 1's calls, in the map's order.
+    fn images(calls: &HashMap<Id, Call>) -> Vec<(Id, CallImage)> {
+        calls.iter().map(|(id, c)| (id.clone(), c.into())).collect()
+    }
+
+    /// Version 1's deadlines heap, as the old engine kept it.
+    fn deadlines(e: &Engine) -> BinaryHeap<Reverse<(Millis, Id)>> {
+        let expiry = e.settings.callback_expiry;
+        e.promises
+            .iter()
+            .map(|(id, p)| Reverse((p.due + expiry, id.clone())))
+            .collect()
     }
 
     fn ev(ts: Millis, body: Body) -> Event {
@@ -255,14 +375,19 @@ mod tests {
     #[test]
     fn the_snapshot_layout_is_version_1() {
         let e = busy_engine();
+        // One pending promise: the heap's order and the map's are the same;
+        // the calls are read back through a map of the same order.
+        assert_eq!(e.promises.len(), 1);
+        let heap = deadlines(&e);
+        let calls = images(&e.calls);
         let v1 = Version1 {
             clock: e.clock,
             series: &e.series,
-            calls: &e.calls,
+            calls: Ordered(&calls),
             ended: &e.ended,
             promises: &e.promises,
             resolved: &e.resolved,
-            deadlines: &e.deadlines,
+            deadlines: &heap,
             dedup: &e.dedup,
             next_sweep: e.clock,
             agents: &e.agents,
@@ -322,14 +447,16 @@ mod tests {
         if let Some(b) = calls.get_mut("b") {
             b.agent = Some(7);
         }
+        let heap = deadlines(&e);
+        let calls = images(&calls);
         let v1 = Version1 {
             clock: e.clock,
             series: &e.series,
-            calls: &calls,
+            calls: Ordered(&calls),
             ended: &e.ended,
             promises: &e.promises,
             resolved: &e.resolved,
-            deadlines: &e.deadlines,
+            deadlines: &heap,
             dedup: &e.dedup,
             next_sweep: 0,
             agents: &e.agents,

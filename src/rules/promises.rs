@@ -1,9 +1,7 @@
 //! Callback promises: each one reaches exactly one outcome (kept, late,
 //! missed, cancelled); "missed" is decided by the monitor's clock.
 
-use std::cmp::Reverse;
-
-use super::gauges::LaneKind;
+use super::gauges::{Expired, LaneKind};
 use super::{AgentId, AgentMeasure, Engine, Measure, Observer, Outcome, Promise, Reject};
 use crate::event::{Millis, PromiseTarget, Reason};
 
@@ -54,7 +52,7 @@ impl Engine {
             },
         };
         self.gauges
-            .enter(series, LaneKind::Callbacks, due, promise, now);
+            .enter(series, LaneKind::Callbacks, due, promise, agent, now);
         self.promises.insert(
             promise.into(),
             Promise {
@@ -64,9 +62,6 @@ impl Engine {
                 due,
             },
         );
-        let deadline = due.saturating_add(self.settings.callback_expiry);
-        self.drop_stale_deadlines();
-        self.deadlines.push(Reverse((deadline, promise.into())));
         obs.measure(series, now, Measure::Promised);
         Ok(())
     }
@@ -147,42 +142,14 @@ impl Engine {
         self.attribute(p.agent, AgentMeasure::Resolved { outcome }, obs);
     }
 
-    /// The deadline of a promise resolved early stays in the heap until the
-    /// clock reaches it: with a far `due` (the year 9999 is valid) that is
-    /// never, and a sender promising and cancelling in a loop would grow the
-    /// heap without end. Once stale entries outnumber the pending promises
-    /// they are dropped in one pass, so the heap stays within twice
-    /// `max_promises` (plus a floor that keeps passes rare) at an amortized
-    /// constant cost per promise.
-    fn drop_stale_deadlines(&mut self) {
-        if self.deadlines.len() < 2 * self.promises.len() + 1024 {
-            return;
-        }
-        let (promises, expiry) = (&self.promises, self.settings.callback_expiry);
-        self.deadlines.retain(|Reverse((deadline, id))| {
-            promises
-                .get(id)
-                .is_some_and(|p| p.due.saturating_add(expiry) == *deadline)
-        });
-    }
-
     /// Promises not completed by `due + callback_expiry` are missed once the
-    /// clock passes that moment.
-    pub(super) fn fire_missed(&mut self, now: Millis, obs: &mut impl Observer) {
-        while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
-            if *deadline >= now {
-                break;
-            }
-            let Some(Reverse((deadline, id))) = self.deadlines.pop() else {
-                break;
-            };
-            // Skip entries of promises resolved meanwhile (or of an older
-            // promise that reused the id).
-            if let Some(p) = self.promises.get(&id) {
-                if p.due.saturating_add(self.settings.callback_expiry) == deadline {
-                    let p = *p;
-                    self.resolve(&id, p, Outcome::Missed, 0, now, obs);
-                }
+    /// clock passes that moment: `expired` are those the clock just passed
+    /// (by their lane, which takes them off), in the order they are missed.
+    pub(super) fn missed(&mut self, expired: &[Expired], now: Millis, obs: &mut impl Observer) {
+        for e in expired {
+            if let Some(p) = self.promises.get(&e.id) {
+                let p = *p;
+                self.resolve(&e.id, p, Outcome::Missed, 0, now, obs);
             }
         }
     }
@@ -195,8 +162,9 @@ mod tests {
     use crate::event::{Body, Event, PromiseTarget};
 
     /// Regression (found by tests/soak.rs, RSS growing by ~0.3 MiB/s): promises
-    /// due in the year 9999, cancelled at once, left their deadlines in the
-    /// heap for good. Pending promises keep theirs and are still missed.
+    /// due in the year 9999, cancelled at once, left their deadlines in a
+    /// heap for good. The lanes hold exactly the pending promises; those are
+    /// still missed.
     #[test]
     fn promises_resolved_early_leave_no_deadline_behind() {
         let mut e = Engine::new(Settings {
@@ -235,8 +203,8 @@ mod tests {
                 promise: id.as_str().into(),
             };
             assert_eq!(e.apply(&at(ts, cancel), 0, &mut rec), Verdict::Accepted);
-            // Checked before each push, with the new promise counted.
-            assert!(e.deadlines.len() <= 2 * (e.promises.len() + 1) + 1024);
+            // The pending promise, its lane's two timers.
+            assert_eq!(e.gauges.entries(), 3);
         }
         let past_expiry = ts + 1_000 + e.settings.callback_expiry + 1;
         assert_eq!(

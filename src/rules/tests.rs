@@ -455,6 +455,42 @@ fn missed_exactly_when_the_moment_passes() {
 }
 
 #[test]
+fn promises_missed_together_go_in_deadline_order_across_queues() {
+    let mut e = Engine::new(Settings {
+        clock: ClockMode::Event,
+        callback_expiry: 60_000,
+        ..Settings::default()
+    });
+    let (_, rec) = run(
+        &mut e,
+        &[
+            promise(0.0, "p-b", 30.0, Some("b"), None),
+            promise(0.0, "p-a2", 20.0, Some("a"), None),
+            promise(0.0, "p-a1", 10.0, Some("a"), None),
+            promise(0.0, "p-b0", 10.0, Some("b"), None),
+            clock(1000.0),
+        ],
+    );
+    let missed: Vec<_> = rec
+        .measures
+        .iter()
+        .filter(|(_, m)| {
+            matches!(
+                m,
+                Measure::Resolved {
+                    outcome: Outcome::Missed,
+                    ..
+                }
+            )
+        })
+        .map(|(series, _)| *series)
+        .collect();
+    // p-a1 and p-b0 (due at 10 s, by id), p-a2, then p-b.
+    assert_eq!(missed, [1, 0, 1, 0]);
+    assert_eq!(e.promises_pending(), 0);
+}
+
+#[test]
 fn promise_errors() {
     let mut e = event_engine();
     let (v, _) = run(
