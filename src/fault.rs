@@ -19,15 +19,18 @@ pub enum Point {
     JournalSync,
     /// The journal's writer thread panics on a write.
     WriterPanic,
+    /// Recovery panics replaying a frame (a frame that panics the engine).
+    ReplayPanic,
 }
 
 impl Point {
     #[cfg(debug_assertions)]
-    const ALL: [Point; 4] = [
+    const ALL: [Point; 5] = [
         Point::PipelinePanic,
         Point::JournalWrite,
         Point::JournalSync,
         Point::WriterPanic,
+        Point::ReplayPanic,
     ];
 
     #[cfg(debug_assertions)]
@@ -37,6 +40,7 @@ impl Point {
             Point::JournalWrite => "journal_write",
             Point::JournalSync => "journal_sync",
             Point::WriterPanic => "writer_panic",
+            Point::ReplayPanic => "replay_panic",
         }
     }
 }
@@ -63,7 +67,7 @@ mod imp {
     struct Plan {
         /// Per point: the inclusive hit ranges that fail.
         ranges: Vec<(Point, u64, u64)>,
-        counts: [AtomicU64; 4],
+        counts: [AtomicU64; 5],
     }
 
     fn plan() -> &'static Plan {

@@ -388,6 +388,9 @@ pub fn replay(
 ) {
     match rec {
         Record::Frame { now, text } => {
+            if fault::hit(fault::Point::ReplayPanic) {
+                panic!("fault injection: replay_panic");
+            }
             let (events, reasons) = decode(text);
             apply(engine, store, events, &reasons, now);
         }

@@ -260,3 +260,47 @@ async fn a_journal_writer_panic_is_fatal_too() {
     let d = start_process_in(data.path(), &[EVENT_CLOCK]);
     assert_eq!(offered(&d).await, 1.0);
 }
+
+#[tokio::test]
+async fn a_frame_that_panics_the_engine_does_not_make_a_crash_loop() {
+    let data = tempfile::tempdir().unwrap();
+    // The pipeline dies applying the second frame, after journaling it.
+    let mut d = start_process_in(
+        data.path(),
+        &[EVENT_CLOCK, ("RINGWATCH_FAULT", "pipeline_panic@2")],
+    );
+    let mut ws = d.connect().await;
+    assert_eq!(send(&mut ws, &offers(0, 3)).await["accepted"], 3);
+    refused_or_dropped(&mut ws, &offers(3, 2)).await;
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(70));
+    // A frame that panics the engine panics its replay too: recovery cuts
+    // it off (it was never acknowledged) instead of failing every start.
+    let mut d = start_process_in(
+        data.path(),
+        &[EVENT_CLOCK, ("RINGWATCH_FAULT", "replay_panic@2")],
+    );
+    assert_eq!(offered(&d).await, 3.0);
+    let logs = d.log_lines().join("\n");
+    assert!(logs.contains("panicked the engine at replay"), "{logs}");
+    let m = d.metrics().await;
+    assert!(m.value("ringwatch_recovery_cut_bytes") > 0.0);
+    // Its sender resends it; it is new to this journal.
+    let mut ws = d.connect().await;
+    assert_eq!(send(&mut ws, &offers(3, 2)).await["accepted"], 2);
+    assert_eq!(d.terminate(Duration::from_secs(10)).code(), Some(0));
+    let d = start_process_in(data.path(), &[EVENT_CLOCK]);
+    assert_eq!(offered(&d).await, 5.0);
+}
+
+/// Send a frame that the daemon will never acknowledge (it dies on it).
+async fn refused_or_dropped(ws: &mut common::Ws, frame: &str) {
+    use futures_util::StreamExt;
+    ws.send(Message::text(frame)).await.unwrap();
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Text(t)) => panic!("acknowledged: {t}"),
+            Ok(Message::Close(_)) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}

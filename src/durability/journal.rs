@@ -227,7 +227,12 @@ pub struct SegmentRead {
 /// Read segment `path`, calling `each` for every good record in order. A
 /// torn or corrupt tail is cut off the file (so the next start sees a clean
 /// segment) and reported; only I/O errors on the file itself are errors.
-pub fn read_segment(path: &Path, mut each: impl FnMut(Record<'_>)) -> io::Result<SegmentRead> {
+/// `each` returns false to have the segment cut at that record (one that
+/// cannot be replayed).
+pub fn read_segment(
+    path: &Path,
+    mut each: impl FnMut(Record<'_>) -> bool,
+) -> io::Result<SegmentRead> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let mut out = SegmentRead::default();
@@ -241,7 +246,12 @@ pub fn read_segment(path: &Path, mut each: impl FnMut(Record<'_>)) -> io::Result
     while at < bytes.len() {
         match next_record(&bytes[at..]) {
             Ok((rec, used)) => {
-                each(rec);
+                if !each(rec) {
+                    out.cut_bytes = (bytes.len() - at) as u64;
+                    out.problem = Some(format!("a record that cannot be replayed at byte {at}"));
+                    cut(path, at as u64)?;
+                    break;
+                }
                 out.records += 1;
                 at += used;
             }
@@ -308,7 +318,11 @@ mod tests {
 
     fn read_all(path: &Path) -> (Vec<String>, SegmentRead) {
         let mut seen = Vec::new();
-        let r = read_segment(path, |rec| seen.push(format!("{rec:?}"))).unwrap();
+        let r = read_segment(path, |rec| {
+            seen.push(format!("{rec:?}"));
+            true
+        })
+        .unwrap();
         (seen, r)
     }
 

@@ -212,12 +212,50 @@ fn list(dir: &Path) -> io::Result<Listing> {
 /// Load the newest usable snapshot and replay the journal after it with
 /// `replay` (the pipeline's own functions, so replay does what live did).
 /// Returns the state, a journal open on a new segment, and what was found.
+///
+/// A record that panics the engine at replay (the pipeline died applying
+/// it, so neither it nor anything after it was acknowledged) would make
+/// every start fail the same way: it is cut off its segment, reported, and
+/// recovery starts over from the snapshot.
 pub fn recover(
     dir: &DataDir,
     cfg: &StateConfig,
     mut replay: impl FnMut(&mut Engine, &mut Store, Record<'_>),
 ) -> Result<(Engine, Store, Writer, Recovery), DurabilityError> {
     let started = Instant::now();
+    let mut cut_before = 0;
+    loop {
+        match recover_once(dir, cfg, &mut replay)? {
+            Ok((engine, store, writer, mut report)) => {
+                report.cut_bytes += cut_before;
+                report.duration = started.elapsed();
+                return Ok((engine, store, writer, report));
+            }
+            Err(cut) => {
+                tracing::error!(
+                    segment = %cut.segment.display(),
+                    cut_bytes = cut.bytes,
+                    "a journal record panicked the engine at replay: cut off with what followed it (never acknowledged); recovering again"
+                );
+                cut_before += cut.bytes;
+            }
+        }
+    }
+}
+
+/// Where a record that could not be replayed was cut.
+struct PoisonCut {
+    segment: PathBuf,
+    bytes: u64,
+}
+
+type Recovered = (Engine, Store, Writer, Recovery);
+
+fn recover_once(
+    dir: &DataDir,
+    cfg: &StateConfig,
+    replay: &mut impl FnMut(&mut Engine, &mut Store, Record<'_>),
+) -> Result<Result<Recovered, PoisonCut>, DurabilityError> {
     let path = dir.path();
     let fail = |path: &Path| {
         let path = path.to_path_buf();
@@ -280,8 +318,22 @@ pub fn recover(
     }
     for &seq in &segments {
         let file = path.join(journal::segment_name(seq));
-        let read = journal::read_segment(&file, |rec| replay(&mut engine, &mut store, rec))
-            .map_err(fail(&file))?;
+        let mut poisoned = false;
+        let read = journal::read_segment(&file, |rec| {
+            let replayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                replay(&mut engine, &mut store, rec)
+            }));
+            poisoned = replayed.is_err();
+            !poisoned
+        })
+        .map_err(fail(&file))?;
+        if poisoned {
+            // The engine may be half-changed: start over.
+            return Ok(Err(PoisonCut {
+                segment: file,
+                bytes: read.cut_bytes,
+            }));
+        }
         report.segments += 1;
         report.records += read.records;
         report.cut_bytes += read.cut_bytes;
@@ -302,8 +354,7 @@ pub fn recover(
         .max(1);
     let writer = Writer::create(path, next).map_err(fail(path))?;
     snapshot::sync_dir(path).map_err(fail(path))?;
-    report.duration = started.elapsed();
-    Ok((engine, store, writer, report))
+    Ok(Ok((engine, store, writer, report)))
 }
 
 /// The journal could not take a frame: it is not applied nor acknowledged.
@@ -577,7 +628,8 @@ mod tests {
             journal.write(bytes.clone()).await.unwrap();
             let mut seen = Vec::new();
             journal::read_segment(&path.join(journal::segment_name(1)), |r| {
-                seen.push(format!("{r:?}"))
+                seen.push(format!("{r:?}"));
+                true
             })
             .unwrap();
             assert_eq!(seen, vec!["Tick { now: 42 }"], "{fsync:?}");
