@@ -4,8 +4,12 @@
 //!
 //! Data flows top-down through the modules:
 //! [`ingest`] (WebSocket transport, decoding) -> [`pipeline`] (the single
-//! owner of state) -> [`rules`] (pure per-call state machine) -> [`metrics`]
-//! (recording, rendering) -> [`http`] (exposure). [`daemon`] wires them;
+//! owner of state; it writes the [`durability`] journal before it applies)
+//! -> [`rules`] (pure per-call state machine) -> [`metrics`] (recording,
+//! rendering) -> [`http`] (exposure). [`verdict`] is what the pipeline
+//! answers a frame, [`clock`] the wall clock every layer reads, [`health`]
+//! what `/readyz` says and the fatal failure that stops the daemon (with
+//! test-only [`fault`] injection). [`daemon`] wires and supervises them;
 //! [`config`], [`logging`] and [`shutdown`] serve the binary; [`auth`], [`tls`]
 //! and [`reload`] guard the two listeners. [`config`] depends on the modules
 //! it configures (it builds their settings types) and none of them on it.

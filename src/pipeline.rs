@@ -78,7 +78,7 @@ pub struct PipelineHandle {
     tx: mpsc::Sender<Command>,
 }
 
-/// The receiving end of a [`PipelineHandle`], until [`spawn`] runs it.
+/// The receiving end of a [`PipelineHandle`], until [`task`] runs it.
 pub struct Inbox(mpsc::Receiver<Command>);
 
 /// A handle and its inbox: handles can be given out (to the HTTP server,
@@ -377,7 +377,7 @@ fn refuse(input: Input, e: JournalFailed) -> Option<Input> {
 /// and the reasons of the elements that failed decoding.
 pub type Decoded = (Vec<(u32, Event)>, Vec<Reason>);
 
-/// Apply one journal record during recovery, exactly as [`Pipeline`] did
+/// Apply one journal record during recovery, exactly as the pipeline did
 /// when it wrote it. `decode` is the ingest decoder (passed in: the pipeline
 /// does not depend on ingest, ingest depends on the pipeline).
 pub fn replay(

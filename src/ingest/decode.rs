@@ -47,7 +47,7 @@ pub type Decoded = Vec<Result<Event, DecodeError>>;
 /// Fast path: the whole frame is deserialized once into typed fields. When
 /// that fails (a field of the wrong JSON type, a non-object element, invalid
 /// JSON), every element is taken apart field by field to say exactly what is
-/// wrong. Both paths end in the same [`validate`], reading the fields in the
+/// wrong. Both paths end in the same `validate`, reading the fields in the
 /// same order, so they always agree.
 pub fn decode_frame(text: &str) -> Decoded {
     let trimmed = text.trim_start();
