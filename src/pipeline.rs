@@ -4,6 +4,7 @@
 //! through the same queue, so a scrape taken after an acknowledgement always
 //! includes the acknowledged events.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use compact_str::CompactString;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::clock::wall_now;
-use crate::durability::{journal, Journal, JournalFailed, Record};
+use crate::durability::{journal, writer as journal_writer, Journal, JournalFailed, Record};
 use crate::event::{Event, Id, Millis, Reason};
 use crate::fault;
 use crate::health::Health;
@@ -167,6 +168,11 @@ enum Input {
     Tick,
 }
 
+/// Bursts whose journal write may be in flight at once. While the writer
+/// thread writes one, the pipeline applies the one before it and gathers
+/// the next, so the hand-over to the writer does not idle the pipeline.
+const IN_FLIGHT: usize = 2;
+
 async fn run(
     mut p: Pipeline,
     mut rx: mpsc::Receiver<Command>,
@@ -179,8 +185,17 @@ async fn run(
     let every = snapshot_every.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
     let mut snapshots = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut burst = Vec::with_capacity(BURST);
+    // Written (or being written) but not yet applied, in journal order.
+    let mut in_flight: VecDeque<Submitted> = VecDeque::with_capacity(IN_FLIGHT);
+    // A snapshot waits until everything written is applied.
+    let mut snapshot_due = false;
     loop {
+        if snapshot_due && in_flight.is_empty() {
+            p.snapshot().await;
+            snapshot_due = false;
+        }
+        let taking = in_flight.len() < IN_FLIGHT && !snapshot_due;
+        let mut burst = Vec::with_capacity(BURST);
         tokio::select! {
             // Timers before the queue: under a constant stream of frames the
             // queue is always ready, and must not starve the tick or the
@@ -190,12 +205,18 @@ async fn run(
                 tracing::warn!("drain deadline: the pipeline stops; frames still queued are refused");
                 break;
             }
-            _ = snapshots.tick() => {
-                p.snapshot().await;
+            written = written(in_flight.front_mut()), if !in_flight.is_empty() => {
+                if let Some(done) = in_flight.pop_front() {
+                    p.settle(done.burst, done.now, written);
+                }
                 continue;
             }
-            _ = tick.tick() => burst.push(Input::Tick),
-            cmd = rx.recv() => {
+            _ = snapshots.tick() => {
+                snapshot_due = true;
+                continue;
+            }
+            _ = tick.tick(), if taking => burst.push(Input::Tick),
+            cmd = rx.recv(), if taking => {
                 let Some(cmd) = cmd else { break };
                 burst.push(Input::Command(cmd));
             }
@@ -207,16 +228,45 @@ async fn run(
                 Err(_) => break,
             }
         }
-        p.process(&mut burst).await;
+        in_flight.push_back(p.submit(burst).await);
     }
-    // Whatever is still queued (a forced stop) is dropped now, not after the
-    // final snapshot: its senders see the pipeline stopped at once.
+    // What was written is applied, so memory and journal agree at the final
+    // snapshot; whatever is still queued (a forced stop) is dropped now:
+    // its senders see the pipeline stopped at once.
+    while let Some(mut done) = in_flight.pop_front() {
+        let result = written(Some(&mut done)).await;
+        p.settle(done.burst, done.now, result);
+    }
     rx.close();
     while rx.try_recv().is_ok() {}
     if let Some(journal) = p.journal.take() {
         journal.close(&p.engine, &p.store).await;
     }
     tracing::debug!("pipeline drained and stopped");
+}
+
+/// A burst handed to the journal, with what the journal answered (or will).
+struct Submitted {
+    burst: Vec<Input>,
+    now: Millis,
+    written: Written,
+}
+
+enum Written {
+    /// Nothing to write (reads only, no journal), or refused at once.
+    Ready(Result<(), JournalFailed>),
+    Waiting(journal_writer::Pending),
+}
+
+/// The journal's answer for `s` (the first in flight).
+async fn written(s: Option<&mut Submitted>) -> Result<(), JournalFailed> {
+    match s {
+        None => Err(JournalFailed),
+        Some(s) => match &mut s.written {
+            Written::Ready(r) => *r,
+            Written::Waiting(pending) => pending.answer().await,
+        },
+    }
 }
 
 /// The state and its journal, owned by the pipeline task alone.
@@ -230,26 +280,16 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    /// Journal a burst, then apply it: every input that changes the state
-    /// is written (with the wall time it is applied at, so a replay calls
-    /// the engine identically) and applied only once the journal has it.
-    /// If the write fails nothing of the burst is applied, so what
-    /// `/metrics` shows is always what a restart would rebuild.
-    async fn process(&mut self, burst: &mut Vec<Input>) {
+    /// Journal a burst (see [`Pipeline::settle`] for the rest): every input
+    /// that changes the state is encoded, with the wall time it will be
+    /// applied at (so a replay calls the engine identically), and handed to
+    /// the journal's writer thread.
+    async fn submit(&mut self, burst: Vec<Input>) -> Submitted {
         let now = wall_now();
-        if self.health.is_failed() {
-            // After a fatal failure the state stays what was acknowledged:
-            // frames are refused, reads still answered while the daemon
-            // drains.
-            for input in burst.drain(..) {
-                if let Some(read) = refuse(input, JournalFailed) {
-                    self.apply(read, now);
-                }
-            }
-            return;
-        }
         let written = match &self.journal {
-            None => Ok(()),
+            // After a fatal failure the state stays what was acknowledged.
+            _ if self.health.is_failed() => Written::Ready(Err(JournalFailed)),
+            None => Written::Ready(Ok(())),
             Some(journal) => {
                 let mut bytes = Vec::new();
                 for input in burst.iter() {
@@ -258,13 +298,27 @@ impl Pipeline {
                     }
                 }
                 if bytes.is_empty() {
-                    Ok(())
+                    Written::Ready(Ok(()))
                 } else {
-                    journal.write(bytes).await
+                    match journal.submit(bytes).await {
+                        Ok(pending) => Written::Waiting(pending),
+                        Err(e) => Written::Ready(Err(e)),
+                    }
                 }
             }
         };
-        for input in burst.drain(..) {
+        Submitted {
+            burst,
+            now,
+            written,
+        }
+    }
+
+    /// Apply a burst once the journal has it. If the write failed, nothing
+    /// of the burst is applied (frames are refused, reads still answered),
+    /// so what `/metrics` shows is always what a restart would rebuild.
+    fn settle(&mut self, burst: Vec<Input>, now: Millis, written: Result<(), JournalFailed>) {
+        for input in burst {
             match written {
                 Ok(()) => self.apply(input, now),
                 Err(e) => {

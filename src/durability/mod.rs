@@ -8,7 +8,7 @@
 pub mod journal;
 pub mod metrics;
 pub mod snapshot;
-mod writer;
+pub mod writer;
 
 use std::fs::{self, File};
 use std::io;
@@ -397,23 +397,26 @@ impl Journal {
         })
     }
 
-    /// Append encoded records (see [`journal::encode`]); resolves once they
-    /// are written (with `fsync = "batch"`, once they are on disk). Only then
-    /// may the pipeline apply them.
-    pub async fn write(&self, bytes: Vec<u8>) -> Result<(), JournalFailed> {
+    /// Hand encoded records (see [`journal::encode`]) to the writer thread;
+    /// the answer comes once they are written (with `fsync = "batch"`, once
+    /// they are on disk). Only then may the pipeline apply them.
+    pub async fn submit(&self, bytes: Vec<u8>) -> Result<writer::Pending, JournalFailed> {
         let (done, rx) = oneshot::channel();
-        let answer = match self.thread.send(Job::Write { bytes, done }).await {
-            Ok(()) => rx.await.ok(),
-            Err(JournalFailed) => None,
-        };
-        answer.unwrap_or_else(|| {
-            // The writer thread is gone without answering: it panicked.
-            self.health.fail(Fatal::Panicked {
-                task: "journal writer thread",
-                message: "it stopped without answering a write".into(),
-            });
-            Err(JournalFailed)
-        })
+        match self.thread.send(Job::Write { bytes, done }).await {
+            Ok(()) => Ok(writer::Pending {
+                rx,
+                health: Arc::clone(&self.health),
+            }),
+            Err(JournalFailed) => {
+                writer::lost(&self.health);
+                Err(JournalFailed)
+            }
+        }
+    }
+
+    /// [`Journal::submit`] and its answer.
+    pub async fn write(&self, bytes: Vec<u8>) -> Result<(), JournalFailed> {
+        self.submit(bytes).await?.answer().await
     }
 
     /// Snapshot `engine` and `store`: the writer thread moves to a new

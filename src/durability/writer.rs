@@ -47,6 +47,33 @@ pub(super) enum Job {
     },
 }
 
+/// A write handed to the writer thread, not answered yet.
+pub struct Pending {
+    pub(super) rx: oneshot::Receiver<Result<(), JournalFailed>>,
+    pub(super) health: Arc<Health>,
+}
+
+impl Pending {
+    /// Written (batch: and synced), or why not.
+    pub async fn answer(&mut self) -> Result<(), JournalFailed> {
+        match (&mut self.rx).await {
+            Ok(result) => result,
+            Err(_) => {
+                lost(&self.health);
+                Err(JournalFailed)
+            }
+        }
+    }
+}
+
+/// The writer thread is gone without answering: it panicked.
+pub(super) fn lost(health: &Health) {
+    health.fail(Fatal::Panicked {
+        task: "journal writer thread",
+        message: "it stopped without answering a write".into(),
+    });
+}
+
 pub(super) struct Thread {
     jobs: SyncSender<Job>,
     handle: std::thread::JoinHandle<()>,
