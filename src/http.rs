@@ -108,7 +108,7 @@ impl Scrapes {
         // Weak: the batch is kept in `Latest`, which must not keep itself.
         let shut = Arc::downgrade(&self.latest);
         let (pipeline, registry) = (self.pipeline.clone(), self.registry.clone());
-        let batch = async move {
+        let batch = std::panic::AssertUnwindSafe(async move {
             if let Some(previous) = previous {
                 previous.await;
             }
@@ -117,7 +117,17 @@ impl Scrapes {
             // Text encoding happens here, off the pipeline task, so a large
             // scrape does not hold up ingest.
             Some(Bytes::from(render::render(&snapshot, &registry)))
-        }
+        })
+        // A shared future that panicked panics every later poll, and each
+        // batch awaits the one before it: one panic would break /metrics
+        // for good. It costs this batch's scrapes instead (503).
+        .catch_unwind()
+        .map(|rendered| {
+            rendered.unwrap_or_else(|_| {
+                tracing::error!("a /metrics rendering panicked; this scrape is answered 503");
+                None
+            })
+        })
         .boxed()
         .shared();
         latest.batch = Some(batch.clone());
