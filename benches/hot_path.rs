@@ -11,7 +11,8 @@ use ringwatch::event::{Event, Millis};
 use ringwatch::ingest::decode::decode_frame;
 use ringwatch::metrics::histogram::{Buckets, HdrWindow};
 use ringwatch::metrics::render::render;
-use ringwatch::metrics::{Bounds, BucketConfig, EngineState, Store};
+use ringwatch::metrics::{Bounds, BucketConfig, Store};
+use ringwatch::pipeline;
 use ringwatch::rules::{ClockMode, Engine, Measure, Observer, Settings};
 use ringwatch::telemetry::SelfMetrics;
 
@@ -193,14 +194,6 @@ fn populated(queues: usize) -> (Engine, Store) {
     (engine, store)
 }
 
-fn state(engine: &Engine) -> EngineState {
-    EngineState {
-        clock: engine.clock(),
-        calls_in_flight: engine.calls_in_flight() as u64,
-        dedup_ids: engine.dedup_ids() as u64,
-    }
-}
-
 fn metrics(c: &mut Criterion) {
     let mut g = c.benchmark_group("metrics");
     g.sample_size(20);
@@ -209,13 +202,9 @@ fn metrics(c: &mut Criterion) {
         let (engine, mut store) = populated(queues);
         // What the pipeline does for a scrape: live gauges, then the copy.
         g.bench_with_input(BenchmarkId::new("snapshot", queues), &queues, |b, _| {
-            b.iter(|| {
-                let live = engine.live();
-                store.snapshot(live, state(&engine))
-            })
+            b.iter(|| pipeline::snapshot(&engine, &mut store))
         });
-        let live = engine.live();
-        let snap = store.snapshot(live, state(&engine));
+        let snap = pipeline::snapshot(&engine, &mut store);
         g.bench_with_input(BenchmarkId::new("render", queues), &queues, |b, _| {
             b.iter(|| render(&snap, &self_metrics.registry))
         });
@@ -224,8 +213,7 @@ fn metrics(c: &mut Criterion) {
             &queues,
             |b, _| {
                 b.iter(|| {
-                    let live = engine.live();
-                    let snap = store.snapshot(live, state(&engine));
+                    let snap = pipeline::snapshot(&engine, &mut store);
                     render(&snap, &self_metrics.registry)
                 })
             },

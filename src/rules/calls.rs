@@ -311,19 +311,9 @@ fn restate(gauges: &mut Gauges, id: &str, before: &Call, after: &Call, now: Mill
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::Recorded;
+    use super::super::tests::{ev as at, Recorded};
     use super::super::*;
-    use crate::event::{Body, EndReason, Event};
-
-    fn at(ts: Millis, body: Body) -> Event {
-        Event {
-            ts,
-            event_id: None,
-            site: None,
-            agent: None,
-            body,
-        }
-    }
+    use crate::event::{Body, EndReason};
 
     /// Calls answered and ended at once, stamped in the year 9999 (their
     /// eviction timers never come up), in a loop: the heap of timers stays

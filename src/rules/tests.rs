@@ -42,7 +42,7 @@ fn s(secs: f64) -> Millis {
     T0 + (secs * 1000.0) as Millis
 }
 
-fn ev(ts: Millis, body: Body) -> Event {
+pub(crate) fn ev(ts: Millis, body: Body) -> Event {
     Event {
         ts,
         event_id: None,
