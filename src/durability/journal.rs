@@ -422,6 +422,36 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_frame_allowed_is_read_back() {
+        // ingest.max_frame_bytes allows 64 MiB: its record must not be taken
+        // for corruption at recovery (it was, by 9 bytes, before).
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::create(dir.path(), 1).unwrap();
+        let text = "x".repeat(64 << 20);
+        let mut bytes = Vec::new();
+        encode(
+            &Record::Frame {
+                now: 1,
+                text: &text,
+            },
+            &mut bytes,
+        );
+        w.write(&bytes, None).unwrap();
+        let (seen, r) = {
+            let mut n = 0;
+            let r = read_segment(&dir.path().join(segment_name(1)), |rec| {
+                n += usize::from(
+                    matches!(rec, Record::Frame { text, .. } if text.len() == 64 << 20),
+                );
+                true
+            })
+            .unwrap();
+            (n, r)
+        };
+        assert_eq!((seen, r.cut_bytes, r.problem), (1, 0, None));
+    }
+
+    #[test]
     fn a_bad_header_sets_the_segment_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(segment_name(9));
