@@ -195,7 +195,9 @@ async fn run(
             snapshot_due = false;
         }
         let taking = in_flight.len() < IN_FLIGHT && !snapshot_due;
-        let mut burst = Vec::with_capacity(BURST);
+        // Grown as inputs come: most bursts are a few frames, and a loop
+        // that only settles a write takes none.
+        let mut burst = Vec::new();
         tokio::select! {
             // Timers before the queue: under a constant stream of frames the
             // queue is always ready, and must not starve the tick or the

@@ -415,7 +415,8 @@ impl Journal {
     }
 
     /// [`Journal::submit`] and its answer.
-    pub async fn write(&self, bytes: Vec<u8>) -> Result<(), JournalFailed> {
+    #[cfg(test)]
+    async fn write(&self, bytes: Vec<u8>) -> Result<(), JournalFailed> {
         self.submit(bytes).await?.answer().await
     }
 

@@ -110,7 +110,10 @@ impl Thread {
         Ok(Thread { jobs, handle })
     }
 
-    /// Queue a job; a full queue (a slow disk) makes the caller wait.
+    /// Queue a job; a full queue (a slow disk) makes the caller wait. The
+    /// queue is std's (the thread needs `recv_timeout` for the interval
+    /// fsync), so waiting is a short sleep; the pipeline keeps at most two
+    /// writes and one rotation queued, so in practice it is never full.
     pub(super) async fn send(&self, mut job: Job) -> Result<(), JournalFailed> {
         loop {
             match self.jobs.try_send(job) {
