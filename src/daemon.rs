@@ -198,6 +198,18 @@ pub async fn start(
         client::tasks(&files.sources, &pipeline, &metrics.ingest, &stop_ingest)
             .into_iter()
             .map(|source| critical("client-mode source", &health, &root, source))
+            .chain(
+                crate::sources::tasks(
+                    &files.platforms,
+                    &pipeline,
+                    &metrics.ingest,
+                    &metrics.platforms,
+                    cfg.durability.as_ref().map(|d| d.dir.clone()),
+                    &stop_ingest,
+                )
+                .into_iter()
+                .map(|source| critical("PBX source", &health, &root, source)),
+            )
             .collect();
     let alerts_task = cfg.alerts.clone().map(|settings| {
         tracing::info!(url = %settings.alertmanager_url, "pushing alerts to Alertmanager");

@@ -35,6 +35,7 @@ pub mod reload;
 pub mod rules;
 pub mod shutdown;
 pub mod sim;
+pub mod sources;
 pub mod telemetry;
 pub mod tls;
 pub mod verdict;

@@ -39,6 +39,12 @@ enum Command {
         decode_rejects: Vec<Reason>,
         reply: oneshot::Sender<Result<Verdicts, JournalFailed>>,
     },
+    /// Drop calls without an outcome (a platform source's reconciliation).
+    Forget {
+        /// The call ids, one per line: what the journal keeps.
+        calls: String,
+        reply: oneshot::Sender<Result<u64, JournalFailed>>,
+    },
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
     },
@@ -106,6 +112,27 @@ impl PipelineHandle {
                 decode_rejects,
                 reply,
             })
+            .await
+            .map_err(|_| Stopped)?;
+        Ok(rx.await.map_err(|_| Stopped)??)
+    }
+
+    /// Forget calls a platform no longer reports, without an outcome
+    /// (counted as evicted); journaled before it is applied. Returns how
+    /// many were in flight.
+    pub async fn forget(&self, calls: Vec<Id>) -> Result<u64, ApplyError> {
+        let mut text = String::new();
+        for c in &calls {
+            // Ids never hold a newline (the decoder takes them from JSON
+            // strings, and sources build them): one per line is unambiguous.
+            if !c.contains('\n') {
+                text.push_str(c);
+                text.push('\n');
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Forget { calls: text, reply })
             .await
             .map_err(|_| Stopped)?;
         Ok(rx.await.map_err(|_| Stopped)??)
@@ -339,6 +366,10 @@ impl Pipeline {
                 now,
                 text: text.as_str(),
             }),
+            Input::Command(Command::Forget { calls, .. }) => Some(Record::Forget {
+                now,
+                calls: calls.as_str(),
+            }),
             // Reads change nothing: never journaled.
             Input::Command(Command::Snapshot { .. } | Command::Alerts { .. }) => None,
             // In event mode a tick changes nothing: no need to journal it,
@@ -372,6 +403,9 @@ impl Pipeline {
                 self.warn_capacity(&v);
                 // The sender may have gone (connection dropped): nothing to do.
                 let _ = reply.send(Ok(v));
+            }
+            Input::Command(Command::Forget { calls, reply }) => {
+                let _ = reply.send(Ok(forget(&mut self.engine, &mut self.store, &calls)));
             }
             Input::Command(Command::Snapshot { reply }) => {
                 let _ = reply.send(snapshot(&self.engine, &mut self.store));
@@ -424,6 +458,10 @@ fn refuse(input: Input, e: JournalFailed) -> Option<Input> {
             let _ = reply.send(Err(e));
             None
         }
+        Input::Command(Command::Forget { reply, .. }) => {
+            let _ = reply.send(Err(e));
+            None
+        }
         Input::Tick => None,
         read => Some(read),
     }
@@ -455,7 +493,15 @@ pub fn replay(
         Record::Tick { now } | Record::Live { now } | Record::Alerts { now } => {
             engine.tick(now, store)
         }
+        Record::Forget { calls, .. } => {
+            forget(engine, store, calls);
+        }
     }
+}
+
+/// Drop the calls named one per line; how many were in flight.
+fn forget(engine: &mut Engine, store: &mut Store, calls: &str) -> u64 {
+    calls.lines().filter(|c| engine.forget(c, store)).count() as u64
 }
 
 fn apply(

@@ -13,6 +13,7 @@ use crate::auth::metrics::EdgeMetrics;
 use crate::durability::metrics::DiskMetrics;
 use crate::http::metrics::ScrapeMetrics;
 use crate::ingest::metrics::IngestMetrics;
+use crate::sources::metrics::PlatformMetrics;
 
 pub struct SelfMetrics {
     /// What `/metrics` renders after the call-center families.
@@ -22,6 +23,7 @@ pub struct SelfMetrics {
     pub scrape: Arc<ScrapeMetrics>,
     pub alerts: Arc<AlertMetrics>,
     pub disk: Arc<DiskMetrics>,
+    pub platforms: Arc<PlatformMetrics>,
 }
 
 impl SelfMetrics {
@@ -35,6 +37,7 @@ impl SelfMetrics {
             scrape: Arc::new(ScrapeMetrics::new(&registry)),
             alerts: Arc::new(AlertMetrics::new(&registry)),
             disk: Arc::new(DiskMetrics::new(&registry)),
+            platforms: Arc::new(PlatformMetrics::new(&registry)),
             registry,
         }
     }

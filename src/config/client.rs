@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::platform::{self, Kind, PlatformSource};
 use super::{duration, invalid, ConfigError, Ingest};
 use crate::ingest::client::{Connection, Secret, Target};
 
@@ -42,6 +43,21 @@ pub struct SourceConfig {
     pub backoff_initial: Option<f64>,
     pub backoff_max: Option<f64>,
     pub backoff_reset_after: Option<f64>,
+    /// `websocket` (the default), `asterisk_ami`, `asterisk_queue_log`,
+    /// `freeswitch_esl`: see `platform.rs` for the platform kinds' keys.
+    pub kind: Option<String>,
+    pub address: Option<String>,
+    pub username: Option<String>,
+    pub secret: Option<Secret>,
+    pub secret_file: Option<String>,
+    pub tls: Option<bool>,
+    pub password: Option<Secret>,
+    pub password_file: Option<String>,
+    pub path: Option<String>,
+    pub start: Option<String>,
+    pub site: Option<String>,
+    pub abandon_policy: Option<String>,
+    pub max_message_bytes: Option<usize>,
 }
 
 /// Where a source's bearer token comes from.
@@ -67,34 +83,53 @@ pub struct Source {
 }
 
 /// The connection timings of one source.
-struct Timings {
-    connect_timeout: Duration,
-    ping_interval: Duration,
-    idle_timeout: Duration,
-    backoff_initial: Duration,
-    backoff_max: Duration,
-    backoff_reset_after: Duration,
+pub(super) struct Timings {
+    pub connect_timeout: Duration,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub backoff_reset_after: Duration,
 }
 
 /// `[client]` on its own (as a source overriding nothing would get it), then
-/// every source, in name order.
+/// every source, in name order: the WebSocket ones and the platform ones.
 pub(super) fn validate(
     defaults: &ClientDefaults,
     sources: &BTreeMap<String, SourceConfig>,
     ingest: &Ingest,
-) -> Result<Vec<Source>, ConfigError> {
+) -> Result<(Vec<Source>, Vec<PlatformSource>), ConfigError> {
     timings(defaults, &SourceConfig::default(), |k| {
         format!("client.{k}")
     })?;
-    sources
-        .iter()
-        .map(|(name, s)| s.validate(name, defaults, ingest))
-        .collect()
+    let mut websocket = Vec::new();
+    let mut platforms = Vec::new();
+    for (name, s) in sources {
+        check_name(name)?;
+        match Kind::parse(&format!("sources.{name}.kind"), s.kind.as_deref())? {
+            Kind::Websocket => websocket.push(s.validate(name, defaults, ingest)?),
+            kind => platforms.push(platform::validate(name, kind, s, defaults, ingest)?),
+        }
+    }
+    Ok((websocket, platforms))
+}
+
+/// The name is a label value and an environment-variable segment (which
+/// the config layer lowercases): keep it short and plain.
+fn check_name(name: &str) -> Result<(), ConfigError> {
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        return Err(invalid(
+            format!("sources.{name}"),
+            "source names are 1 to 64 characters of a-z, 0-9, _ and -",
+        ));
+    }
+    Ok(())
 }
 
 /// Each value from the source when it sets it, else from `[client]`; an error
 /// names the key the value came from.
-fn timings(
+pub(super) fn timings(
     d: &ClientDefaults,
     s: &SourceConfig,
     key: impl Fn(&str) -> String,
@@ -146,15 +181,7 @@ impl SourceConfig {
         ingest: &Ingest,
     ) -> Result<Source, ConfigError> {
         let key = |k: &str| format!("sources.{name}.{k}");
-        // The name is a label value and an environment-variable segment
-        // (which the config layer lowercases): keep it short and plain.
-        let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
-        if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
-            return Err(invalid(
-                format!("sources.{name}"),
-                "source names are 1 to 64 characters of a-z, 0-9, _ and -",
-            ));
-        }
+        self.only_keys_of(name, Kind::Websocket)?;
         let Some(url) = self.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
             return Err(invalid(key("url"), "is required (a ws:// or wss:// URL)"));
         };

@@ -5,9 +5,14 @@
 //! errors are configuration errors, naming the key (exit 64).
 
 use super::client::bearer;
-use super::{invalid, ConfigError, EdgeFiles, Source, Token, Validated};
+use super::platform::checked_secret;
+use super::{
+    invalid, ConfigError, EdgeFiles, PlatformSource, SecretRef, Source, Spec, Token, Validated,
+};
 use crate::auth::TokenFile;
+use crate::ingest::client::Secret;
 use crate::ingest::client::{self, SourceSettings};
+use crate::sources::{asterisk_ami, asterisk_queue_log, freeswitch_esl, Platform};
 use crate::tls::{TlsError, TlsFiles};
 
 /// What the files named by a [`Validated`] hold.
@@ -17,6 +22,8 @@ pub struct Files {
     pub http: EdgeGuards,
     /// One per [`Validated::sources`], in the same order.
     pub sources: Vec<SourceSettings>,
+    /// One per [`Validated::platforms`], in the same order.
+    pub platforms: Vec<Platform>,
 }
 
 /// The guards of one listener, loaded.
@@ -39,6 +46,11 @@ impl Validated {
                 .sources
                 .iter()
                 .map(read_source)
+                .collect::<Result<_, _>>()?,
+            platforms: self
+                .platforms
+                .iter()
+                .map(read_platform)
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -101,6 +113,66 @@ fn read_source(s: &Source) -> Result<SourceSettings, ConfigError> {
         tls,
         conn: s.conn.clone(),
     })
+}
+
+fn read_platform(p: &PlatformSource) -> Result<Platform, ConfigError> {
+    let key = |k: &str| format!("sources.{}.{k}", p.common.name);
+    let common = p.common.clone();
+    Ok(match &p.spec {
+        Spec::AsteriskAmi {
+            address,
+            username,
+            secret,
+            tls,
+            ca_file,
+        } => {
+            let tls = if *tls {
+                let ca_certs = match ca_file {
+                    Some(path) => {
+                        client::read_ca_file(path).map_err(|why| invalid(key("ca_file"), why))?
+                    }
+                    None => Vec::new(),
+                };
+                Some(client::tls_config(&ca_certs).map_err(|why| invalid(key("ca_file"), why))?)
+            } else {
+                None
+            };
+            Platform::AsteriskAmi(asterisk_ami::Settings {
+                common,
+                address: address.clone(),
+                username: username.clone(),
+                secret: read_secret(&key("secret_file"), secret)?,
+                tls,
+            })
+        }
+        Spec::AsteriskQueueLog { path, start } => {
+            Platform::AsteriskQueueLog(asterisk_queue_log::Settings {
+                common,
+                path: path.clone(),
+                start: *start,
+            })
+        }
+        Spec::FreeswitchEsl { address, password } => {
+            Platform::FreeswitchEsl(freeswitch_esl::Settings {
+                common,
+                address: address.clone(),
+                password: read_secret(&key("password_file"), password)?,
+            })
+        }
+    })
+}
+
+/// A secret from its file (or as given); the error names the file key and
+/// never the secret.
+fn read_secret(file_key: &str, s: &SecretRef) -> Result<Secret, ConfigError> {
+    match s {
+        SecretRef::Inline(secret) => Ok(secret.clone()),
+        SecretRef::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid(file_key, format!("cannot read {}: {e}", path.display())))?;
+            checked_secret(file_key, &text)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod http;
 mod ingest;
 mod log;
 mod metrics;
+mod platform;
 mod rules;
 mod shutdown;
 
@@ -47,6 +48,7 @@ pub use http::{Http, HttpConfig};
 pub use ingest::{Ingest, IngestConfig};
 pub use log::LogConfig;
 pub use metrics::{BucketsToml, Metrics, MetricsConfig};
+pub use platform::{Kind, PlatformSource, SecretRef, Spec};
 pub use rules::{QueueOverrides, RulesConfig};
 pub use shutdown::{Shutdown, ShutdownConfig};
 
@@ -102,6 +104,8 @@ pub struct Validated {
     /// `[sources.*]` in name order, each with the `[client]` defaults it does
     /// not override.
     pub sources: Vec<Source>,
+    /// `[sources.*]` with a platform `kind`, in name order.
+    pub platforms: Vec<PlatformSource>,
     /// `None` when `durability.dir` is empty (state in memory only).
     pub durability: Option<crate::durability::Settings>,
 }
@@ -154,7 +158,7 @@ impl Config {
         let metrics = self.metrics.validate()?;
         let rules = self.rules.validate(&metrics)?;
         let ingest = self.ingest.validate()?;
-        let sources = client::validate(&self.client, &self.sources, &ingest)?;
+        let (sources, platforms) = client::validate(&self.client, &self.sources, &ingest)?;
         Ok(Validated {
             http: self.http.validate()?,
             log: self.log.validate()?,
@@ -165,6 +169,7 @@ impl Config {
             rules,
             metrics,
             sources,
+            platforms,
         })
     }
 }

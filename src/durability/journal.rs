@@ -37,6 +37,9 @@ pub enum Record<'a> {
     Live { now: Millis },
     /// An alert check; as `Live`.
     Alerts { now: Millis },
+    /// Calls a platform source's reconciliation dropped without an
+    /// outcome: their ids, one per line.
+    Forget { now: Millis, calls: &'a str },
 }
 
 impl Record<'_> {
@@ -46,6 +49,7 @@ impl Record<'_> {
             Record::Tick { .. } => 2,
             Record::Live { .. } => 3,
             Record::Alerts { .. } => 4,
+            Record::Forget { .. } => 5,
         }
     }
 
@@ -54,13 +58,14 @@ impl Record<'_> {
             Record::Frame { now, .. }
             | Record::Tick { now }
             | Record::Live { now }
-            | Record::Alerts { now } => now,
+            | Record::Alerts { now }
+            | Record::Forget { now, .. } => now,
         }
     }
 
     fn text(&self) -> &[u8] {
         match self {
-            Record::Frame { text, .. } => text.as_bytes(),
+            Record::Frame { text, .. } | Record::Forget { calls: text, .. } => text.as_bytes(),
             _ => &[],
         }
     }
@@ -78,6 +83,10 @@ impl Record<'_> {
             (2, true) => Some(Record::Tick { now }),
             (3, true) => Some(Record::Live { now }),
             (4, true) => Some(Record::Alerts { now }),
+            (5, _) => Some(Record::Forget {
+                now,
+                calls: std::str::from_utf8(text).ok()?,
+            }),
             _ => None,
         }
     }

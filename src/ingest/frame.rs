@@ -11,7 +11,7 @@ use super::{ack, decode};
 use crate::clock::wall_now;
 use crate::event::Event;
 use crate::pipeline::{ApplyError, PipelineHandle};
-use crate::verdict::Rejection;
+use crate::verdict::{Rejection, Verdicts};
 
 /// Decode, apply and acknowledge one text frame; returns the ack text. The
 /// ack is only returned once the pipeline has applied (and journaled) the
@@ -21,6 +21,20 @@ pub async fn process(
     pipeline: &PipelineHandle,
     metrics: &IngestMetrics,
 ) -> Result<String, ApplyError> {
+    let v = apply(text, pipeline, metrics).await?;
+    Ok(ack::encode(v.accepted, v.duplicates, &v.rejected))
+}
+
+/// Decode and apply one text frame: the verdicts of every element (decoding
+/// and engine rejections together, in index order), once the pipeline has
+/// applied and journaled it. Platform sources call this with the frames they
+/// build from translated events, so their events are counted, journaled and
+/// replayed exactly as a WebSocket frame's.
+pub async fn apply(
+    text: &Utf8Bytes,
+    pipeline: &PipelineHandle,
+    metrics: &IngestMetrics,
+) -> Result<Verdicts, ApplyError> {
     let started = Instant::now();
     metrics.frames.inc();
     metrics.frame_bytes.inc_by(text.len() as u64);
@@ -32,16 +46,16 @@ pub async fn process(
             .observe((now - ev.ts).max(0) as f64 / 1000.0);
     }
     let decode_rejects = rejected.iter().map(|r| r.reason).collect();
-    let verdicts = pipeline.apply(text.clone(), events, decode_rejects).await?;
+    let mut verdicts = pipeline.apply(text.clone(), events, decode_rejects).await?;
     if !verdicts.rejected.is_empty() {
-        rejected.extend(verdicts.rejected);
+        rejected.extend(std::mem::take(&mut verdicts.rejected));
         rejected.sort_by_key(|r| r.index);
     }
-    let ack = ack::encode(verdicts.accepted, verdicts.duplicates, &rejected);
+    verdicts.rejected = rejected;
     metrics
         .frame_duration
         .observe(started.elapsed().as_secs_f64());
-    Ok(ack)
+    Ok(verdicts)
 }
 
 /// Decode a journaled frame for [`crate::pipeline::replay`]: the same

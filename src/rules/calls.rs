@@ -226,6 +226,21 @@ impl Engine {
             .collect();
     }
 
+    /// Forget a call without an outcome: a platform source's reconnect
+    /// found that the PBX no longer has it (AMI and ESL do not replay what
+    /// was missed). Measured as evicted, never guessed into an answer or an
+    /// abandon; `false` when no such call is in flight. Applied at the
+    /// monitor's clock, as eviction is.
+    pub fn forget(&mut self, call: &str, obs: &mut impl Observer) -> bool {
+        let Some(c) = self.calls.remove(call) else {
+            return false;
+        };
+        let now = self.clock;
+        leave(&mut self.gauges, call, &c, now);
+        obs.measure(c.series, now, Measure::Evicted);
+        true
+    }
+
     /// Evict every call with no event for more than `call_ttl`, those whose
     /// `last + call_ttl` the clock has passed: `due` holds the waiting and
     /// held ones as (moment, call) (their lanes took them off), talking ones

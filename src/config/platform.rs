@@ -1,0 +1,322 @@
+//! `[sources.<name>]` with a platform `kind` (`asterisk_ami`,
+//! `asterisk_queue_log`, `freeswitch_esl`), validated into a
+//! [`PlatformSource`]: keys checked per kind, secrets only named (a file)
+//! or taken from the environment, read by the file-reading step into the
+//! source's own [`crate::sources::Platform`] settings.
+
+use std::path::PathBuf;
+
+use super::client::{timings, ClientDefaults, SourceConfig};
+use super::{invalid, ConfigError, Ingest};
+use crate::ingest::client::Secret;
+use crate::sources::asterisk_queue_log::Start;
+use crate::sources::{AbandonPolicy, Address, Common, Translate};
+
+/// The `kind` of a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Websocket,
+    AsteriskAmi,
+    AsteriskQueueLog,
+    FreeswitchEsl,
+}
+
+impl Kind {
+    pub fn parse(key: &str, s: Option<&str>) -> Result<Kind, ConfigError> {
+        match s.map(str::trim) {
+            None | Some("websocket") => Ok(Kind::Websocket),
+            Some("asterisk_ami") => Ok(Kind::AsteriskAmi),
+            Some("asterisk_queue_log") => Ok(Kind::AsteriskQueueLog),
+            Some("freeswitch_esl") => Ok(Kind::FreeswitchEsl),
+            Some(other) => Err(invalid(
+                key,
+                format!("{other:?} is not a source kind (websocket, asterisk_ami, asterisk_queue_log, freeswitch_esl)"),
+            )),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Websocket => "websocket",
+            Kind::AsteriskAmi => "asterisk_ami",
+            Kind::AsteriskQueueLog => "asterisk_queue_log",
+            Kind::FreeswitchEsl => "freeswitch_esl",
+        }
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretRef {
+    /// From the environment (`RINGWATCH__SOURCES__NAME__SECRET`) or inline.
+    Inline(Secret),
+    /// A file, read by the file-reading step (surrounding whitespace dropped).
+    File(PathBuf),
+}
+
+/// What each platform needs beyond [`Common`].
+#[derive(Clone, Debug)]
+pub enum Spec {
+    AsteriskAmi {
+        address: Address,
+        username: String,
+        secret: SecretRef,
+        tls: bool,
+        ca_file: Option<PathBuf>,
+    },
+    AsteriskQueueLog {
+        path: PathBuf,
+        start: Start,
+    },
+    FreeswitchEsl {
+        address: Address,
+        password: SecretRef,
+    },
+}
+
+/// One platform `[sources.<name>]`, validated; files not read yet.
+#[derive(Clone, Debug)]
+pub struct PlatformSource {
+    pub common: Common,
+    pub spec: Spec,
+}
+
+/// Platform messages bigger than this are skipped by default (an AMI
+/// `QueueStatus` list entry or an ESL event with every channel variable is
+/// a few KiB).
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+impl SourceConfig {
+    /// The keys of each kind; one of another kind is refused, naming it.
+    fn foreign_keys(&self, kind: Kind) -> Vec<&'static str> {
+        let set: [(&'static str, bool, &[Kind]); 20] = [
+            ("url", self.url.is_some(), &[Kind::Websocket]),
+            ("token", self.token.is_some(), &[Kind::Websocket]),
+            ("token_file", self.token_file.is_some(), &[Kind::Websocket]),
+            ("subscribe", self.subscribe.is_some(), &[Kind::Websocket]),
+            ("acks", self.acks.is_some(), &[Kind::Websocket]),
+            (
+                "ca_file",
+                self.ca_file.is_some(),
+                &[Kind::Websocket, Kind::AsteriskAmi],
+            ),
+            (
+                "address",
+                self.address.is_some(),
+                &[Kind::AsteriskAmi, Kind::FreeswitchEsl],
+            ),
+            ("username", self.username.is_some(), &[Kind::AsteriskAmi]),
+            ("secret", self.secret.is_some(), &[Kind::AsteriskAmi]),
+            (
+                "secret_file",
+                self.secret_file.is_some(),
+                &[Kind::AsteriskAmi],
+            ),
+            ("tls", self.tls.is_some(), &[Kind::AsteriskAmi]),
+            ("password", self.password.is_some(), &[Kind::FreeswitchEsl]),
+            (
+                "password_file",
+                self.password_file.is_some(),
+                &[Kind::FreeswitchEsl],
+            ),
+            ("path", self.path.is_some(), &[Kind::AsteriskQueueLog]),
+            ("start", self.start.is_some(), &[Kind::AsteriskQueueLog]),
+            ("site", self.site.is_some(), PLATFORMS),
+            ("abandon_policy", self.abandon_policy.is_some(), PLATFORMS),
+            (
+                "max_message_bytes",
+                self.max_message_bytes.is_some(),
+                PLATFORMS,
+            ),
+            ("ping_interval", self.ping_interval.is_some(), NETWORKED),
+            ("idle_timeout", self.idle_timeout.is_some(), NETWORKED),
+        ];
+        set.iter()
+            .filter(|(_, present, kinds)| *present && !kinds.contains(&kind))
+            .map(|(k, _, _)| *k)
+            .collect()
+    }
+
+    /// Refuse a key that belongs to another kind, naming it.
+    pub(super) fn only_keys_of(&self, name: &str, kind: Kind) -> Result<(), ConfigError> {
+        match self.foreign_keys(kind).first() {
+            None => Ok(()),
+            Some(k) => Err(invalid(
+                format!("sources.{name}.{k}"),
+                format!("is not a key of kind = \"{}\"", kind.as_str()),
+            )),
+        }
+    }
+}
+
+const PLATFORMS: &[Kind] = &[
+    Kind::AsteriskAmi,
+    Kind::AsteriskQueueLog,
+    Kind::FreeswitchEsl,
+];
+const NETWORKED: &[Kind] = &[Kind::Websocket, Kind::AsteriskAmi, Kind::FreeswitchEsl];
+
+pub(super) fn validate(
+    name: &str,
+    kind: Kind,
+    s: &SourceConfig,
+    defaults: &ClientDefaults,
+    ingest: &Ingest,
+) -> Result<PlatformSource, ConfigError> {
+    let key = |k: &str| format!("sources.{name}.{k}");
+    s.only_keys_of(name, kind)?;
+    let t = timings(defaults, s, key)?;
+    let site = match s.site.as_deref().map(str::trim) {
+        None => None,
+        Some(v) if v.is_empty() || v.chars().count() > 64 || v.contains(':') => {
+            return Err(invalid(
+                key("site"),
+                "must be 1 to 64 characters, without ':' (it is part of every call id)",
+            ))
+        }
+        Some(v) => Some(v.into()),
+    };
+    let abandon_policy = match s.abandon_policy.as_deref() {
+        None => AbandonPolicy::default(),
+        Some(v) => AbandonPolicy::parse(v.trim()).ok_or_else(|| {
+            invalid(
+                key("abandon_policy"),
+                format!("{v:?} is not \"failed\" or \"abandoned\""),
+            )
+        })?,
+    };
+    let max_message_bytes = match s.max_message_bytes {
+        None => DEFAULT_MAX_MESSAGE_BYTES,
+        Some(n) if (256..=16 * 1024 * 1024).contains(&n) => n,
+        Some(n) => {
+            return Err(invalid(
+                key("max_message_bytes"),
+                format!("must be 256 to 16777216, got {n}"),
+            ))
+        }
+    };
+    let common = Common {
+        name: name.to_string(),
+        translate: Translate {
+            site,
+            abandon_policy,
+        },
+        connect_timeout: t.connect_timeout,
+        ping_interval: t.ping_interval,
+        idle_timeout: t.idle_timeout,
+        backoff_initial: t.backoff_initial,
+        backoff_max: t.backoff_max,
+        backoff_reset_after: t.backoff_reset_after,
+        max_frame_bytes: ingest.limits.max_frame_bytes,
+        max_message_bytes,
+    };
+    let address = |default_port: u16| -> Result<Address, ConfigError> {
+        let Some(a) = s.address.as_deref().filter(|a| !a.trim().is_empty()) else {
+            return Err(invalid(
+                key("address"),
+                format!("is required (host:port, port {default_port} by default)"),
+            ));
+        };
+        Address::parse(a, default_port).map_err(|why| invalid(key("address"), why))
+    };
+    let spec = match kind {
+        Kind::Websocket => unreachable!("websocket sources are validated in client.rs"),
+        Kind::AsteriskAmi => {
+            let username = s
+                .username
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| invalid(key("username"), "is required (the manager.conf user)"))?;
+            if username.chars().any(|c| c.is_control()) {
+                return Err(invalid(key("username"), "must not hold control characters"));
+            }
+            let secret = secret_ref(&key, s.secret.as_ref(), s.secret_file.as_deref(), "secret")?;
+            let tls = s.tls.unwrap_or(false);
+            if s.ca_file.is_some() && !tls {
+                return Err(invalid(key("ca_file"), "is only used with tls = true"));
+            }
+            Spec::AsteriskAmi {
+                address: address(5038)?,
+                username: username.to_string(),
+                secret,
+                tls,
+                ca_file: s.ca_file.as_ref().map(PathBuf::from),
+            }
+        }
+        Kind::AsteriskQueueLog => {
+            let path = s
+                .path
+                .as_deref()
+                .filter(|p| !p.trim().is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        key("path"),
+                        "is required (usually /var/log/asterisk/queue_log)",
+                    )
+                })?;
+            let start = match s.start.as_deref().map(str::trim) {
+                None | Some("end") => Start::End,
+                Some("beginning") => Start::Beginning,
+                Some(v) => {
+                    return Err(invalid(
+                        key("start"),
+                        format!("{v:?} is not \"end\" or \"beginning\""),
+                    ))
+                }
+            };
+            Spec::AsteriskQueueLog {
+                path: PathBuf::from(path),
+                start,
+            }
+        }
+        Kind::FreeswitchEsl => Spec::FreeswitchEsl {
+            address: address(8021)?,
+            password: secret_ref(
+                &key,
+                s.password.as_ref(),
+                s.password_file.as_deref(),
+                "password",
+            )?,
+        },
+    };
+    Ok(PlatformSource { common, spec })
+}
+
+/// `secret` / `secret_file` (or `password` / `password_file`): exactly one.
+fn secret_ref(
+    key: &impl Fn(&str) -> String,
+    inline: Option<&Secret>,
+    file: Option<&str>,
+    what: &str,
+) -> Result<SecretRef, ConfigError> {
+    let file_key = format!("{what}_file");
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            key(&file_key),
+            format!("cannot be combined with {what}: set one of them"),
+        )),
+        (Some(v), None) => Ok(SecretRef::Inline(checked_secret(&key(what), v.expose())?)),
+        (None, Some(path)) => Ok(SecretRef::File(PathBuf::from(path))),
+        (None, None) => Err(invalid(
+            key(&file_key),
+            format!(
+                "is required: a file holding the {what} (or set it in the environment as RINGWATCH__SOURCES__<NAME>__{})",
+                what.to_uppercase()
+            ),
+        )),
+    }
+}
+
+/// A secret as it goes on the wire: one line, surrounding whitespace (a
+/// file's final newline) dropped. The message never echoes it.
+pub(super) fn checked_secret(key: &str, raw: &str) -> Result<Secret, ConfigError> {
+    let v = raw.trim();
+    if v.is_empty() {
+        return Err(invalid(key, "is empty"));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(invalid(key, "must be one line without control characters"));
+    }
+    Ok(Secret::new(v))
+}
