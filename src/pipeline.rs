@@ -578,3 +578,56 @@ pub fn snapshot(engine: &Engine, store: &mut Store) -> Snapshot {
     };
     store.snapshot(live, state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Bounds, BucketConfig};
+    use crate::rules::Settings;
+
+    /// A reconciliation's forget is replayed as it was applied: the calls
+    /// leave, counted as evicted, whatever else the journal holds.
+    #[test]
+    fn forget_records_replay_as_applied() {
+        let s = Settings {
+            clock: ClockMode::Event,
+            ..Settings::default()
+        };
+        let mut engine = Engine::new(s.clone());
+        let mut store = Store::new(Bounds::new(&s, &BucketConfig::default()), 300_000);
+        let decode = |text: &str| -> Decoded {
+            let events = serde_json::from_str::<Vec<String>>(text)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(i, call)| {
+                    let ev = Event {
+                        ts: 1_000 + i as Millis,
+                        event_id: None,
+                        site: None,
+                        agent: None,
+                        body: crate::event::Body::CallOffered {
+                            call: call.into(),
+                            queue: "q".into(),
+                        },
+                    };
+                    (i as u32, ev)
+                })
+                .collect();
+            (events, Vec::new())
+        };
+        let frame = Record::Frame {
+            now: 5,
+            text: r#"["a","b","c"]"#,
+        };
+        replay(&mut engine, &mut store, frame, decode);
+        assert_eq!(engine.calls_in_flight(), 3);
+        let forget = Record::Forget {
+            now: 6,
+            calls: "a\nc\nnever\n",
+        };
+        replay(&mut engine, &mut store, forget, decode);
+        assert_eq!(engine.calls_in_flight(), 1);
+        assert_eq!(engine.live()[0].waiting, 1);
+    }
+}

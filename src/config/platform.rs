@@ -320,3 +320,136 @@ pub(super) fn checked_secret(key: &str, raw: &str) -> Result<Secret, ConfigError
     }
     Ok(Secret::new(v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{error, read};
+    use crate::sources::{AbandonPolicy, Platform};
+    use std::time::Duration;
+
+    #[test]
+    fn each_platform_kind_is_read_with_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("ami-secret");
+        std::fs::write(&secret, "s3cr3t-ami\n").unwrap();
+        let secret = secret.to_str().unwrap();
+        let (v, files) = read(&[
+            ("RINGWATCH__SOURCES__PBX__KIND", "asterisk_ami"),
+            ("RINGWATCH__SOURCES__PBX__ADDRESS", "10.0.0.5"),
+            ("RINGWATCH__SOURCES__PBX__USERNAME", "ringwatch"),
+            ("RINGWATCH__SOURCES__PBX__SECRET_FILE", secret),
+            ("RINGWATCH__SOURCES__PBX__SITE", "hq"),
+            ("RINGWATCH__SOURCES__PBX__ABANDON_POLICY", "abandoned"),
+            ("RINGWATCH__SOURCES__QL__KIND", "asterisk_queue_log"),
+            (
+                "RINGWATCH__SOURCES__QL__PATH",
+                "/var/log/asterisk/queue_log",
+            ),
+            ("RINGWATCH__SOURCES__QL__START", "beginning"),
+            ("RINGWATCH__SOURCES__FS__KIND", "freeswitch_esl"),
+            ("RINGWATCH__SOURCES__FS__ADDRESS", "127.0.0.1"),
+            ("RINGWATCH__SOURCES__FS__PASSWORD", "s3cr3t-esl"),
+            ("RINGWATCH__SOURCES__FS__PING_INTERVAL", "7"),
+            ("RINGWATCH__SOURCES__WS__URL", "ws://127.0.0.1:1/"),
+        ])
+        .unwrap();
+        assert_eq!(v.sources.len(), 1, "the websocket one");
+        assert_eq!(v.platforms.len(), 3);
+        let mut ami = None;
+        let mut ql = None;
+        let mut esl = None;
+        for p in &files.platforms {
+            match p {
+                Platform::AsteriskAmi(s) => ami = Some(s.clone()),
+                Platform::AsteriskQueueLog(s) => ql = Some(s.clone()),
+                Platform::FreeswitchEsl(s) => esl = Some(s.clone()),
+            }
+        }
+        let ami = ami.unwrap();
+        assert_eq!(ami.address.to_string(), "10.0.0.5:5038");
+        assert_eq!(ami.username, "ringwatch");
+        assert_eq!(ami.secret.expose(), "s3cr3t-ami");
+        assert_eq!(ami.common.translate.site.as_deref(), Some("hq"));
+        assert_eq!(
+            ami.common.translate.abandon_policy,
+            AbandonPolicy::Abandoned
+        );
+        assert!(ami.tls.is_none());
+        let ql = ql.unwrap();
+        assert_eq!(ql.path.to_str(), Some("/var/log/asterisk/queue_log"));
+        assert_eq!(
+            ql.start,
+            crate::sources::asterisk_queue_log::Start::Beginning
+        );
+        assert_eq!(ql.common.translate.abandon_policy, AbandonPolicy::Failed);
+        let esl = esl.unwrap();
+        assert_eq!(esl.address.to_string(), "127.0.0.1:8021");
+        assert_eq!(esl.password.expose(), "s3cr3t-esl");
+        assert_eq!(esl.common.ping_interval, Duration::from_secs(7));
+        let printed = format!("{v:?} {files:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+    }
+
+    #[test]
+    fn platform_errors_name_the_key() {
+        let ami = [
+            ("RINGWATCH__SOURCES__P__KIND", "asterisk_ami"),
+            ("RINGWATCH__SOURCES__P__ADDRESS", "127.0.0.1:5038"),
+            ("RINGWATCH__SOURCES__P__USERNAME", "u"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut env = ami.to_vec();
+            env.extend_from_slice(extra);
+            error(&env)
+        };
+        assert!(with(&[]).contains("sources.p.secret_file"), "{}", with(&[]));
+        let secret = ("RINGWATCH__SOURCES__P__SECRET", "x");
+        assert!(
+            with(&[secret, ("RINGWATCH__SOURCES__P__URL", "ws://h/")]).contains("sources.p.url")
+        );
+        assert!(with(&[secret, ("RINGWATCH__SOURCES__P__PATH", "/x")]).contains("sources.p.path"));
+        assert!(with(&[secret, ("RINGWATCH__SOURCES__P__ADDRESS", "h:0")])
+            .contains("sources.p.address"));
+        assert!(
+            with(&[secret, ("RINGWATCH__SOURCES__P__ABANDON_POLICY", "ignore")])
+                .contains("sources.p.abandon_policy")
+        );
+        assert!(with(&[secret, ("RINGWATCH__SOURCES__P__SITE", "a:b")]).contains("sources.p.site"));
+        assert!(
+            with(&[secret, ("RINGWATCH__SOURCES__P__CA_FILE", "/etc/hostname")])
+                .contains("sources.p.ca_file")
+        );
+        assert!(
+            with(&[secret, ("RINGWATCH__SOURCES__P__MAX_MESSAGE_BYTES", "10")])
+                .contains("sources.p.max_message_bytes")
+        );
+        let e = with(&[("RINGWATCH__SOURCES__P__SECRET_FILE", "/nonexistent/secret")]);
+        assert!(e.contains("sources.p.secret_file"), "{e}");
+        assert!(error(&[("RINGWATCH__SOURCES__P__KIND", "sip")]).contains("sources.p.kind"));
+        assert!(
+            error(&[("RINGWATCH__SOURCES__P__KIND", "asterisk_queue_log")])
+                .contains("sources.p.path")
+        );
+        assert!(error(&[
+            ("RINGWATCH__SOURCES__P__KIND", "asterisk_queue_log"),
+            ("RINGWATCH__SOURCES__P__PATH", "/x"),
+            ("RINGWATCH__SOURCES__P__START", "middle"),
+        ])
+        .contains("sources.p.start"));
+        assert!(error(&[
+            ("RINGWATCH__SOURCES__P__KIND", "freeswitch_esl"),
+            ("RINGWATCH__SOURCES__P__ADDRESS", "127.0.0.1"),
+        ])
+        .contains("sources.p.password_file"));
+        // A websocket source refuses a platform key, naming it.
+        assert!(error(&[
+            ("RINGWATCH__SOURCES__W__URL", "ws://127.0.0.1:1/"),
+            ("RINGWATCH__SOURCES__W__USERNAME", "u"),
+        ])
+        .contains("sources.w.username"));
+        // A secret with a newline in the middle never reaches the wire, and
+        // is not echoed.
+        let e = with(&[("RINGWATCH__SOURCES__P__SECRET", "top\nsecret")]);
+        assert!(e.contains("sources.p.secret") && !e.contains("top"), "{e}");
+    }
+}

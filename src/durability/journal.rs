@@ -322,6 +322,10 @@ mod tests {
             Record::Live { now: 42 },
             Record::Alerts { now: i64::MAX },
             Record::Frame { now: 7, text: "" },
+            Record::Forget {
+                now: 8,
+                calls: "ast:1.2:1\nfs:uuid:1\n",
+            },
         ]
     }
 

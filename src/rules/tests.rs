@@ -877,3 +877,41 @@ fn alert_conditions_name_the_calls_and_promises_past_their_limits() {
     );
     assert_eq!(e.agent_name(a[0].agent.unwrap()), "bob");
 }
+
+/// A call forgotten by a platform source's reconciliation leaves every
+/// gauge, counts as evicted (never as an answer or an abandon), and later
+/// events for it are unknown.
+#[test]
+fn a_forgotten_call_leaves_no_trace_but_an_eviction() {
+    let mut e = event_engine();
+    let (v, mut rec) = run(
+        &mut e,
+        &[
+            offered(0.0, "w", "q"),
+            offered(1.0, "h", "q"),
+            answered(2.0, "h"),
+            hold(3.0, "h"),
+            offered(4.0, "t", "q"),
+            answered(5.0, "t"),
+        ],
+    );
+    assert!(v.iter().all(|v| *v == Verdict::Accepted), "{v:?}");
+    let before = e.live()[0].clone();
+    assert_eq!((before.waiting, before.on_hold, before.active), (1, 1, 2));
+    for call in ["w", "h", "t"] {
+        assert!(e.forget(call, &mut rec));
+    }
+    assert!(!e.forget("w", &mut rec), "already gone");
+    assert!(!e.forget("never", &mut rec));
+    let after = e.live()[0].clone();
+    assert_eq!((after.waiting, after.on_hold, after.active), (0, 0, 0));
+    assert_eq!(e.calls_in_flight(), 0);
+    let evicted = rec
+        .measures
+        .iter()
+        .filter(|(_, m)| matches!(m, Measure::Evicted))
+        .count();
+    assert_eq!(evicted, 3);
+    let (v, _) = run(&mut e, &[answered(6.0, "w")]);
+    assert_eq!(rejected(v[0]), Reason::UnknownCall);
+}
