@@ -896,14 +896,14 @@ fn a_forgotten_call_leaves_no_trace_but_an_eviction() {
         ],
     );
     assert!(v.iter().all(|v| *v == Verdict::Accepted), "{v:?}");
-    let before = e.live()[0].clone();
+    let before = e.live()[0];
     assert_eq!((before.waiting, before.on_hold, before.active), (1, 1, 2));
     for call in ["w", "h", "t"] {
         assert!(e.forget(call, &mut rec));
     }
     assert!(!e.forget("w", &mut rec), "already gone");
     assert!(!e.forget("never", &mut rec));
-    let after = e.live()[0].clone();
+    let after = e.live()[0];
     assert_eq!((after.waiting, after.on_hold, after.active), (0, 0, 0));
     assert_eq!(e.calls_in_flight(), 0);
     let evicted = rec
