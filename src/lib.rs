@@ -3,7 +3,8 @@
 //! promised) as Prometheus metrics.
 //!
 //! Data flows top-down through the modules:
-//! [`ingest`] (WebSocket transport, decoding) -> [`pipeline`] (the single
+//! [`ingest`] (WebSocket transport, decoding) and [`sources`] (PBX adapters:
+//! Asterisk AMI and queue_log, FreeSWITCH ESL) -> [`pipeline`] (the single
 //! owner of state; it writes the [`durability`] journal before it applies)
 //! -> [`rules`] (pure per-call state machine) -> [`metrics`] (recording,
 //! rendering) -> [`http`] (exposure). [`verdict`] is what the pipeline
