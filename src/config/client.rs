@@ -4,13 +4,11 @@
 //! file-reading step turns a [`Source`] into the
 //! [`crate::ingest::client::SourceSettings`] it runs with.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::platform::{self, Kind, PlatformSource};
 use super::{duration, invalid, ConfigError, Ingest};
 use crate::ingest::client::{Connection, Secret, Target};
 
@@ -92,31 +90,112 @@ pub(super) struct Timings {
     pub backoff_reset_after: Duration,
 }
 
-/// `[client]` on its own (as a source overriding nothing would get it), then
-/// every source, in name order: the WebSocket ones and the platform ones.
-pub(super) fn validate(
-    defaults: &ClientDefaults,
-    sources: &BTreeMap<String, SourceConfig>,
-    ingest: &Ingest,
-) -> Result<(Vec<Source>, Vec<PlatformSource>), ConfigError> {
-    timings(defaults, &SourceConfig::default(), |k| {
-        format!("client.{k}")
-    })?;
-    let mut websocket = Vec::new();
-    let mut platforms = Vec::new();
-    for (name, s) in sources {
-        check_name(name)?;
-        match Kind::parse(&format!("sources.{name}.kind"), s.kind.as_deref())? {
-            Kind::Websocket => websocket.push(s.validate(name, defaults, ingest)?),
-            kind => platforms.push(platform::validate(name, kind, s, defaults, ingest)?),
+/// The `kind` of a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Websocket,
+    AsteriskAmi,
+    AsteriskQueueLog,
+    FreeswitchEsl,
+}
+
+impl Kind {
+    pub fn parse(key: &str, s: Option<&str>) -> Result<Kind, ConfigError> {
+        match s.map(str::trim) {
+            None | Some("websocket") => Ok(Kind::Websocket),
+            Some("asterisk_ami") => Ok(Kind::AsteriskAmi),
+            Some("asterisk_queue_log") => Ok(Kind::AsteriskQueueLog),
+            Some("freeswitch_esl") => Ok(Kind::FreeswitchEsl),
+            Some(other) => Err(invalid(
+                key,
+                format!("{other:?} is not a source kind (websocket, asterisk_ami, asterisk_queue_log, freeswitch_esl)"),
+            )),
         }
     }
-    Ok((websocket, platforms))
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Websocket => "websocket",
+            Kind::AsteriskAmi => "asterisk_ami",
+            Kind::AsteriskQueueLog => "asterisk_queue_log",
+            Kind::FreeswitchEsl => "freeswitch_esl",
+        }
+    }
 }
+
+impl SourceConfig {
+    /// The keys of each kind; one of another kind is refused, naming it.
+    fn foreign_keys(&self, kind: Kind) -> Vec<&'static str> {
+        let set: [(&'static str, bool, &[Kind]); 20] = [
+            ("url", self.url.is_some(), &[Kind::Websocket]),
+            ("token", self.token.is_some(), &[Kind::Websocket]),
+            ("token_file", self.token_file.is_some(), &[Kind::Websocket]),
+            ("subscribe", self.subscribe.is_some(), &[Kind::Websocket]),
+            ("acks", self.acks.is_some(), &[Kind::Websocket]),
+            (
+                "ca_file",
+                self.ca_file.is_some(),
+                &[Kind::Websocket, Kind::AsteriskAmi],
+            ),
+            (
+                "address",
+                self.address.is_some(),
+                &[Kind::AsteriskAmi, Kind::FreeswitchEsl],
+            ),
+            ("username", self.username.is_some(), &[Kind::AsteriskAmi]),
+            ("secret", self.secret.is_some(), &[Kind::AsteriskAmi]),
+            (
+                "secret_file",
+                self.secret_file.is_some(),
+                &[Kind::AsteriskAmi],
+            ),
+            ("tls", self.tls.is_some(), &[Kind::AsteriskAmi]),
+            ("password", self.password.is_some(), &[Kind::FreeswitchEsl]),
+            (
+                "password_file",
+                self.password_file.is_some(),
+                &[Kind::FreeswitchEsl],
+            ),
+            ("path", self.path.is_some(), &[Kind::AsteriskQueueLog]),
+            ("start", self.start.is_some(), &[Kind::AsteriskQueueLog]),
+            ("site", self.site.is_some(), PLATFORMS),
+            ("abandon_policy", self.abandon_policy.is_some(), PLATFORMS),
+            (
+                "max_message_bytes",
+                self.max_message_bytes.is_some(),
+                PLATFORMS,
+            ),
+            ("ping_interval", self.ping_interval.is_some(), NETWORKED),
+            ("idle_timeout", self.idle_timeout.is_some(), NETWORKED),
+        ];
+        set.iter()
+            .filter(|(_, present, kinds)| *present && !kinds.contains(&kind))
+            .map(|(k, _, _)| *k)
+            .collect()
+    }
+
+    /// Refuse a key that belongs to another kind, naming it.
+    pub(super) fn only_keys_of(&self, name: &str, kind: Kind) -> Result<(), ConfigError> {
+        match self.foreign_keys(kind).first() {
+            None => Ok(()),
+            Some(k) => Err(invalid(
+                format!("sources.{name}.{k}"),
+                format!("is not a key of kind = \"{}\"", kind.as_str()),
+            )),
+        }
+    }
+}
+
+const PLATFORMS: &[Kind] = &[
+    Kind::AsteriskAmi,
+    Kind::AsteriskQueueLog,
+    Kind::FreeswitchEsl,
+];
+const NETWORKED: &[Kind] = &[Kind::Websocket, Kind::AsteriskAmi, Kind::FreeswitchEsl];
 
 /// The name is a label value and an environment-variable segment (which
 /// the config layer lowercases): keep it short and plain.
-fn check_name(name: &str) -> Result<(), ConfigError> {
+pub(super) fn check_name(name: &str) -> Result<(), ConfigError> {
     let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
     if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
         return Err(invalid(
@@ -174,7 +253,7 @@ pub(super) fn timings(
 }
 
 impl SourceConfig {
-    fn validate(
+    pub(super) fn validate(
         &self,
         name: &str,
         defaults: &ClientDefaults,

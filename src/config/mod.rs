@@ -40,6 +40,7 @@ use crate::logging::LogSettings;
 use crate::metrics::Bounds;
 
 pub use alerts::AlertsConfig;
+pub use client::Kind;
 pub use client::{ClientDefaults, Source, SourceConfig, Token};
 pub use durability::{DurabilityConfig, FsyncMode};
 pub use edge::{EdgeFiles, TlsPaths};
@@ -48,7 +49,7 @@ pub use http::{Http, HttpConfig};
 pub use ingest::{Ingest, IngestConfig};
 pub use log::LogConfig;
 pub use metrics::{BucketsToml, Metrics, MetricsConfig};
-pub use platform::{Kind, PlatformSource, SecretRef, Spec};
+pub use platform::{PlatformSource, SecretRef, Spec};
 pub use rules::{QueueOverrides, RulesConfig};
 pub use shutdown::{Shutdown, ShutdownConfig};
 
@@ -158,7 +159,7 @@ impl Config {
         let metrics = self.metrics.validate()?;
         let rules = self.rules.validate(&metrics)?;
         let ingest = self.ingest.validate()?;
-        let (sources, platforms) = client::validate(&self.client, &self.sources, &ingest)?;
+        let (sources, platforms) = validate_sources(&self.client, &self.sources, &ingest)?;
         Ok(Validated {
             http: self.http.validate()?,
             log: self.log.validate()?,
@@ -172,6 +173,28 @@ impl Config {
             platforms,
         })
     }
+}
+
+/// `[client]` on its own (as a source overriding nothing would get it), then
+/// every source, in name order: the WebSocket ones and the platform ones.
+fn validate_sources(
+    defaults: &ClientDefaults,
+    sources: &BTreeMap<String, SourceConfig>,
+    ingest: &Ingest,
+) -> Result<(Vec<Source>, Vec<PlatformSource>), ConfigError> {
+    client::timings(defaults, &SourceConfig::default(), |k| {
+        format!("client.{k}")
+    })?;
+    let mut websocket = Vec::new();
+    let mut platforms = Vec::new();
+    for (name, s) in sources {
+        client::check_name(name)?;
+        match Kind::parse(&format!("sources.{name}.kind"), s.kind.as_deref())? {
+            Kind::Websocket => websocket.push(s.validate(name, defaults, ingest)?),
+            kind => platforms.push(platform::validate(name, kind, s, defaults, ingest)?),
+        }
+    }
+    Ok((websocket, platforms))
 }
 
 impl Validated {

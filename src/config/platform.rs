@@ -6,44 +6,11 @@
 
 use std::path::PathBuf;
 
-use super::client::{timings, ClientDefaults, SourceConfig};
+use super::client::{timings, ClientDefaults, Kind, SourceConfig};
 use super::{invalid, ConfigError, Ingest};
 use crate::ingest::client::Secret;
 use crate::sources::asterisk_queue_log::Start;
 use crate::sources::{AbandonPolicy, Address, Common, Translate};
-
-/// The `kind` of a source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Websocket,
-    AsteriskAmi,
-    AsteriskQueueLog,
-    FreeswitchEsl,
-}
-
-impl Kind {
-    pub fn parse(key: &str, s: Option<&str>) -> Result<Kind, ConfigError> {
-        match s.map(str::trim) {
-            None | Some("websocket") => Ok(Kind::Websocket),
-            Some("asterisk_ami") => Ok(Kind::AsteriskAmi),
-            Some("asterisk_queue_log") => Ok(Kind::AsteriskQueueLog),
-            Some("freeswitch_esl") => Ok(Kind::FreeswitchEsl),
-            Some(other) => Err(invalid(
-                key,
-                format!("{other:?} is not a source kind (websocket, asterisk_ami, asterisk_queue_log, freeswitch_esl)"),
-            )),
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Websocket => "websocket",
-            Kind::AsteriskAmi => "asterisk_ami",
-            Kind::AsteriskQueueLog => "asterisk_queue_log",
-            Kind::FreeswitchEsl => "freeswitch_esl",
-        }
-    }
-}
 
 /// Where a secret comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,76 +52,6 @@ pub struct PlatformSource {
 /// `QueueStatus` list entry or an ESL event with every channel variable is
 /// a few KiB).
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
-
-impl SourceConfig {
-    /// The keys of each kind; one of another kind is refused, naming it.
-    fn foreign_keys(&self, kind: Kind) -> Vec<&'static str> {
-        let set: [(&'static str, bool, &[Kind]); 20] = [
-            ("url", self.url.is_some(), &[Kind::Websocket]),
-            ("token", self.token.is_some(), &[Kind::Websocket]),
-            ("token_file", self.token_file.is_some(), &[Kind::Websocket]),
-            ("subscribe", self.subscribe.is_some(), &[Kind::Websocket]),
-            ("acks", self.acks.is_some(), &[Kind::Websocket]),
-            (
-                "ca_file",
-                self.ca_file.is_some(),
-                &[Kind::Websocket, Kind::AsteriskAmi],
-            ),
-            (
-                "address",
-                self.address.is_some(),
-                &[Kind::AsteriskAmi, Kind::FreeswitchEsl],
-            ),
-            ("username", self.username.is_some(), &[Kind::AsteriskAmi]),
-            ("secret", self.secret.is_some(), &[Kind::AsteriskAmi]),
-            (
-                "secret_file",
-                self.secret_file.is_some(),
-                &[Kind::AsteriskAmi],
-            ),
-            ("tls", self.tls.is_some(), &[Kind::AsteriskAmi]),
-            ("password", self.password.is_some(), &[Kind::FreeswitchEsl]),
-            (
-                "password_file",
-                self.password_file.is_some(),
-                &[Kind::FreeswitchEsl],
-            ),
-            ("path", self.path.is_some(), &[Kind::AsteriskQueueLog]),
-            ("start", self.start.is_some(), &[Kind::AsteriskQueueLog]),
-            ("site", self.site.is_some(), PLATFORMS),
-            ("abandon_policy", self.abandon_policy.is_some(), PLATFORMS),
-            (
-                "max_message_bytes",
-                self.max_message_bytes.is_some(),
-                PLATFORMS,
-            ),
-            ("ping_interval", self.ping_interval.is_some(), NETWORKED),
-            ("idle_timeout", self.idle_timeout.is_some(), NETWORKED),
-        ];
-        set.iter()
-            .filter(|(_, present, kinds)| *present && !kinds.contains(&kind))
-            .map(|(k, _, _)| *k)
-            .collect()
-    }
-
-    /// Refuse a key that belongs to another kind, naming it.
-    pub(super) fn only_keys_of(&self, name: &str, kind: Kind) -> Result<(), ConfigError> {
-        match self.foreign_keys(kind).first() {
-            None => Ok(()),
-            Some(k) => Err(invalid(
-                format!("sources.{name}.{k}"),
-                format!("is not a key of kind = \"{}\"", kind.as_str()),
-            )),
-        }
-    }
-}
-
-const PLATFORMS: &[Kind] = &[
-    Kind::AsteriskAmi,
-    Kind::AsteriskQueueLog,
-    Kind::FreeswitchEsl,
-];
-const NETWORKED: &[Kind] = &[Kind::Websocket, Kind::AsteriskAmi, Kind::FreeswitchEsl];
 
 pub(super) fn validate(
     name: &str,
