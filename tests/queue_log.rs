@@ -39,7 +39,11 @@ fn calls(from: usize, to: usize) -> Vec<(i64, String)> {
             Fate::Answered(w) => {
                 lines.push((
                     t + w,
-                    format!("{}|{id}|sales|PJSIP/200{}|CONNECT|{w}|{id}x|3", t + w, i % 7),
+                    format!(
+                        "{}|{id}|sales|PJSIP/200{}|CONNECT|{w}|{id}x|3",
+                        t + w,
+                        i % 7
+                    ),
                 ));
                 lines.push((
                     t + w + 30,
@@ -61,7 +65,7 @@ fn calls(from: usize, to: usize) -> Vec<(i64, String)> {
 fn fate(i: usize) -> Fate {
     if i % 4 == 3 {
         Fate::Abandoned
-    } else if i % 3 == 0 {
+    } else if i.is_multiple_of(3) {
         Fate::Answered(19)
     } else {
         Fate::Answered(18)
@@ -149,7 +153,10 @@ async fn until(d: &Endpoints, selector: &str, want: f64) {
         if got == Some(want) {
             return;
         }
-        assert!(Instant::now() < deadline, "{selector}: expected {want}, got {got:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{selector}: expected {want}, got {got:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -211,12 +218,18 @@ async fn appends_are_followed_whole_lines_only_and_bad_lines_counted() {
     let m = d.metrics().await;
     assert_eq!(src(&m, "ringwatch_source_exact_timestamps"), 0.0);
     // A partial last line waits for its newline.
-    let mut h = std::fs::OpenOptions::new().append(true).open(&f.log).unwrap();
+    let mut h = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&f.log)
+        .unwrap();
     let (head, tail) = all[10].split_at(12);
     h.write_all(head.as_bytes()).unwrap();
     until(&d, r#"ringwatch_source_messages_total{source="ql"}"#, 10.0).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(src(&d.metrics().await, "ringwatch_source_messages_total"), 10.0);
+    assert_eq!(
+        src(&d.metrics().await, "ringwatch_source_messages_total"),
+        10.0
+    );
     h.write_all(format!("{tail}\n").as_bytes()).unwrap();
     // A malformed line, an unknown verb, a member line: counted, and the
     // valid lines after them still count.
@@ -230,12 +243,22 @@ async fn appends_are_followed_whole_lines_only_and_bad_lines_counted() {
     );
     append(&f.log, &all[11..]);
     let m = settle(&d, &expected(8)).await;
-    assert_eq!(src(&m, "ringwatch_source_messages_total"), all.len() as f64 + 3.0);
-    let skipped = |r: &str| m.value(&format!(r#"ringwatch_source_skipped_total{{source="ql",reason="{r}"}}"#));
+    assert_eq!(
+        src(&m, "ringwatch_source_messages_total"),
+        all.len() as f64 + 3.0
+    );
+    let skipped = |r: &str| {
+        m.value(&format!(
+            r#"ringwatch_source_skipped_total{{source="ql",reason="{r}"}}"#
+        ))
+    };
     assert_eq!(skipped("malformed"), 1.0);
     assert_eq!(skipped("member_event"), 1.0);
     assert_eq!(skipped("unknown"), 1.0);
-    assert_eq!(src(&m, "ringwatch_source_translated_events_total"), all.len() as f64);
+    assert_eq!(
+        src(&m, "ringwatch_source_translated_events_total"),
+        all.len() as f64
+    );
     assert_eq!(src(&m, "ringwatch_source_connected"), 1.0);
     assert_eq!(src(&m, "ringwatch_source_reports_holds"), 0.0);
     let size = std::fs::metadata(&f.log).unwrap().len() as f64;
@@ -385,7 +408,10 @@ async fn a_restart_continues_where_it_stopped_even_across_a_rotation() {
     append(&f.log, &all[45..]);
     let d = start_in(data.path(), &pairs(&e));
     let m = settle(&d, &expected(20)).await;
-    assert_eq!(src(&m, "ringwatch_source_messages_total"), (all.len() - 40) as f64);
+    assert_eq!(
+        src(&m, "ringwatch_source_messages_total"),
+        (all.len() - 40) as f64
+    );
     assert_eq!(m.value("ringwatch_events_duplicate_total"), 0.0);
     assert_eq!(
         m.value(r#"ringwatch_source_file_changes_total{source="ql",change="rotated"}"#),

@@ -117,7 +117,10 @@ pub async fn run(s: Settings, ctx: Context) {
     ctx.platform.exact_time.set(0);
     ctx.platform.reports_holds.set(0);
     ctx.connection.connected.set(0);
-    let position = ctx.data_dir.as_deref().map(|d| position_path(d, &s.common.name));
+    let position = ctx
+        .data_dir
+        .as_deref()
+        .map(|d| position_path(d, &s.common.name));
     if position.is_none() {
         tracing::info!(
             source = s.common.name.as_str(),
@@ -205,10 +208,17 @@ async fn head_of(file: &Arc<File>) -> io::Result<Option<u64>> {
 
 fn head_hash(buf: &[u8]) -> Option<u64> {
     use std::hash::Hasher;
-    let end = buf.iter().position(|b| *b == b'\n')?;
+    let (line, _) = split_line(buf)?;
     let mut h = siphasher::sip::SipHasher13::new_with_keys(0x7177_6865_6164, 0x7177_6865_6164);
-    h.write(&buf[..=end]);
+    h.write(line);
+    h.write_u8(b'\n');
     Some(h.finish())
+}
+
+/// The first line of `b` (without its newline) and what follows it.
+fn split_line(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = b.iter().position(|x| *x == b'\n')?;
+    Some((b.get(..i)?, b.get(i + 1..)?))
 }
 
 /// A file in the directory of `path`, named after it (`queue_log.1`,
@@ -384,11 +394,11 @@ impl Follower {
                 "the queue_log was rotated while ringwatch was stopped and the file it was reading is gone (compressed or deleted): its lines after the saved position are lost; reading the new file from its beginning"
             );
             self.ctx.platform.file_changed(FileChange::Rotated);
-            self.from_start_of_path().await;
+            self.open_path_at_start().await;
             return;
         };
         let Ok((file, dev, ino, len)) = open(&name).await else {
-            self.from_start_of_path().await;
+            self.open_path_at_start().await;
             return;
         };
         let mut cur = Current {
@@ -427,7 +437,7 @@ impl Follower {
         self.save().await;
     }
 
-    async fn from_start_of_path(&mut self) {
+    async fn open_path_at_start(&mut self) {
         match open(&self.s.path).await {
             Ok((file, dev, ino, _)) => {
                 self.opened(Current {
@@ -545,7 +555,7 @@ impl Follower {
         );
         self.ctx.platform.file_changed(FileChange::Rotated);
         self.ctx.connection.reconnects.inc();
-        self.from_start_of_path().await;
+        self.open_path_at_start().await;
     }
 
     /// Read and consume what follows the position: whole lines, or with
@@ -573,14 +583,14 @@ impl Follower {
         let mut lines = Vec::new();
         if let Some(scan) = cur.skipping {
             // The end of an oversized line, if it is here.
-            match rest.iter().position(|b| *b == b'\n') {
-                Some(i) => {
+            match split_line(rest) {
+                Some((line, tail)) => {
                     lines.push(Err(Rejected {
                         reason: crate::sources::metrics::Skip::Oversized,
                         detail: format!("a line of more than {max} bytes (max_message_bytes)"),
                     }));
-                    consumed = i + 1;
-                    rest = &buf[consumed..];
+                    consumed = line.len() + 1;
+                    rest = tail;
                 }
                 None => {
                     let Some(cur) = &mut self.cur else {
@@ -591,11 +601,10 @@ impl Follower {
                 }
             }
         }
-        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
-            let line = &rest[..i];
+        while let Some((line, tail)) = split_line(rest) {
             lines.push(one_line(line, max, &mut self.tr));
-            consumed += i + 1;
-            rest = &rest[i + 1..];
+            consumed += line.len() + 1;
+            rest = tail;
         }
         let mut start_skipping = false;
         if !rest.is_empty() {
@@ -607,6 +616,7 @@ impl Follower {
             }
         }
         let first_line = cur.line + 1;
+        let n_lines = lines.len() as u64;
         for (k, out) in lines.into_iter().enumerate() {
             self.ctx.platform.messages.inc();
             match out {
@@ -614,10 +624,6 @@ impl Follower {
                 Err(r) => self.skipped(first_line + k as u64, r),
             }
         }
-        let n_lines = (consumed > 0)
-            .then(|| buf[..consumed].iter().filter(|b| **b == b'\n').count() as u64)
-            .unwrap_or(0)
-            + u64::from(to_end && !rest.is_empty());
         self.deliver(&events).await?;
         let Some(cur) = &mut self.cur else {
             return Ok(Step::Idle);

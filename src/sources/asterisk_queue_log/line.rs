@@ -128,8 +128,9 @@ pub fn epoch_ms(s: &str) -> Result<Millis, LineError> {
         if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
             return Err(LineError::BadTime);
         }
-        for (i, b) in f.bytes().take(3).enumerate() {
-            ms += i64::from(b - b'0') * [100, 10, 1][i];
+        let digits = f.as_bytes();
+        for k in 0..3 {
+            ms = ms * 10 + digits.get(k).map_or(0, |b| i64::from(b - b'0'));
         }
     }
     if secs > MAX_EPOCH {
@@ -157,7 +158,8 @@ mod tests {
                 "1000"
             )
         );
-        let l = parse(b"1717397243|1717397243.239826|1501|NONE|ENTERQUEUE||0123456789|1\r").unwrap();
+        let l =
+            parse(b"1717397243|1717397243.239826|1501|NONE|ENTERQUEUE||0123456789|1\r").unwrap();
         assert_eq!(l.fields().collect::<Vec<_>>(), ["", "0123456789", "1"]);
         assert_eq!(l.field(1), Some("0123456789"));
         assert_eq!(l.field(3), None);
@@ -187,7 +189,12 @@ mod tests {
             (b"1|c|q|a| ", LineError::EmptyVerb),
         ];
         for (bytes, want) in cases {
-            assert_eq!(parse(bytes), Err(want), "{:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(
+                parse(bytes),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
         assert_eq!(
             parse(b"253402300800|c|q|a|V"),

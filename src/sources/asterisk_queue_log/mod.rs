@@ -47,7 +47,10 @@ pub fn one_line(bytes: &[u8], max: usize, t: &mut Translator) -> Result<Event, R
     if bytes.len() > max {
         return Err(Rejected {
             reason: super::metrics::Skip::Oversized,
-            detail: format!("a line of {} bytes (max_message_bytes = {max})", bytes.len()),
+            detail: format!(
+                "a line of {} bytes (max_message_bytes = {max})",
+                bytes.len()
+            ),
         });
     }
     match line::parse(bytes) {
@@ -94,7 +97,11 @@ mod tests {
         let skipped: Vec<(usize, Skip)> = c.skipped.iter().map(|s| (s.line, s.reason)).collect();
         assert_eq!(
             skipped,
-            [(1, Skip::Ignored), (3, Skip::Malformed), (5, Skip::Malformed)]
+            [
+                (1, Skip::Ignored),
+                (3, Skip::Malformed),
+                (5, Skip::Malformed)
+            ]
         );
         let long = format!("1|c|q|a|ENTERQUEUE|{}", "x".repeat(CONVERT_MAX_LINE_BYTES));
         let c = convert(&long, &Translate::default());

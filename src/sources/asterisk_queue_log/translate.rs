@@ -142,9 +142,19 @@ fn classify(verb: &str) -> Verb {
         "CALLERONHOLD" => Verb::Call(CallVerb::OnHold),
         "CALLEROFFHOLD" => Verb::Call(CallVerb::OffHold),
         "RINGWATCHCALLBACK" => Verb::Callback,
-        "ADDMEMBER" | "REMOVEMEMBER" | "PAUSE" | "UNPAUSE" | "PAUSEALL" | "UNPAUSEALL"
-        | "PAUSEREASON" | "PENALTY" | "RINGINUSE" | "AGENTLOGIN" | "AGENTLOGOFF"
-        | "AGENTCALLBACKLOGIN" | "AGENTCALLBACKLOGOFF" => Verb::Member,
+        "ADDMEMBER"
+        | "REMOVEMEMBER"
+        | "PAUSE"
+        | "UNPAUSE"
+        | "PAUSEALL"
+        | "UNPAUSEALL"
+        | "PAUSEREASON"
+        | "PENALTY"
+        | "RINGINUSE"
+        | "AGENTLOGIN"
+        | "AGENTLOGOFF"
+        | "AGENTCALLBACKLOGIN"
+        | "AGENTCALLBACKLOGOFF" => Verb::Member,
         "QUEUESTART" | "CONFIGRELOAD" | "RINGNOANSWER" | "RINGCANCELED" | "AGENTDUMP"
         | "SYSCOMPAT" | "OUTCALL" | "DID" | "INFO" | "CALLSTATUS" => Verb::Ignored,
         _ => Verb::Unknown,
@@ -526,12 +536,8 @@ fn due_ms(s: &str) -> Result<Millis, Rejected> {
         ));
     }
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return super::line::epoch_ms(s).map_err(|e| {
-            skip(
-                Skip::InvalidValue,
-                format!("due {s:?}: {}", e.as_str()),
-            )
-        });
+        return super::line::epoch_ms(s)
+            .map_err(|e| skip(Skip::InvalidValue, format!("due {s:?}: {}", e.as_str())));
     }
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|_| {

@@ -25,7 +25,6 @@ fn feed(t: &mut Translator, lines: &[String]) -> (Vec<Event>, Vec<Rejected>) {
     (events, skipped)
 }
 
-
 const T0: i64 = 1_717_397_243;
 
 fn enter(ts: i64, callid: &str, queue: &str) -> String {
@@ -41,9 +40,30 @@ fn a_served_call_maps_to_offered_answered_ended() {
     let mut t = tr();
     let log = [
         enter(T0, "1717397243.239826", "1501"),
-        verb(T0 + 1, "1717397243.239826", "1501", "PJSIP/2001", "RINGNOANSWER", "1000"),
-        verb(T0 + 18, "1717397243.239826", "1501", "PJSIP/2002", "CONNECT", "18|1717397261.5|3"),
-        verb(T0 + 78, "1717397243.239826", "1501", "PJSIP/2002", "COMPLETEAGENT", "18|60|1"),
+        verb(
+            T0 + 1,
+            "1717397243.239826",
+            "1501",
+            "PJSIP/2001",
+            "RINGNOANSWER",
+            "1000",
+        ),
+        verb(
+            T0 + 18,
+            "1717397243.239826",
+            "1501",
+            "PJSIP/2002",
+            "CONNECT",
+            "18|1717397261.5|3",
+        ),
+        verb(
+            T0 + 78,
+            "1717397243.239826",
+            "1501",
+            "PJSIP/2002",
+            "COMPLETEAGENT",
+            "18|60|1",
+        ),
     ];
     let (events, skipped) = feed(&mut t, &log);
     assert_eq!(skipped, [skip(Skip::Ignored, "RINGNOANSWER")]);
@@ -119,10 +139,13 @@ fn end_reason(verb_name: &str, data: &str, policy: AbandonPolicy) -> Result<EndR
     let l = verb(T0 + 9, "c.1", "q", "NONE", verb_name, data);
     let (events, skipped) = feed(&mut t, &[l]);
     match (events.first(), skipped.first()) {
-        (Some(Event {
-            body: Body::CallEnded { reason, .. },
-            ..
-        }), None) => Ok(*reason),
+        (
+            Some(Event {
+                body: Body::CallEnded { reason, .. },
+                ..
+            }),
+            None,
+        ) => Ok(*reason),
         (_, Some(r)) => Err(r.reason),
         other => panic!("{verb_name}: {other:?}"),
     }
@@ -135,8 +158,18 @@ fn every_exit_verb_has_its_reason() {
     let cases = [
         ("COMPLETECALLER", "9|60|1", Failed, R::Completed),
         ("COMPLETEAGENT", "9|60|1", Failed, R::Completed),
-        ("BLINDTRANSFER", "200|default|9|60|1", Failed, R::Transferred),
-        ("ATTENDEDTRANSFER", "BRIDGE|x|9|60|1", Failed, R::Transferred),
+        (
+            "BLINDTRANSFER",
+            "200|default|9|60|1",
+            Failed,
+            R::Transferred,
+        ),
+        (
+            "ATTENDEDTRANSFER",
+            "BRIDGE|x|9|60|1",
+            Failed,
+            R::Transferred,
+        ),
         ("TRANSFER", "200|default|9|60", Failed, R::Transferred),
         ("EXITWITHKEY", "5|1|1|9", Failed, R::Transferred),
         ("ABANDON", "1|1|9", Failed, R::Abandoned),
@@ -149,7 +182,11 @@ fn every_exit_verb_has_its_reason() {
         ("WITHDRAW", "1|1|9|info", Abandoned, R::Abandoned),
     ];
     for (v, data, policy, want) in cases {
-        assert_eq!(end_reason(v, data, policy), Ok(want), "{v} under {policy:?}");
+        assert_eq!(
+            end_reason(v, data, policy),
+            Ok(want),
+            "{v} under {policy:?}"
+        );
     }
     for v in [
         "ADDMEMBER",
@@ -186,11 +223,39 @@ fn reentry_with_the_same_callid_is_a_second_call() {
     // asterisk/asterisk#759: into 1501, transferred, into 1509.
     let log = [
         enter(T0, "1717397243.239826", "1501"),
-        verb(T0 + 5, "1717397243.239826", "1501", "PJSIP/1", "CONNECT", "5|x|2"),
-        verb(T0 + 40, "1717397243.239826", "1501", "PJSIP/1", "ATTENDEDTRANSFER", "BRIDGE|y|5|35|1"),
+        verb(
+            T0 + 5,
+            "1717397243.239826",
+            "1501",
+            "PJSIP/1",
+            "CONNECT",
+            "5|x|2",
+        ),
+        verb(
+            T0 + 40,
+            "1717397243.239826",
+            "1501",
+            "PJSIP/1",
+            "ATTENDEDTRANSFER",
+            "BRIDGE|y|5|35|1",
+        ),
         enter(T0 + 41, "1717397243.239826", "1509"),
-        verb(T0 + 50, "1717397243.239826", "1509", "PJSIP/2", "CONNECT", "9|z|3"),
-        verb(T0 + 90, "1717397243.239826", "1509", "PJSIP/2", "COMPLETEAGENT", "9|40|1"),
+        verb(
+            T0 + 50,
+            "1717397243.239826",
+            "1509",
+            "PJSIP/2",
+            "CONNECT",
+            "9|z|3",
+        ),
+        verb(
+            T0 + 90,
+            "1717397243.239826",
+            "1509",
+            "PJSIP/2",
+            "COMPLETEAGENT",
+            "9|40|1",
+        ),
     ];
     let (events, skipped) = feed(&mut t, &log);
     assert!(skipped.is_empty(), "{skipped:?}");
@@ -221,7 +286,13 @@ fn reentry_with_the_same_callid_is_a_second_call() {
 #[test]
 fn holds_are_numbered_and_switch_reports_holds_on() {
     let mut t = tr();
-    let (_, _) = feed(&mut t, &[enter(T0, "c.1", "q"), verb(T0 + 3, "c.1", "q", "A", "CONNECT", "3|u|1")]);
+    let (_, _) = feed(
+        &mut t,
+        &[
+            enter(T0, "c.1", "q"),
+            verb(T0 + 3, "c.1", "q", "A", "CONNECT", "3|u|1"),
+        ],
+    );
     assert!(!t.reports_holds());
     let log = [
         verb(T0 + 10, "c.1", "q", "A", "CALLERONHOLD", ""),
@@ -253,7 +324,10 @@ fn holds_are_numbered_and_switch_reports_holds_on() {
     let mut t = tr();
     let (events, skipped) = feed(
         &mut t,
-        &[enter(T0, "c.2", "q"), verb(T0 + 1, "c.2", "q", "A", "CALLERONHOLD", "")],
+        &[
+            enter(T0, "c.2", "q"),
+            verb(T0 + 1, "c.2", "q", "A", "CALLERONHOLD", ""),
+        ],
     );
     assert_eq!(events.len(), 1);
     assert_eq!(skipped[0].reason, Skip::Ignored);
@@ -276,7 +350,12 @@ fn lines_about_unknown_or_finished_calls_are_counted() {
     let reasons: Vec<Skip> = skipped.iter().map(|r| r.reason).collect();
     assert_eq!(
         reasons,
-        [Skip::UnknownCall, Skip::UnknownCall, Skip::Repeated, Skip::UnknownCall]
+        [
+            Skip::UnknownCall,
+            Skip::UnknownCall,
+            Skip::Repeated,
+            Skip::UnknownCall
+        ]
     );
 }
 
@@ -308,7 +387,10 @@ fn a_repeated_line_is_a_repeat_wherever_it_comes_again() {
     let (events, skipped) = feed(&mut t, &log);
     assert_eq!(events.len(), 7, "{events:?}");
     assert_eq!(skipped.len(), 6);
-    assert!(skipped.iter().all(|r| r.reason == Skip::Repeated), "{skipped:?}");
+    assert!(
+        skipped.iter().all(|r| r.reason == Skip::Repeated),
+        "{skipped:?}"
+    );
 }
 
 #[test]
@@ -322,11 +404,46 @@ fn callbacks_follow_the_dialplan_convention() {
     );
     let log = [
         enter(T0, "c.1", "sales"),
-        verb(T0 + 10, "c.1", "NONE", "PJSIP/7", "RINGWATCHCALLBACK", "promised|42|1717400000"),
-        verb(T0 + 11, "c.1", "support", "NONE", "RINGWATCHCALLBACK", "promised|43|2024-06-03T08:00:00.5+02:00"),
-        verb(T0 + 12, "NONE", "support", "NONE", "RINGWATCHCALLBACK", "promised|44|1717400000.25"),
-        verb(T0 + 100, "c.9", "NONE", "PJSIP/7", "RINGWATCHCALLBACK", "completed|42"),
-        verb(T0 + 101, "NONE", "NONE", "NONE", "RINGWATCHCALLBACK", "cancelled|43"),
+        verb(
+            T0 + 10,
+            "c.1",
+            "NONE",
+            "PJSIP/7",
+            "RINGWATCHCALLBACK",
+            "promised|42|1717400000",
+        ),
+        verb(
+            T0 + 11,
+            "c.1",
+            "support",
+            "NONE",
+            "RINGWATCHCALLBACK",
+            "promised|43|2024-06-03T08:00:00.5+02:00",
+        ),
+        verb(
+            T0 + 12,
+            "NONE",
+            "support",
+            "NONE",
+            "RINGWATCHCALLBACK",
+            "promised|44|1717400000.25",
+        ),
+        verb(
+            T0 + 100,
+            "c.9",
+            "NONE",
+            "PJSIP/7",
+            "RINGWATCHCALLBACK",
+            "completed|42",
+        ),
+        verb(
+            T0 + 101,
+            "NONE",
+            "NONE",
+            "NONE",
+            "RINGWATCHCALLBACK",
+            "cancelled|43",
+        ),
     ];
     let (events, skipped) = feed(&mut t, &log);
     assert!(skipped.is_empty(), "{skipped:?}");
@@ -380,14 +497,42 @@ fn callbacks_follow_the_dialplan_convention() {
         }
     );
     let bad = [
-        verb(T0, "c.5", "NONE", "NONE", "RINGWATCHCALLBACK", "promised|45|1717400000"),
-        verb(T0, "c.1", "q", "NONE", "RINGWATCHCALLBACK", "promised|46|tomorrow"),
-        verb(T0, "c.1", "q", "NONE", "RINGWATCHCALLBACK", "promised|46|2024-06-03T08:00:00"),
+        verb(
+            T0,
+            "c.5",
+            "NONE",
+            "NONE",
+            "RINGWATCHCALLBACK",
+            "promised|45|1717400000",
+        ),
+        verb(
+            T0,
+            "c.1",
+            "q",
+            "NONE",
+            "RINGWATCHCALLBACK",
+            "promised|46|tomorrow",
+        ),
+        verb(
+            T0,
+            "c.1",
+            "q",
+            "NONE",
+            "RINGWATCHCALLBACK",
+            "promised|46|2024-06-03T08:00:00",
+        ),
         verb(T0, "c.1", "q", "NONE", "RINGWATCHCALLBACK", "promised|47"),
         verb(T0, "c.1", "q", "NONE", "RINGWATCHCALLBACK", "kept|48"),
         verb(T0, "c.1", "q", "NONE", "RINGWATCHCALLBACK", "completed|"),
         verb(T0, "c.1", "q", "NONE", "RINGWATCHCALLBACK", ""),
-        verb(T0, "c.1", "q", "NONE", "RINGWATCHCALLBACK", "promised|49|99999999999999"),
+        verb(
+            T0,
+            "c.1",
+            "q",
+            "NONE",
+            "RINGWATCHCALLBACK",
+            "promised|49|99999999999999",
+        ),
     ];
     let (events, skipped) = feed(&mut t, &bad);
     assert!(events.is_empty(), "{events:?}");
@@ -448,18 +593,21 @@ fn the_state_stays_bounded() {
         feed(&mut t, &[enter(T0 + i / 100, &format!("c.{i}"), "q")]);
     }
     assert!(t.state().calls.len() <= MAX_CALLS);
-    assert!(t.state().calls.contains_key(&format!("c.{}", MAX_CALLS + 9)));
+    assert!(t
+        .state()
+        .calls
+        .contains_key(&format!("c.{}", MAX_CALLS + 9)));
 }
 
 /// A generated log: calls with their lines in order, interleaved.
 fn arb_log() -> impl Strategy<Value = Vec<String>> {
     let call = (
-        0u8..4,                      // outcome
-        proptest::bool::ANY,         // answered
-        0u32..3,                     // holds
-        0i64..40,                    // wait
-        0usize..2,                   // which queue
-        proptest::bool::ANY,         // a re-entry follows
+        0u8..4,              // outcome
+        proptest::bool::ANY, // answered
+        0u32..3,             // holds
+        0i64..40,            // wait
+        0usize..2,           // which queue
+        proptest::bool::ANY, // a re-entry follows
     );
     (proptest::collection::vec(call, 1..12), any::<u64>()).prop_map(|(calls, seed)| {
         let mut per_call: Vec<Vec<String>> = Vec::new();
@@ -478,11 +626,16 @@ fn arb_log() -> impl Strategy<Value = Vec<String>> {
                     ls.push(verb(ts, &callid, queue, "PJSIP/1", "CALLEROFFHOLD", ""));
                 }
                 ts += 5;
-                let v = ["COMPLETECALLER", "COMPLETEAGENT", "BLINDTRANSFER", "ATTENDEDTRANSFER"]
-                    [outcome as usize];
+                let v = [
+                    "COMPLETECALLER",
+                    "COMPLETEAGENT",
+                    "BLINDTRANSFER",
+                    "ATTENDEDTRANSFER",
+                ][outcome as usize];
                 ls.push(verb(ts, &callid, queue, "PJSIP/1", v, "1|2|3"));
             } else {
-                let v = ["ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY", "EXITWITHKEY"][outcome as usize];
+                let v =
+                    ["ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY", "EXITWITHKEY"][outcome as usize];
                 ls.push(verb(ts, &callid, queue, "NONE", v, "1|1|5"));
             }
             if reenter {
@@ -504,7 +657,9 @@ fn arb_log() -> impl Strategy<Value = Vec<String>> {
             if open.is_empty() {
                 break;
             }
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let c = open[(rng >> 33) as usize % open.len()];
             out.push(per_call[c][next[c]].clone());
             next[c] += 1;
