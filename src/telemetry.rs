@@ -84,3 +84,33 @@ fn build_info(registry: &Registry) {
         .register(Box::new(build_info))
         .expect("self-metric names are unique");
 }
+
+#[cfg(test)]
+mod tests {
+    use prometheus::proto::MetricType;
+
+    /// OpenMetrics names a counter's samples `<family>_total`: a counter
+    /// named otherwise would be exposed under another name there than in
+    /// the text format.
+    #[test]
+    fn every_counter_ends_in_total_and_process_families_are_there() {
+        let m = super::SelfMetrics::new();
+        let families = m.registry.gather();
+        for f in &families {
+            if f.get_field_type() == MetricType::COUNTER {
+                assert!(f.name().ends_with("_total"), "counter {}", f.name());
+            }
+        }
+        let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        #[cfg(target_os = "linux")]
+        for want in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(names.contains(&want), "{want} not in {names:?}");
+        }
+    }
+}

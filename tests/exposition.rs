@@ -111,7 +111,11 @@ async fn gzip_when_asked_plain_otherwise() {
             "{:?}",
             answer.vary
         );
-        assert!(answer.vary.iter().any(|v| v == "accept"), "{:?}", answer.vary);
+        assert!(
+            answer.vary.iter().any(|v| v == "accept"),
+            "{:?}",
+            answer.vary
+        );
     }
     let unzipped = gunzip(&gz.body);
     assert_eq!(
@@ -325,7 +329,10 @@ async fn le_and_quantile_in_prometheus_3_float_form() {
             .iter()
             .filter(|v| !(v.contains('.') || v.contains('e') || v.ends_with("Inf")))
             .collect();
-        assert!(bare.is_empty(), "le/quantile values not in float form: {bare:?}");
+        assert!(
+            bare.is_empty(),
+            "le/quantile values not in float form: {bare:?}"
+        );
     }
     // The golden scenarios, written `le="18"`, still match: selectors are
     // compared as Prometheus 3 would store them.

@@ -1112,9 +1112,7 @@ async fn openmetrics_and_text_scrapes_give_the_same_figures() {
     ]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = prom
-            .values_by("ringwatch_ingest_frames_total", "job")
-            .await;
+        let got = prom.values_by("ringwatch_ingest_frames_total", "job").await;
         if got == want {
             break;
         }
@@ -1151,7 +1149,10 @@ async fn openmetrics_and_text_scrapes_give_the_same_figures() {
         metadata(&prom, "text", "ringwatch_time_to_answer_seconds").await,
         Some(("histogram".to_string(), String::new()))
     );
-    assert_eq!(metadata(&prom, "text", "ringwatch_calls_offered").await, None);
+    assert_eq!(
+        metadata(&prom, "text", "ringwatch_calls_offered").await,
+        None
+    );
 
     // The same series both ways, and the same figures but for those that
     // move on their own between the two jobs' scrapes.
@@ -1165,9 +1166,14 @@ async fn openmetrics_and_text_scrapes_give_the_same_figures() {
         "Prometheus stored other series from the two formats"
     );
     let moving = |k: &str| {
-        ["process_", "ringwatch_scrape", "ringwatch_snapshot_", "ringwatch_journal_"]
-            .iter()
-            .any(|p| k.starts_with(p))
+        [
+            "process_",
+            "ringwatch_scrape",
+            "ringwatch_snapshot_",
+            "ringwatch_journal_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
     };
     let mut compared = 0;
     let mut differ = Vec::new();
@@ -1178,10 +1184,16 @@ async fn openmetrics_and_text_scrapes_give_the_same_figures() {
         }
         compared += 1;
     }
-    assert!(differ.is_empty(), "figures differ:\n  {}", differ.join("\n  "));
+    assert!(
+        differ.is_empty(),
+        "figures differ:\n  {}",
+        differ.join("\n  ")
+    );
     let buckets = om
         .keys()
-        .filter(|k| k.starts_with("ringwatch_time_to_answer_seconds_bucket") && k.contains("le=\"18.0\""))
+        .filter(|k| {
+            k.starts_with("ringwatch_time_to_answer_seconds_bucket") && k.contains("le=\"18.0\"")
+        })
         .count();
     assert!(buckets > 0, "no le=\"18.0\" bucket stored");
     eprintln!(

@@ -97,9 +97,11 @@ pub fn family_name<'a>(format: Format, name: &'a str, kind: &str) -> &'a str {
 /// base units ringwatch and the process collector use, when the name ends
 /// with one.
 pub fn unit(family: &str) -> Option<&'static str> {
-    ["seconds", "bytes"]
-        .into_iter()
-        .find(|u| family.strip_suffix(u).is_some_and(|rest| rest.ends_with('_')))
+    ["seconds", "bytes"].into_iter().find(|u| {
+        family
+            .strip_suffix(u)
+            .is_some_and(|rest| rest.ends_with('_'))
+    })
 }
 
 /// An `le` or `quantile` label value in the form Prometheus 3 stores it

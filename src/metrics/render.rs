@@ -15,8 +15,8 @@ use std::fmt::Write;
 use prometheus::proto::{MetricFamily, MetricType};
 
 use super::histogram::{Buckets, QUANTILES};
-use super::openmetrics::{self, label_float, label_float_string};
 pub use super::openmetrics::Format;
+use super::openmetrics::{self, label_float, label_float_string};
 use super::{AgentCounters, Counters, SeriesSnapshot, Snapshot};
 use crate::event::{EventKind, Reason};
 use crate::rules::{FoldedLabel, Live, Outcome};
@@ -268,7 +268,9 @@ fn registry<'a>(t: &mut Text<'a>, families: &'a [MetricFamily]) {
         t.family(name, f.help(), kind);
         for m in f.get_metric() {
             match f.get_field_type() {
-                MetricType::COUNTER => t.proto_sample(name, "", m, None, m.get_counter().get_value()),
+                MetricType::COUNTER => {
+                    t.proto_sample(name, "", m, None, m.get_counter().get_value())
+                }
                 MetricType::GAUGE => t.proto_sample(name, "", m, None, m.get_gauge().get_value()),
                 MetricType::UNTYPED => {}
                 MetricType::HISTOGRAM => {
@@ -667,6 +669,69 @@ mod tests {
             out.push(' ');
         }
         assert_eq!(out, "NaN +Inf 18 0.5 41.5 1000000000000000000000 ");
+    }
+
+    /// Self-metrics through the gathered registry, both formats, exactly.
+    #[test]
+    fn self_metrics_in_both_formats() {
+        let r = prometheus::Registry::new();
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("x_frames_total", "Frames \"seen\"."),
+            &["kind"],
+        )
+        .unwrap();
+        c.with_label_values(&["a\"b"]).inc_by(3);
+        let h = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("x_wait_seconds", "Waits.").buckets(vec![0.5, 1.0, 2e6]),
+        )
+        .unwrap();
+        h.observe(0.7);
+        let empty = prometheus::IntGauge::new("x_idle_bytes", "Never set.").unwrap();
+        r.register(Box::new(c)).unwrap();
+        r.register(Box::new(h)).unwrap();
+        r.register(Box::new(empty)).unwrap();
+        let families = r.gather();
+        let text = |format| {
+            let mut t = Text::with_capacity(0, format);
+            registry(&mut t, &families);
+            t.out
+        };
+        assert_eq!(
+            text(Format::Text),
+            "# HELP x_frames_total Frames \"seen\".\n\
+             # TYPE x_frames_total counter\n\
+             x_frames_total{kind=\"a\\\"b\"} 3\n\
+             # HELP x_idle_bytes Never set.\n\
+             # TYPE x_idle_bytes gauge\n\
+             x_idle_bytes 0\n\
+             # HELP x_wait_seconds Waits.\n\
+             # TYPE x_wait_seconds histogram\n\
+             x_wait_seconds_bucket{le=\"0.5\"} 0\n\
+             x_wait_seconds_bucket{le=\"1.0\"} 1\n\
+             x_wait_seconds_bucket{le=\"2e+06\"} 1\n\
+             x_wait_seconds_bucket{le=\"+Inf\"} 1\n\
+             x_wait_seconds_sum 0.7\n\
+             x_wait_seconds_count 1\n"
+        );
+        assert_eq!(
+            text(Format::OpenMetrics),
+            "# HELP x_frames Frames \\\"seen\\\".\n\
+             # TYPE x_frames counter\n\
+             x_frames_total{kind=\"a\\\"b\"} 3\n\
+             # HELP x_idle_bytes Never set.\n\
+             # TYPE x_idle_bytes gauge\n\
+             # UNIT x_idle_bytes bytes\n\
+             x_idle_bytes 0\n\
+             # HELP x_wait_seconds Waits.\n\
+             # TYPE x_wait_seconds histogram\n\
+             # UNIT x_wait_seconds seconds\n\
+             x_wait_seconds_bucket{le=\"0.5\"} 0\n\
+             x_wait_seconds_bucket{le=\"1.0\"} 1\n\
+             x_wait_seconds_bucket{le=\"2e+06\"} 1\n\
+             x_wait_seconds_bucket{le=\"+Inf\"} 1\n\
+             x_wait_seconds_sum 0.7\n\
+             x_wait_seconds_count 1\n"
+        );
     }
 
     #[test]

@@ -90,7 +90,10 @@ fn float_form(label: &str) -> String {
         Some((&label[..k.len()], f))
     });
     match number {
-        Some((k, f)) => format!("{k}{}\"", crate::metrics::openmetrics::label_float_string(f)),
+        Some((k, f)) => format!(
+            "{k}{}\"",
+            crate::metrics::openmetrics::label_float_string(f)
+        ),
         None => label.to_string(),
     }
 }
