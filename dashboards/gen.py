@@ -32,8 +32,9 @@ ROOT = HERE.parent
 
 # ---------------------------------------------------------------------------
 # The contract's numbers (docs/metrics.md, config/default.toml). The bucket
-# le="18" is 3 rings x 6 s, the default ring limit; the recording rules use it
-# too. Colours: red below target, amber close to it, green at or above.
+# le="18.0" is 3 rings x 6 s, the default ring limit; the recording rules use it
+# too (ringwatch exposes le in the float form Prometheus 3 stores, which
+# Prometheus 2 keeps as exposed). Colours: red below target, amber close to it, green at or above.
 
 SL_TARGET = 0.8  # three-ring service level target (RingwatchServiceLevelLow)
 SL_GOOD = 0.85  # at or above: green; SL_TARGET..SL_GOOD: amber ("at risk")
@@ -111,7 +112,7 @@ def service_level(window):
     """Three-ring service level of the selection: answered within 18 s /
     (answered + long abandons); short abandons are left out."""
     return "%s / (%s + %s)" % (
-        inc("ringwatch_time_to_answer_seconds_bucket", window, 'le="%d"' % RING_LIMIT_S),
+        inc("ringwatch_time_to_answer_seconds_bucket", window, 'le="%d.0"' % RING_LIMIT_S),
         inc("ringwatch_calls_answered_total", window),
         inc("ringwatch_calls_abandoned_total", window, 'short="false"'),
     )

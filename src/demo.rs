@@ -138,7 +138,7 @@ pub fn status_line(m: &Samples, elapsed: Duration) -> String {
             .fold(0.0, |a, b| a + b)
     };
     let answered = sum("ringwatch_calls_answered_total", "");
-    let in_limit = sum("ringwatch_time_to_answer_seconds_bucket", "le=\"18\"");
+    let in_limit = sum("ringwatch_time_to_answer_seconds_bucket", "le=\"18.0\"");
     let long_abandons = sum("ringwatch_calls_abandoned_total", "short=\"false\"");
     let service = if answered + long_abandons > 0.0 {
         format!("{:.0}%", 100.0 * in_limit / (answered + long_abandons))

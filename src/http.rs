@@ -1,10 +1,12 @@
-//! HTTP exposure: `/metrics` (Prometheus text), `/healthz` (the process is
+//! HTTP exposure: `/metrics` (Prometheus text, or OpenMetrics when the
+//! scraper's `Accept` asks for it; gzip-compressed when its
+//! `Accept-Encoding` does), `/healthz` (the process is
 //! alive) and `/readyz` (listeners are up, the state is loaded and the
 //! journal takes writes; false again once shutdown starts or after a fatal
 //! failure, so load balancers stop sending). `/metrics` may
 //! require a bearer token; the probes never do. Served over TLS when
-//! configured. Concurrent scrapes share one pipeline snapshot and its
-//! rendering, so fifty scrapers cost the pipeline what one does.
+//! configured. Concurrent scrapes of one format share one pipeline snapshot
+//! and its rendering, so fifty scrapers cost the pipeline what one does.
 
 pub mod metrics;
 
@@ -23,7 +25,7 @@ use self::metrics::ScrapeMetrics;
 use crate::auth::metrics::EdgeMetrics;
 use crate::auth::{Auth, Listener};
 use crate::health::Health;
-use crate::metrics::render;
+use crate::metrics::render::{self, Format};
 use crate::pipeline::PipelineHandle;
 use crate::tls::{Tls, TlsListener};
 
@@ -41,13 +43,18 @@ pub struct HttpState {
 }
 
 pub fn router(state: HttpState) -> Router {
-    let scrapes = Arc::new(Scrapes {
+    let scrapes = Arc::new(Format::ALL.map(|format| Scrapes {
         pipeline: state.pipeline.clone(),
         registry: state.registry.clone(),
         latest: Arc::new(Mutex::new(Latest::default())),
-    });
+        format,
+    }));
+    // tower-http's layer: gzip when Accept-Encoding asks for it (Prometheus
+    // always does), `Vary: Accept-Encoding`, plain otherwise. It compresses
+    // as the body is sent, chunk by chunk.
+    let compressed = tower_http::compression::CompressionLayer::new();
     Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics).layer(compressed))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(Served {
@@ -59,7 +66,8 @@ pub fn router(state: HttpState) -> Router {
 #[derive(Clone)]
 struct Served {
     http: HttpState,
-    scrapes: Arc<Scrapes>,
+    /// One batching per format, indexed by `Format as usize`.
+    scrapes: Arc<[Scrapes; 2]>,
 }
 
 impl axum::extract::FromRef<Served> for HttpState {
@@ -86,6 +94,8 @@ struct Scrapes {
     pipeline: PipelineHandle,
     registry: prometheus::Registry,
     latest: Arc<Mutex<Latest>>,
+    /// What this batching renders.
+    format: Format,
 }
 
 #[derive(Default)]
@@ -108,15 +118,28 @@ impl Scrapes {
         // Weak: the batch is kept in `Latest`, which must not keep itself.
         let shut = Arc::downgrade(&self.latest);
         let (pipeline, registry) = (self.pipeline.clone(), self.registry.clone());
+        let format = self.format;
         let batch = std::panic::AssertUnwindSafe(async move {
             if let Some(previous) = previous {
                 previous.await;
             }
             close(&shut);
             let snapshot = pipeline.snapshot().await.ok()?;
-            // Text encoding happens here, off the pipeline task, so a large
-            // scrape does not hold up ingest.
-            Some(Bytes::from(render::render(&snapshot, &registry)))
+            // Encoding happens here, off the pipeline task, so a large
+            // scrape does not hold up ingest; and on a blocking thread, since
+            // it is megabytes of CPU work and the process collector reads
+            // /proc.
+            let rendered = tokio::task::spawn_blocking(move || {
+                render::render_as(&snapshot, &registry, format)
+            })
+            .await;
+            match rendered {
+                Ok(text) => Some(Bytes::from(text)),
+                Err(e) => {
+                    tracing::error!(error = %e, "a /metrics rendering failed; this scrape is answered 503");
+                    None
+                }
+            }
         })
         // A shared future that panicked panics every later poll, and each
         // batch awaits the one before it: one panic would break /metrics
@@ -158,7 +181,9 @@ async fn metrics(
             .into_response();
     }
     let started = Instant::now();
-    let (batch, joined) = scrapes.join();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let (batch, joined) = scrapes[format as usize].join();
     let Some(body) = batch.await else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -172,7 +197,16 @@ async fn metrics(
     s.scrape
         .scrape_duration
         .observe(started.elapsed().as_secs_f64());
-    ([(header::CONTENT_TYPE, render::CONTENT_TYPE)], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            // The body depends on Accept (the compression layer adds
+            // Accept-Encoding), so caches keep one per format.
+            (header::VARY, "accept"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn readyz(State(s): State<HttpState>) -> Response {

@@ -1,6 +1,6 @@
 //! All of ringwatch's self-metrics on one registry: builds each subsystem's
 //! own set (registered beside the code that records it) plus
-//! `ringwatch_build_info`. Only the wiring (`daemon`), benches and tests use
+//! `ringwatch_build_info` and the standard `process_*` families. Only the wiring (`daemon`), benches and tests use
 //! this aggregate; a subsystem is handed just its own set, so none of them
 //! imports this module.
 
@@ -31,6 +31,7 @@ impl SelfMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         build_info(&registry);
+        process(&registry);
         SelfMetrics {
             ingest: Arc::new(IngestMetrics::new(&registry)),
             edge: Arc::new(EdgeMetrics::new(&registry)),
@@ -49,6 +50,23 @@ impl Default for SelfMetrics {
     }
 }
 
+/// `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_open_fds`, `process_max_fds`, `process_start_time_seconds`, ...
+/// from the `prometheus` crate's own collector, under the names every
+/// exporter uses, so the usual restart and leak alerts and dashboards work.
+/// It reads /proc at each gather, which `/metrics` does off the async
+/// workers. Linux only: elsewhere the families are absent.
+fn process(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("self-metric names are unique");
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+}
+
 /// Set once and never touched again, so nothing keeps a handle.
 fn build_info(registry: &Registry) {
     let build_info = IntGaugeVec::new(
@@ -65,4 +83,34 @@ fn build_info(registry: &Registry) {
     registry
         .register(Box::new(build_info))
         .expect("self-metric names are unique");
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::proto::MetricType;
+
+    /// OpenMetrics names a counter's samples `<family>_total`: a counter
+    /// named otherwise would be exposed under another name there than in
+    /// the text format.
+    #[test]
+    fn every_counter_ends_in_total_and_process_families_are_there() {
+        let m = super::SelfMetrics::new();
+        let families = m.registry.gather();
+        for f in &families {
+            if f.get_field_type() == MetricType::COUNTER {
+                assert!(f.name().ends_with("_total"), "counter {}", f.name());
+            }
+        }
+        let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        #[cfg(target_os = "linux")]
+        for want in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(names.contains(&want), "{want} not in {names:?}");
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Owns the end-to-end checks against a real Prometheus: dashboard panel queries and recording rules return data, and figures add up across instances.
+//! Owns the end-to-end checks against a real Prometheus: dashboard panel queries and recording rules return data, figures add up across instances, and an OpenMetrics scrape gives the same figures as a text scrape.
 //!
 //! Every Grafana panel query (`python3 dashboards/gen.py --list-queries`) and
 //! every recording rule of deploy/prometheus returns data once Prometheus
@@ -25,6 +25,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -93,6 +94,20 @@ impl Prometheus {
     /// Start and wait until ready; panics with Prometheus' own error lines
     /// when it exits instead (a rule file it refuses, say).
     async fn start(name: &str, targets: &[SocketAddr]) -> Prometheus {
+        let scrape = format!(
+            "  - job_name: ringwatch\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
+            targets
+                .iter()
+                .map(|t| format!("'{t}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Prometheus::start_with(name, true, &scrape).await
+    }
+
+    /// Start with `scrape` as its scrape_configs entries, and both rule
+    /// files of deploy/prometheus when `rules`.
+    async fn start_with(name: &str, rules: bool, scrape: &str) -> Prometheus {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -109,18 +124,19 @@ impl Prometheus {
                 std::process::id()
             ));
             std::fs::create_dir_all(dir.join("data")).unwrap();
-            let rules = root().join("deploy/prometheus");
+            let dir_rules = root().join("deploy/prometheus");
+            let rule_files = if rules {
+                format!(
+                    "rule_files:\n  - '{}'\n  - '{}'\n",
+                    dir_rules.join("recording_rules.yml").display(),
+                    dir_rules.join("alerting_rules.yml").display(),
+                )
+            } else {
+                String::new()
+            };
             let config = format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 rule_files:\n  - '{}'\n  - '{}'\n\
-                 scrape_configs:\n  - job_name: ringwatch\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
-                rules.join("recording_rules.yml").display(),
-                rules.join("alerting_rules.yml").display(),
-                targets
-                    .iter()
-                    .map(|t| format!("'{t}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                 {rule_files}scrape_configs:\n{scrape}"
             );
             std::fs::write(dir.join("prometheus.yml"), config).unwrap();
             let port = common::free_port();
@@ -922,5 +938,267 @@ async fn counters_and_buckets_add_up_across_site_shards() {
     assert!(
         gauges_avg > 15.0,
         "average of the per-instance median gauges: {gauges_avg}"
+    );
+}
+
+/// An HTTP proxy for Prometheus' `proxy_url` that forwards every scrape with
+/// `Accept: text/plain;version=0.0.4` in place of Prometheus' own header.
+///
+/// Prometheus 2.42 (the Debian package) has no `scrape_protocols` (2.49 and
+/// later): it always asks for OpenMetrics first, and no flag of 2.42 changes
+/// that (`native-histograms` only puts protobuf before it). Prometheus picks
+/// its parser from the answer's Content-Type, so a job scraped through this
+/// proxy is answered, and parsed by Prometheus, in the text format. Counts
+/// the requests it rewrote.
+struct TextProxy {
+    addr: SocketAddr,
+    rewritten: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TextProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn text_proxy() -> TextProxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rewritten = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&rewritten);
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(proxy_connection(client, Arc::clone(&count)));
+        }
+    });
+    TextProxy {
+        addr,
+        rewritten,
+        task,
+    }
+}
+
+/// One connection from Prometheus: request heads (GETs, so no bodies) are
+/// read one at a time, rewritten to origin form with the text format's
+/// Accept, and sent on one connection to the target; its answers are copied
+/// back as they come.
+async fn proxy_connection(client: tokio::net::TcpStream, count: Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut from_client, to_client) = client.into_split();
+    let mut to_client = Some(to_client);
+    let mut upstream: Option<tokio::net::tcp::OwnedWriteHalf> = None;
+    let mut back: Option<tokio::task::JoinHandle<()>> = None;
+    let mut buf = Vec::new();
+    loop {
+        let head = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break String::from_utf8(buf.drain(..end + 4).collect()).unwrap();
+            }
+            let mut chunk = [0u8; 4096];
+            match from_client.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => {
+                    if let Some(back) = back {
+                        back.abort();
+                    }
+                    return;
+                }
+            }
+        };
+        let mut lines = head.split("\r\n");
+        let request: Vec<&str> = lines.next().unwrap().split(' ').collect();
+        let [method, uri, version] = request[..] else {
+            panic!("not a request line: {head:?}");
+        };
+        let target = uri
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("not an absolute-form request: {uri}"));
+        let (authority, path) = target.split_at(target.find('/').unwrap_or(target.len()));
+        let mut out = format!("{method} {path} {version}\r\n");
+        for line in lines.filter(|l| !l.is_empty()) {
+            let name = line.split(':').next().unwrap().trim().to_ascii_lowercase();
+            if name != "accept" && name != "proxy-connection" {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str("Accept: text/plain;version=0.0.4\r\n\r\n");
+        if upstream.is_none() {
+            let Ok(up) = tokio::net::TcpStream::connect(authority).await else {
+                return;
+            };
+            let (mut from_up, to_up) = up.into_split();
+            let mut to_client = to_client.take().unwrap();
+            back = Some(tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_up, &mut to_client).await;
+            }));
+            upstream = Some(to_up);
+        }
+        if upstream
+            .as_mut()
+            .unwrap()
+            .write_all(out.as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        count.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `job`'s series of ringwatch (`ringwatch_*` and `process_*`) in Prometheus,
+/// keyed by their labels without `job` and `instance`.
+async fn job_series(prom: &Prometheus, job: &str) -> BTreeMap<String, f64> {
+    let q = format!("{{job=\"{job}\",__name__=~\"ringwatch_.+|process_.+\"}}");
+    prom.query(&q)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+        .iter()
+        .map(|s| {
+            let labels = s["metric"].as_object().unwrap();
+            let name = labels["__name__"].as_str().unwrap();
+            let rest: Vec<String> = labels
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "__name__" | "job" | "instance"))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            (format!("{name}{{{}}}", rest.join(",")), sample_value(s))
+        })
+        .collect()
+}
+
+/// Prometheus' metadata of `metric` as scraped by `job`: (type, unit).
+async fn metadata(prom: &Prometheus, job: &str, metric: &str) -> Option<(String, String)> {
+    let path = format!(
+        "/api/v1/targets/metadata?match_target={}&metric={metric}",
+        form_encode(&format!("{{job=\"{job}\"}}"))
+    );
+    let body = prom.get(&path).await;
+    let first = body["data"].as_array()?.first()?.clone();
+    Some((
+        first["type"].as_str()?.to_string(),
+        first["unit"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
+/// The same ringwatch scraped by the real Prometheus twice: job
+/// `openmetrics` as Prometheus asks by default (OpenMetrics first), job
+/// `text` through [`TextProxy`] (the text format). Prometheus stores the
+/// same series with the same figures both ways, and its metadata shows which
+/// parser each job went through.
+#[tokio::test(flavor = "multi_thread")]
+async fn openmetrics_and_text_scrapes_give_the_same_figures() {
+    if !available("prometheus", "the OpenMetrics end-to-end test") {
+        return;
+    }
+    let d = common::start(&[("RINGWATCH__RULES__CLOCK", "event")]);
+    let proxy = text_proxy().await;
+    let scrape = format!(
+        "  - job_name: openmetrics\n    static_configs:\n      - targets: ['{t}']\n\
+         \x20 - job_name: text\n    proxy_url: 'http://{p}'\n    static_configs:\n      - targets: ['{t}']\n",
+        t = d.http,
+        p = proxy.addr
+    );
+    let prom = Prometheus::start_with("formats", false, &scrape).await;
+    simulate(&d, &["--duration", "900", "--seed", "11"]);
+
+    // Both jobs scraped after the last frame.
+    let frames = d.metrics().await.value("ringwatch_ingest_frames_total");
+    let want = BTreeMap::from([
+        ("openmetrics".to_string(), frames),
+        ("text".to_string(), frames),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = prom.values_by("ringwatch_ingest_frames_total", "job").await;
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not scraped both ways: {got:?}, want {want:?}:\n{}",
+            prom.errors()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        prom.values_by("up", "job").await,
+        BTreeMap::from([("openmetrics".to_string(), 1.0), ("text".to_string(), 1.0)]),
+        "{}",
+        prom.errors()
+    );
+    assert!(proxy.rewritten.load(Ordering::SeqCst) > 0);
+
+    // Which parser each job went through: OpenMetrics names a counter
+    // without `_total` and carries units; the text format does neither.
+    assert_eq!(
+        metadata(&prom, "openmetrics", "ringwatch_calls_offered").await,
+        Some(("counter".to_string(), String::new()))
+    );
+    assert_eq!(
+        metadata(&prom, "openmetrics", "ringwatch_time_to_answer_seconds").await,
+        Some(("histogram".to_string(), "seconds".to_string()))
+    );
+    assert_eq!(
+        metadata(&prom, "text", "ringwatch_calls_offered_total").await,
+        Some(("counter".to_string(), String::new()))
+    );
+    assert_eq!(
+        metadata(&prom, "text", "ringwatch_time_to_answer_seconds").await,
+        Some(("histogram".to_string(), String::new()))
+    );
+    assert_eq!(
+        metadata(&prom, "text", "ringwatch_calls_offered").await,
+        None
+    );
+
+    // The same series both ways, and the same figures but for those that
+    // move on their own between the two jobs' scrapes.
+    let (om, text) = (
+        job_series(&prom, "openmetrics").await,
+        job_series(&prom, "text").await,
+    );
+    assert_eq!(
+        om.keys().collect::<BTreeSet<_>>(),
+        text.keys().collect::<BTreeSet<_>>(),
+        "Prometheus stored other series from the two formats"
+    );
+    let moving = |k: &str| {
+        [
+            "process_",
+            "ringwatch_scrape",
+            "ringwatch_snapshot_",
+            "ringwatch_journal_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+    };
+    let mut compared = 0;
+    let mut differ = Vec::new();
+    for (k, v) in om.iter().filter(|(k, _)| !moving(k)) {
+        let t = text[k];
+        if !(t == *v || (t.is_nan() && v.is_nan())) {
+            differ.push(format!("{k}: openmetrics {v}, text {t}"));
+        }
+        compared += 1;
+    }
+    assert!(
+        differ.is_empty(),
+        "figures differ:\n  {}",
+        differ.join("\n  ")
+    );
+    let buckets = om
+        .keys()
+        .filter(|k| {
+            k.starts_with("ringwatch_time_to_answer_seconds_bucket") && k.contains("le=\"18.0\"")
+        })
+        .count();
+    assert!(buckets > 0, "no le=\"18.0\" bucket stored");
+    eprintln!(
+        "{} series both ways, {compared} figures equal; {} scrapes rewritten to the text format",
+        om.len(),
+        proxy.rewritten.load(Ordering::SeqCst)
     );
 }

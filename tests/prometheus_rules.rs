@@ -91,13 +91,17 @@ fn rule_unit_tests_pass() {
     }
 }
 
-/// Every `ringwatch_...` metric name in `text`: a run of `[a-z0-9_]` starting
-/// with `ringwatch_`, not inside a longer name and not part of a recorded
-/// `level:metric:operations` name (no `:` on either side).
+/// Every `ringwatch_...` and `process_...` metric name in `text`: a run of
+/// `[a-z0-9_]` starting with one of those prefixes, not inside a longer name
+/// and not part of a recorded `level:metric:operations` name (no `:` on
+/// either side).
 fn metric_names(text: &str) -> BTreeSet<String> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
     let mut names = BTreeSet::new();
-    for (at, _) in text.match_indices("ringwatch_") {
+    let starts = text
+        .match_indices("ringwatch_")
+        .chain(text.match_indices("process_"));
+    for (at, _) in starts {
         if text[..at].chars().next_back().is_some_and(word) {
             continue;
         }
@@ -148,9 +152,11 @@ fn metric_name_scanner() {
     let names = metric_names(
         "sum by (queue) (increase(ringwatch_calls_answered_total{short=\"false\"}[15m]))\n\
          - record: queue:ringwatch_service_level_three_rings:ratio_15m\n\
-         # see ringwatch_time_to_answer_seconds_bucket, not xringwatch_nope",
+         # see ringwatch_time_to_answer_seconds_bucket, not xringwatch_nope\n\
+         time() - process_start_time_seconds < 3600, not subprocess_x",
     );
     let want = [
+        "process_start_time_seconds",
         "ringwatch_calls_answered_total",
         "ringwatch_time_to_answer_seconds_bucket",
     ];
@@ -230,6 +236,7 @@ async fn rules_name_only_exposed_metrics() {
         "ringwatch_recovery_cut_bytes",
         "ringwatch_source_connected",
         "ringwatch_source_reconnects_total",
+        "process_start_time_seconds",
     ] {
         assert!(used.contains(name), "{name} not found in the rule files");
     }

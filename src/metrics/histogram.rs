@@ -1,7 +1,7 @@
 //! The two kinds of histogram behind every duration family.
 //!
 //! [`Buckets`] counts observations exactly at fixed boundaries (milliseconds
-//! are integers, so `le="18"` holds a call answered in 18.000 s and never one
+//! are integers, so `le="18.0"` holds a call answered in 18.000 s and never one
 //! answered in 18.001 s): the Prometheus buckets, and what the service-level
 //! rules are computed from. [`HdrWindow`] keeps HDR histograms over a sliding
 //! window for the quantile gauges, exact to 3 significant digits. HDR bins near

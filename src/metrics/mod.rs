@@ -5,6 +5,7 @@
 //! series exists.
 
 pub mod histogram;
+pub mod openmetrics;
 pub mod render;
 
 use std::sync::Arc;

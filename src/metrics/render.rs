@@ -1,17 +1,22 @@
-//! Rendering: a [`Snapshot`] as Prometheus text (format 0.0.4), followed by
-//! the self-metrics registry through the `prometheus` crate's encoder.
+//! Rendering: a [`Snapshot`] followed by the self-metrics registry, in the
+//! Prometheus text format (0.0.4) or OpenMetrics 1.0 text ([`Format`]).
 //! Family names, help texts and label names of the contract live here.
 //!
 //! The call-center families are written straight into the output rather than
 //! built as `prometheus` data-model objects first: with 1,000 queues that is
 //! some 100,000 samples, and building an object (with owned label strings)
-//! per sample cost more than everything else in a scrape.
+//! per sample cost more than everything else in a scrape. The self-metrics
+//! are gathered from the registry and written by the same writer rather than
+//! the crate's `TextEncoder`: it speaks no OpenMetrics, and it spells `le` as
+//! `le="1"` where Prometheus 3 stores `le="1.0"`.
 
 use std::fmt::Write;
 
-use prometheus::{Encoder, TextEncoder};
+use prometheus::proto::{MetricFamily, MetricType};
 
 use super::histogram::{Buckets, QUANTILES};
+pub use super::openmetrics::Format;
+use super::openmetrics::{self, label_float, label_float_string};
 use super::{AgentCounters, Counters, SeriesSnapshot, Snapshot};
 use crate::event::{EventKind, Reason};
 use crate::rules::{FoldedLabel, Live, Outcome};
@@ -22,44 +27,106 @@ type CounterFn = fn(&Counters) -> u64;
 type LiveFn = fn(&Live) -> f64;
 type AgentFn = fn(&AgentCounters) -> u64;
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The text format's content type (the default of `/metrics`).
+pub const CONTENT_TYPE: &str = openmetrics::TEXT_CONTENT_TYPE;
 
-/// Render every family: the contract's, then the self-metrics.
+/// Render every family in the text format: the contract's, then the
+/// self-metrics.
 pub fn render(snapshot: &Snapshot, self_metrics: &prometheus::Registry) -> String {
+    render_as(snapshot, self_metrics, Format::Text)
+}
+
+/// Render every family in `format`: the contract's, then the self-metrics
+/// (then `# EOF` in OpenMetrics).
+pub fn render_as(
+    snapshot: &Snapshot,
+    self_metrics: &prometheus::Registry,
+    format: Format,
+) -> String {
+    // Gathered first: the process collector reads /proc here.
+    let families = self_metrics.gather();
     // ~6.5 KiB per queue: reserve once instead of growing through copies.
-    let mut t = Text::with_capacity(16 * 1024 + snapshot.series.len() * 7 * 1024);
+    let mut t = Text::with_capacity(16 * 1024 + snapshot.series.len() * 7 * 1024, format);
     call_center(&mut t, snapshot);
-    let mut out = t.out.into_bytes();
-    // Self-metrics without any series are left out by the encoder's caller:
-    // the text format cannot express an empty family.
-    let families: Vec<_> = self_metrics
-        .gather()
-        .into_iter()
-        .filter(|f| !f.get_metric().is_empty())
-        .collect();
-    TextEncoder::new()
-        .encode(&families, &mut out)
-        .expect("registered self-metrics are well-formed");
-    String::from_utf8(out).expect("the exposition is UTF-8")
+    registry(&mut t, &families);
+    if format == Format::OpenMetrics {
+        t.out.push_str("# EOF\n");
+    }
+    t.out
 }
 
 /// The text being written. A family's `# HELP`/`# TYPE` header is written
-/// with its first sample, so a family with no series leaves no trace.
-struct Text {
+/// with its first sample, so a family with no series leaves no trace (the
+/// text format cannot express an empty family).
+struct Text<'a> {
     out: String,
-    header: Option<(&'static str, &'static str, &'static str)>,
+    format: Format,
+    header: Option<(&'a str, &'a str, &'a str)>,
+    /// No label written yet on the current sample line.
+    first: bool,
 }
 
-impl Text {
-    fn with_capacity(n: usize) -> Self {
+impl<'a> Text<'a> {
+    fn with_capacity(n: usize, format: Format) -> Self {
         Text {
             out: String::with_capacity(n),
+            format,
             header: None,
+            first: true,
         }
     }
 
-    fn family(&mut self, name: &'static str, help: &'static str, kind: &'static str) {
+    fn family(&mut self, name: &'a str, help: &'a str, kind: &'a str) {
         self.header = Some((name, help, kind));
+    }
+
+    /// Start a sample line: the pending header, then `name` `suffix`.
+    fn start(&mut self, name: &str, suffix: &str) {
+        if let Some((name, help, kind)) = self.header.take() {
+            let format = self.format;
+            let family = openmetrics::family_name(format, name, kind);
+            self.out.push_str("# HELP ");
+            self.out.push_str(family);
+            self.out.push(' ');
+            // OpenMetrics escapes `"` in help texts too.
+            escape(&mut self.out, help, format == Format::OpenMetrics);
+            self.out.push_str("\n# TYPE ");
+            self.out.push_str(family);
+            self.out.push(' ');
+            self.out.push_str(kind);
+            self.out.push('\n');
+            if format == Format::OpenMetrics {
+                if let Some(unit) = openmetrics::unit(family) {
+                    self.out.push_str("# UNIT ");
+                    self.out.push_str(family);
+                    self.out.push(' ');
+                    self.out.push_str(unit);
+                    self.out.push('\n');
+                }
+            }
+        }
+        self.out.push_str(name);
+        self.out.push_str(suffix);
+        self.first = true;
+    }
+
+    fn label(&mut self, k: &str, v: &str) {
+        self.out.push(if self.first { '{' } else { ',' });
+        self.first = false;
+        self.out.push_str(k);
+        self.out.push_str("=\"");
+        escape(&mut self.out, v, true);
+        self.out.push('"');
+    }
+
+    /// End the sample line with its value.
+    fn value(&mut self, value: f64) {
+        if !self.first {
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        number(&mut self.out, value);
+        self.out.push('\n');
     }
 
     /// One sample: `name{queue,site,extra...} value`. `series` adds the
@@ -72,43 +139,17 @@ impl Text {
         extra: &[(&str, &str)],
         value: f64,
     ) {
-        if let Some((family, help, kind)) = self.header.take() {
-            self.out.push_str("# HELP ");
-            self.out.push_str(family);
-            self.out.push(' ');
-            escape(&mut self.out, help, false);
-            self.out.push_str("\n# TYPE ");
-            self.out.push_str(family);
-            self.out.push(' ');
-            self.out.push_str(kind);
-            self.out.push('\n');
-        }
-        self.out.push_str(name);
-        self.out.push_str(suffix);
-        let mut first = true;
-        let mut label = |out: &mut String, k: &str, v: &str| {
-            out.push(if first { '{' } else { ',' });
-            first = false;
-            out.push_str(k);
-            out.push_str("=\"");
-            escape(out, v, true);
-            out.push('"');
-        };
+        self.start(name, suffix);
         if let Some(x) = series {
-            label(&mut self.out, "queue", &x.queue);
+            self.label("queue", &x.queue);
             if let Some(site) = &x.site {
-                label(&mut self.out, "site", site);
+                self.label("site", site);
             }
         }
         for (k, v) in extra {
-            label(&mut self.out, k, v);
+            self.label(k, v);
         }
-        if !first {
-            self.out.push('}');
-        }
-        self.out.push(' ');
-        number(&mut self.out, value);
-        self.out.push('\n');
+        self.value(value);
     }
 
     fn histogram(
@@ -123,7 +164,7 @@ impl Text {
         self.family(name, help, "histogram");
         let les: Vec<String> = bounds
             .iter()
-            .map(|b| (*b as f64 / unit).to_string())
+            .map(|b| label_float_string(*b as f64 / unit))
             .collect();
         for x in series {
             let data = get(x);
@@ -154,7 +195,7 @@ impl Text {
         get: impl Fn(&SeriesSnapshot) -> (&[f64; 3], &Buckets),
     ) {
         self.family(name, help, "summary");
-        let qs = QUANTILES.map(|q| q.to_string());
+        let qs = QUANTILES.map(label_float_string);
         for x in series {
             let (values, totals) = get(x);
             for (q, v) in qs.iter().zip(values) {
@@ -162,6 +203,106 @@ impl Text {
             }
             self.sample(name, "_sum", Some(x), &[], totals.sum as f64 / 1000.0);
             self.sample(name, "_count", Some(x), &[], totals.count as f64);
+        }
+    }
+
+    /// One sample of a gathered self-metric, with its own labels and
+    /// optionally `le` or `quantile` last.
+    fn proto_sample(
+        &mut self,
+        name: &str,
+        suffix: &str,
+        m: &prometheus::proto::Metric,
+        extra: Option<(&str, f64)>,
+        value: f64,
+    ) {
+        self.start(name, suffix);
+        for l in m.get_label() {
+            self.label(l.name(), l.value());
+        }
+        if let Some((k, v)) = extra {
+            self.out.push(if self.first { '{' } else { ',' });
+            self.first = false;
+            self.out.push_str(k);
+            self.out.push_str("=\"");
+            label_float(&mut self.out, v);
+            self.out.push('"');
+        }
+        if !self.first {
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        number(&mut self.out, value);
+        // No self-metric sets one; written as each format spells it should
+        // one ever do (milliseconds in the text format, seconds in
+        // OpenMetrics).
+        let ts = m.timestamp_ms();
+        if ts != 0 {
+            match self.format {
+                Format::Text => {
+                    let _ = write!(self.out, " {ts}");
+                }
+                Format::OpenMetrics => {
+                    self.out.push(' ');
+                    number(&mut self.out, ts as f64 / 1000.0);
+                }
+            }
+        }
+        self.out.push('\n');
+    }
+}
+
+/// The gathered self-metrics (families without any series left out).
+fn registry<'a>(t: &mut Text<'a>, families: &'a [MetricFamily]) {
+    for f in families.iter().filter(|f| !f.get_metric().is_empty()) {
+        let name = f.name();
+        let kind = match f.get_field_type() {
+            MetricType::COUNTER => "counter",
+            MetricType::GAUGE => "gauge",
+            MetricType::HISTOGRAM => "histogram",
+            MetricType::SUMMARY => "summary",
+            // The crate has no untyped metric of its own (and its encoder
+            // panics on one): nothing registered can be untyped.
+            MetricType::UNTYPED => continue,
+        };
+        t.family(name, f.help(), kind);
+        for m in f.get_metric() {
+            match f.get_field_type() {
+                MetricType::COUNTER => {
+                    t.proto_sample(name, "", m, None, m.get_counter().get_value())
+                }
+                MetricType::GAUGE => t.proto_sample(name, "", m, None, m.get_gauge().get_value()),
+                MetricType::UNTYPED => {}
+                MetricType::HISTOGRAM => {
+                    let h = m.get_histogram();
+                    let mut inf = false;
+                    for b in h.get_bucket() {
+                        let le = b.upper_bound();
+                        inf |= le == f64::INFINITY;
+                        t.proto_sample(
+                            name,
+                            "_bucket",
+                            m,
+                            Some(("le", le)),
+                            b.cumulative_count() as f64,
+                        );
+                    }
+                    if !inf {
+                        let count = h.get_sample_count() as f64;
+                        t.proto_sample(name, "_bucket", m, Some(("le", f64::INFINITY)), count);
+                    }
+                    t.proto_sample(name, "_sum", m, None, h.get_sample_sum());
+                    t.proto_sample(name, "_count", m, None, h.get_sample_count() as f64);
+                }
+                MetricType::SUMMARY => {
+                    let s = m.get_summary();
+                    for q in s.get_quantile() {
+                        t.proto_sample(name, "", m, Some(("quantile", q.quantile())), q.value());
+                    }
+                    t.proto_sample(name, "_sum", m, None, s.sample_sum());
+                    t.proto_sample(name, "_count", m, None, s.sample_count() as f64);
+                }
+            }
         }
     }
 }
@@ -530,9 +671,72 @@ mod tests {
         assert_eq!(out, "NaN +Inf 18 0.5 41.5 1000000000000000000000 ");
     }
 
+    /// Self-metrics through the gathered registry, both formats, exactly.
+    #[test]
+    fn self_metrics_in_both_formats() {
+        let r = prometheus::Registry::new();
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("x_frames_total", "Frames \"seen\"."),
+            &["kind"],
+        )
+        .unwrap();
+        c.with_label_values(&["a\"b"]).inc_by(3);
+        let h = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("x_wait_seconds", "Waits.").buckets(vec![0.5, 1.0, 2e6]),
+        )
+        .unwrap();
+        h.observe(0.7);
+        let empty = prometheus::IntGauge::new("x_idle_bytes", "Never set.").unwrap();
+        r.register(Box::new(c)).unwrap();
+        r.register(Box::new(h)).unwrap();
+        r.register(Box::new(empty)).unwrap();
+        let families = r.gather();
+        let text = |format| {
+            let mut t = Text::with_capacity(0, format);
+            registry(&mut t, &families);
+            t.out
+        };
+        assert_eq!(
+            text(Format::Text),
+            "# HELP x_frames_total Frames \"seen\".\n\
+             # TYPE x_frames_total counter\n\
+             x_frames_total{kind=\"a\\\"b\"} 3\n\
+             # HELP x_idle_bytes Never set.\n\
+             # TYPE x_idle_bytes gauge\n\
+             x_idle_bytes 0\n\
+             # HELP x_wait_seconds Waits.\n\
+             # TYPE x_wait_seconds histogram\n\
+             x_wait_seconds_bucket{le=\"0.5\"} 0\n\
+             x_wait_seconds_bucket{le=\"1.0\"} 1\n\
+             x_wait_seconds_bucket{le=\"2e+06\"} 1\n\
+             x_wait_seconds_bucket{le=\"+Inf\"} 1\n\
+             x_wait_seconds_sum 0.7\n\
+             x_wait_seconds_count 1\n"
+        );
+        assert_eq!(
+            text(Format::OpenMetrics),
+            "# HELP x_frames Frames \\\"seen\\\".\n\
+             # TYPE x_frames counter\n\
+             x_frames_total{kind=\"a\\\"b\"} 3\n\
+             # HELP x_idle_bytes Never set.\n\
+             # TYPE x_idle_bytes gauge\n\
+             # UNIT x_idle_bytes bytes\n\
+             x_idle_bytes 0\n\
+             # HELP x_wait_seconds Waits.\n\
+             # TYPE x_wait_seconds histogram\n\
+             # UNIT x_wait_seconds seconds\n\
+             x_wait_seconds_bucket{le=\"0.5\"} 0\n\
+             x_wait_seconds_bucket{le=\"1.0\"} 1\n\
+             x_wait_seconds_bucket{le=\"2e+06\"} 1\n\
+             x_wait_seconds_bucket{le=\"+Inf\"} 1\n\
+             x_wait_seconds_sum 0.7\n\
+             x_wait_seconds_count 1\n"
+        );
+    }
+
     #[test]
     fn empty_families_leave_no_header() {
-        let mut t = Text::with_capacity(0);
+        let mut t = Text::with_capacity(0, Format::Text);
         t.family("a_total", "A.", "counter");
         t.family("b_total", "B.", "counter");
         t.sample("b_total", "", None, &[("x", "y")], 2.0);

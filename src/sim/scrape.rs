@@ -40,7 +40,10 @@ impl Samples {
     }
 }
 
-/// `name{b="2",a="1"}` -> `name{a="1",b="2"}` (label order does not matter).
+/// `name{b="2",a="1"}` -> `name{a="1",b="2"}` (label order does not matter),
+/// and `le`/`quantile` values in the float form Prometheus 3 stores
+/// (`le="18"` -> `le="18.0"`), so a selector matches whichever form it and
+/// the exposition are written in, as it would in Prometheus 3.
 pub fn normalize(selector: &str) -> String {
     let Some((name, rest)) = selector.split_once('{') else {
         return selector.trim().to_string();
@@ -70,7 +73,27 @@ pub fn normalize(selector: &str) -> String {
     if !cur.is_empty() {
         labels.push(cur);
     }
-    let mut labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_string()).collect();
+    let mut labels: Vec<String> = labels.into_iter().map(|l| float_form(l.trim())).collect();
     labels.sort();
     format!("{}{{{}}}", name.trim(), labels.join(","))
+}
+
+/// `le="18"` -> `le="18.0"`; any other label as it is.
+fn float_form(label: &str) -> String {
+    let number = ["le=\"", "quantile=\""].iter().find_map(|k| {
+        let v = label.strip_prefix(k)?.strip_suffix('"')?;
+        let f = match v {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse::<f64>().ok()?,
+        };
+        Some((&label[..k.len()], f))
+    });
+    match number {
+        Some((k, f)) => format!(
+            "{k}{}\"",
+            crate::metrics::openmetrics::label_float_string(f)
+        ),
+        None => label.to_string(),
+    }
 }

@@ -29,7 +29,7 @@ impl Hist {
     ) {
         for le in bounds {
             let n = self.values.iter().filter(|v| *v <= le).count();
-            let le = (*le as f64 / unit).to_string();
+            let le = crate::metrics::openmetrics::label_float_string(*le as f64 / unit);
             out.push((
                 format!(r#"{name}_bucket{{queue="{queue}",le="{le}"}}"#),
                 n as f64,
