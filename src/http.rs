@@ -52,7 +52,12 @@ pub fn router(state: HttpState) -> Router {
     // tower-http's layer: gzip when Accept-Encoding asks for it (Prometheus
     // always does), `Vary: Accept-Encoding`, plain otherwise. It compresses
     // as the body is sent, chunk by chunk.
-    let compressed = tower_http::compression::CompressionLayer::new();
+    // The fastest gzip level: a 1,000-queue body (6.4 MB) shrinks about as
+    // much as at the default level's, for a fraction of the CPU a scrape
+    // costs (the default level made a gzip scrape several times slower
+    // than a plain one).
+    let compressed = tower_http::compression::CompressionLayer::new()
+        .quality(tower_http::CompressionLevel::Fastest);
     Router::new()
         .route("/metrics", get(metrics).layer(compressed))
         .route("/healthz", get(|| async { "ok\n" }))
