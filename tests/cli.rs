@@ -28,9 +28,12 @@ const EVENT_CLOCK: (&str, &str) = ("RINGWATCH__RULES__CLOCK", "event");
 const LONG_DEDUP: (&str, &str) = ("RINGWATCH__RULES__DEDUP_WINDOW", "259200");
 
 fn config() -> Validated {
-    Config::load(None, vec![("RINGWATCH__RULES__CLOCK".to_string(), "event".to_string())].into_iter())
-        .and_then(|c| c.validate())
-        .expect("the default configuration on event time")
+    Config::load(
+        None,
+        vec![("RINGWATCH__RULES__CLOCK".to_string(), "event".to_string())].into_iter(),
+    )
+    .and_then(|c| c.validate())
+    .expect("the default configuration on event time")
 }
 
 fn model(seed: u64, duration_secs: i64) -> Model {
@@ -91,7 +94,12 @@ fn import(d: &Endpoints, format: &str, files: &[&Path], extra: &[&str]) -> Outpu
 /// Every truth figure equals the scrape.
 fn assert_truth(expected: &[(String, f64)], samples: &Samples) {
     let report = verify::compare(expected, samples);
-    assert!(report.ok(), "{}\n{}", report.table, report.differences.join("\n"));
+    assert!(
+        report.ok(),
+        "{}\n{}",
+        report.table,
+        report.differences.join("\n")
+    );
 }
 
 /// The figures of `selectors` in `samples`.
@@ -156,7 +164,10 @@ async fn import_jsonl_counts_exactly_and_a_second_import_changes_nothing() {
         )),
         "{stdout}"
     );
-    assert!(stderr.contains(&format!("day.jsonl: {total} events, 0 skipped")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("day.jsonl: {total} events, 0 skipped")),
+        "{stderr}"
+    );
     let expected = truth::expected(&model, &stories, &cfg.rules, &cfg.bounds());
     let first = d.metrics().await;
     assert_truth(&expected, &first);
@@ -174,7 +185,10 @@ async fn import_jsonl_counts_exactly_and_a_second_import_changes_nothing() {
         .filter(|(s, _)| !s.starts_with("ringwatch_events_duplicate_total"))
         .cloned()
         .collect();
-    assert_eq!(figures(&first, &figures_only), figures(&second, &figures_only));
+    assert_eq!(
+        figures(&first, &figures_only),
+        figures(&second, &figures_only)
+    );
     assert_eq!(
         second.value("ringwatch_events_duplicate_total"),
         total as f64
@@ -201,13 +215,31 @@ async fn bad_jsonl_lines_are_reported_by_number_and_not_sent() {
     let out = import(&d, "jsonl", &[&file], &[]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(stderr.contains("mixed.jsonl: 2 events, 2 skipped"), "{stderr}");
-    assert!(stderr.contains("mixed.jsonl:2: malformed_json: "), "{stderr}");
-    assert!(stderr.contains("mixed.jsonl:4: missing_field: element 1: "), "{stderr}");
-    assert!(stdout.contains("2 accepted, 0 duplicates, 0 rejected"), "{stdout}");
-    assert!(stdout.contains("2 lines or elements were not events"), "{stdout}");
+    assert!(
+        stderr.contains("mixed.jsonl: 2 events, 2 skipped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("mixed.jsonl:2: malformed_json: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("mixed.jsonl:4: missing_field: element 1: "),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("2 accepted, 0 duplicates, 0 rejected"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 lines or elements were not events"),
+        "{stdout}"
+    );
     let m = d.metrics().await;
-    assert_eq!(m.value(r#"ringwatch_calls_answered_total{queue="billing"}"#), 1.0);
+    assert_eq!(
+        m.value(r#"ringwatch_calls_answered_total{queue="billing"}"#),
+        1.0
+    );
     assert_eq!(m.value(r#"ringwatch_calls_active{queue="billing"}"#), 1.0);
 }
 
@@ -227,21 +259,46 @@ async fn rejections_make_the_import_fail_and_are_located() {
     let out = import(&d, "jsonl", &[&file], &[]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(stdout.contains("0 accepted, 0 duplicates, 1 rejected"), "{stdout}");
+    assert!(
+        stdout.contains("0 accepted, 0 duplicates, 1 rejected"),
+        "{stdout}"
+    );
     assert!(stdout.contains("  rejected unknown_call: 1"), "{stdout}");
     assert!(stdout.contains("r.jsonl:1: {"), "{stdout}");
 }
 
 #[test]
 fn unreadable_files_and_wrong_flags_are_clear_errors() {
-    let out = run(&["convert", "--format", "asterisk-ami", "/nonexistent/capture.txt"]);
+    let out = run(&[
+        "convert",
+        "--format",
+        "asterisk-ami",
+        "/nonexistent/capture.txt",
+    ]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot read /nonexistent/capture.txt"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read /nonexistent/capture.txt"),
+        "{stderr}"
+    );
     let long = "s".repeat(65);
-    let out = run(&["convert", "--format", "asterisk-ami", "--site", &long, "/dev/null"]);
+    let out = run(&[
+        "convert",
+        "--format",
+        "asterisk-ami",
+        "--site",
+        &long,
+        "/dev/null",
+    ]);
     assert_eq!(out.status.code(), Some(64), "{:?}", text(&out));
-    let out = run(&["import", "--format", "jsonl", "--url", "ws://127.0.0.1:1/v1/events", "/nonexistent"]);
+    let out = run(&[
+        "import",
+        "--format",
+        "jsonl",
+        "--url",
+        "ws://127.0.0.1:1/v1/events",
+        "/nonexistent",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("cannot read /nonexistent"));
 }
@@ -253,7 +310,13 @@ fn a_daemon_that_cannot_be_reached_is_given_up_on() {
     std::fs::write(&file, "{\"type\":\"clock\",\"ts\":1}\n").unwrap();
     let url = format!("ws://127.0.0.1:{}/v1/events", free_port());
     let out = run(&[
-        "import", "--format", "jsonl", "--url", &url, "--retries", "2",
+        "import",
+        "--format",
+        "jsonl",
+        "--url",
+        &url,
+        "--retries",
+        "2",
         file.to_str().unwrap(),
     ]);
     let (stdout, stderr) = text(&out);
@@ -264,16 +327,24 @@ fn a_daemon_that_cannot_be_reached_is_given_up_on() {
 /// A TCP proxy to `target` that cuts each of its first `cuts` connections
 /// once it forwarded `budget` bytes from the client (mid-frame, acks of
 /// what went through unread).
-async fn cutting_proxy(target: std::net::SocketAddr, cuts: usize, budget: usize) -> (u16, Arc<AtomicUsize>) {
+async fn cutting_proxy(
+    target: std::net::SocketAddr,
+    cuts: usize,
+    budget: usize,
+) -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&connections);
     tokio::spawn(async move {
         loop {
-            let Ok((mut client, _)) = listener.accept().await else { return };
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
             let n = seen.fetch_add(1, Ordering::SeqCst);
-            let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+            let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                return;
+            };
             tokio::spawn(async move {
                 if n >= cuts {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
@@ -285,7 +356,9 @@ async fn cutting_proxy(target: std::net::SocketAddr, cuts: usize, budget: usize)
                     let mut left = budget;
                     let mut buf = vec![0u8; 4096];
                     while left > 0 {
-                        let Ok(k) = cr.read(&mut buf).await else { return };
+                        let Ok(k) = cr.read(&mut buf).await else {
+                            return;
+                        };
                         if k == 0 {
                             return;
                         }
@@ -334,7 +407,10 @@ async fn a_connection_lost_mid_import_is_resumed_with_exact_figures() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(connections.load(Ordering::SeqCst) >= 4, "{stdout}");
-    assert!(stdout.contains("the connection was lost 3 times"), "{stdout}");
+    assert!(
+        stdout.contains("the connection was lost 3 times"),
+        "{stdout}"
+    );
     // Each event acknowledged once: accepted, or a duplicate when its
     // first ack was lost (the daemon may have seen it more than twice).
     let summary = stdout.lines().next().unwrap_or("");
@@ -345,7 +421,11 @@ async fn a_connection_lost_mid_import_is_resumed_with_exact_figures() {
     let [imported, _frames, accepted, duplicates, rejected] = numbers[..] else {
         panic!("{stdout}")
     };
-    assert_eq!((imported, accepted + duplicates, rejected), (total as u64, total as u64, 0), "{stdout}");
+    assert_eq!(
+        (imported, accepted + duplicates, rejected),
+        (total as u64, total as u64, 0),
+        "{stdout}"
+    );
     let m = d.metrics().await;
     assert!(m.value("ringwatch_events_duplicate_total") >= duplicates as f64);
     let expected: Vec<(String, f64)> = truth::expected(&model, &stories, &cfg.rules, &cfg.bounds())
@@ -359,9 +439,8 @@ async fn a_connection_lost_mid_import_is_resumed_with_exact_figures() {
 /// lines around the protocol text, and one event without `Timestamp:`.
 fn ami_capture(model: &Model, stories: &[Story]) -> String {
     use ringwatch::sim::emit_ami::{encode, render};
-    let mut text = String::from(
-        "Connected to Asterisk 20.5.0 currently running on pbx (pid = 1234)\r\n",
-    );
+    let mut text =
+        String::from("Connected to Asterisk 20.5.0 currently running on pbx (pid = 1234)\r\n");
     for (i, m) in render(model, stories).iter().enumerate() {
         text.push_str(&encode(m));
         if i == 3 {
@@ -385,13 +464,21 @@ async fn convert_and_import_an_ami_capture_back_fill_twice() {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("ami.txt");
     std::fs::write(&capture, ami_capture(&model, &stories)).unwrap();
-    let out = run(&["convert", "--format", "asterisk-ami", capture.to_str().unwrap()]);
+    let out = run(&[
+        "convert",
+        "--format",
+        "asterisk-ami",
+        capture.to_str().unwrap(),
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout.lines().count(), want, "{stderr}");
     for line in stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert!(v["event_id"].as_str().unwrap().starts_with("ast:"), "{line}");
+        assert!(
+            v["event_id"].as_str().unwrap().starts_with("ast:"),
+            "{line}"
+        );
     }
     assert!(stderr.contains("ami.txt: "), "{stderr}");
     assert!(stderr.contains("skipped not_protocol: "), "{stderr}");
@@ -409,7 +496,9 @@ async fn convert_and_import_an_ami_capture_back_fill_twice() {
         assert!(out.status.success(), "{stdout}{stderr}");
         let (accepted, duplicates) = if round == 0 { (want, 0) } else { (0, want) };
         assert!(
-            stdout.contains(&format!("{accepted} accepted, {duplicates} duplicates, 0 rejected")),
+            stdout.contains(&format!(
+                "{accepted} accepted, {duplicates} duplicates, 0 rejected"
+            )),
             "{stdout}"
         );
         let out = import(&d, "jsonl", &[&clock], &[]);
@@ -421,7 +510,10 @@ async fn convert_and_import_an_ami_capture_back_fill_twice() {
         .collect();
     let m = d.metrics().await;
     assert_truth(&expected, &m);
-    assert_eq!(m.value("ringwatch_events_duplicate_total"), (want + 1) as f64);
+    assert_eq!(
+        m.value("ringwatch_events_duplicate_total"),
+        (want + 1) as f64
+    );
 }
 
 /// Run `ringwatch simulate --emit PLATFORM --verify` against a daemon whose
@@ -460,7 +552,10 @@ async fn emit_and_verify(kind: &str, platform: &str, secret_env: &str) -> (bool,
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let lines: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).collect();
+        let lines: Vec<String> = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect();
         let status = child.wait().unwrap();
         let mut err = String::new();
         let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
@@ -474,7 +569,12 @@ async fn emit_and_verify(kind: &str, platform: &str, secret_env: &str) -> (bool,
 
 #[tokio::test]
 async fn simulate_emit_asterisk_ami_verifies_through_the_ami_source() {
-    let (ok, out) = emit_and_verify("asterisk_ami", "asterisk-ami", "RINGWATCH__SOURCES__PBX__SECRET").await;
+    let (ok, out) = emit_and_verify(
+        "asterisk_ami",
+        "asterisk-ami",
+        "RINGWATCH__SOURCES__PBX__SECRET",
+    )
+    .await;
     assert!(ok, "{out}");
     assert!(out.contains("listening on 127.0.0.1:"), "{out}");
     assert!(out.contains("figures match"), "{out}");
@@ -482,7 +582,12 @@ async fn simulate_emit_asterisk_ami_verifies_through_the_ami_source() {
 
 #[tokio::test]
 async fn simulate_emit_freeswitch_esl_verifies_through_the_esl_source() {
-    let (ok, out) = emit_and_verify("freeswitch_esl", "freeswitch-esl", "RINGWATCH__SOURCES__PBX__PASSWORD").await;
+    let (ok, out) = emit_and_verify(
+        "freeswitch_esl",
+        "freeswitch-esl",
+        "RINGWATCH__SOURCES__PBX__PASSWORD",
+    )
+    .await;
     assert!(ok, "{out}");
     assert!(out.contains("figures match"), "{out}");
 }

@@ -146,13 +146,7 @@ impl Converted {
             let _ = writeln!(s, "  (no_timestamp: {TIMESTAMP_HINT})");
         }
         for k in self.skipped.iter().take(show) {
-            let _ = writeln!(
-                s,
-                "  {}: {}: {}",
-                self.place(k.at),
-                k.reason,
-                k.detail
-            );
+            let _ = writeln!(s, "  {}: {}: {}", self.place(k.at), k.reason, k.detail);
         }
         if self.skipped.len() > show && show > 0 {
             let _ = writeln!(s, "  ... and {} more", self.skipped.len() - show);

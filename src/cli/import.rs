@@ -280,7 +280,9 @@ async fn connection(
                     let why = frame.map_or("no code".to_string(), |f| {
                         format!("code {}: {}", u16::from(f.code), f.reason)
                     });
-                    return Err(Lost::Retry(format!("the server closed the connection ({why})")));
+                    return Err(Lost::Retry(format!(
+                        "the server closed the connection ({why})"
+                    )));
                 }
                 None => return Err(Lost::Retry("the connection ended".into())),
                 Some(Ok(_)) => continue,
@@ -319,9 +321,17 @@ mod tests {
     #[test]
     fn frames_hold_at_most_batch_events_and_max_bytes() {
         let events: Vec<Event> = (0..10).map(clock).collect();
-        let origins: Vec<Origin> = (0..10).map(|i| Origin { file: 0, line: i + 1 }).collect();
+        let origins: Vec<Origin> = (0..10)
+            .map(|i| Origin {
+                file: 0,
+                line: i + 1,
+            })
+            .collect();
         let f = frames(&events, &origins, 4, 1 << 20);
-        assert_eq!(f.iter().map(|f| f.origins.len()).collect::<Vec<_>>(), [4, 4, 2]);
+        assert_eq!(
+            f.iter().map(|f| f.origins.len()).collect::<Vec<_>>(),
+            [4, 4, 2]
+        );
         assert_eq!(f[2].origins[1].line, 10);
         let all: Vec<Event> = f
             .iter()
@@ -353,7 +363,10 @@ mod tests {
             r#"{"accepted":1,"duplicates":0,"rejected":[{"index":1,"reason":"unknown_call","detail":"x"}]}"#,
         )
         .unwrap();
-        assert_eq!((s.accepted, s.rejected_total(), s.acknowledged()), (1, 1, 2));
+        assert_eq!(
+            (s.accepted, s.rejected_total(), s.acknowledged()),
+            (1, 1, 2)
+        );
         let r = s.report();
         assert!(r.contains("1 accepted, 0 duplicates, 1 rejected"), "{r}");
         assert!(r.contains("  rejected unknown_call: 1"), "{r}");

@@ -114,9 +114,17 @@ mod tests {
         let at: Vec<(usize, &str)> = c.skipped.iter().map(|s| (s.at.line, s.reason)).collect();
         assert_eq!(
             at,
-            [(1, "malformed_json"), (2, "missing_field"), (3, "unknown_type")]
+            [
+                (1, "malformed_json"),
+                (2, "missing_field"),
+                (3, "unknown_type")
+            ]
         );
-        assert!(c.skipped[2].detail.starts_with("element 1: "), "{:?}", c.skipped[2]);
+        assert!(
+            c.skipped[2].detail.starts_with("element 1: "),
+            "{:?}",
+            c.skipped[2]
+        );
         assert!(c.report(10).contains("calls.jsonl:2: missing_field"));
     }
 
@@ -126,7 +134,10 @@ mod tests {
         let a = one(text);
         let b = one(text);
         let ids = |c: &Converted| -> Vec<Id> {
-            c.events.iter().map(|e| e.event_id.clone().unwrap()).collect()
+            c.events
+                .iter()
+                .map(|e| e.event_id.clone().unwrap())
+                .collect()
         };
         assert_eq!(ids(&a), ids(&b));
         // two identical lines are still two events

@@ -163,7 +163,8 @@ fn read(path: &std::path::Path) -> Result<String, CliError> {
     };
     let bytes = if path.as_os_str() == "-" {
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| err(e.to_string()))?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .map_err(|e| err(e.to_string()))?;
         buf
     } else {
         std::fs::read(path).map_err(|e| err(e.to_string()))?

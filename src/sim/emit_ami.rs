@@ -441,6 +441,8 @@ impl Pbx for Ami {
                     headers: vec![
                         ("Event", "FullyBooted".into()),
                         ("Privilege", "system,all".into()),
+                        // As every event with `timestampevents = yes`.
+                        ("Timestamp", timestamp(now)),
                         ("Uptime", "1".into()),
                         ("LastReload", "1".into()),
                         ("Status", "Fully Booted".into()),
@@ -463,7 +465,10 @@ impl Pbx for Ami {
             },
             "challenge" => text(&[
                 ("Response", "Error"),
-                ("Message", "Only plain logins here (AuthType MD5 is not simulated)"),
+                (
+                    "Message",
+                    "Only plain logins here (AuthType MD5 is not simulated)",
+                ),
             ]),
             _ if !self.logged_in => text(&[
                 ("Response", "Error"),
@@ -505,7 +510,10 @@ impl Pbx for Ami {
                     close: false,
                 }
             }
-            _ => text(&[("Response", "Error"), ("Message", "Invalid/unknown command")]),
+            _ => text(&[
+                ("Response", "Error"),
+                ("Message", "Invalid/unknown command"),
+            ]),
         }
     }
 
@@ -598,14 +606,22 @@ mod tests {
         assert_eq!(connect.get("DestLinkedid"), Some("1795420800.6"));
         let hold = &ms[6];
         assert_eq!(hold.get("Channel"), Some("PJSIP/agent-sales-3-00000003"));
-        assert_eq!(hold.get("Uniqueid"), Some("1795420815.7"), "the agent's leg");
+        assert_eq!(
+            hold.get("Uniqueid"),
+            Some("1795420815.7"),
+            "the agent's leg"
+        );
         assert_eq!(hold.get("Linkedid"), Some("1795420800.6"));
         assert_eq!(ms[7].get("Timestamp"), Some("1795420847.001000"));
         let promised = &ms[8];
         assert_eq!(promised.get("UserEvent"), Some("RingwatchCallback"));
         assert_eq!(promised.get("Promise"), Some("p7-3"));
         assert_eq!(promised.get("Due"), Some("1795424490.500"));
-        assert_eq!(promised.get("Uniqueid"), Some("1795420800.6"), "the call's channel");
+        assert_eq!(
+            promised.get("Uniqueid"),
+            Some("1795420800.6"),
+            "the call's channel"
+        );
         assert_eq!(promised.get("Queue"), None, "targets the call");
         assert_eq!(ms[9].get("Reason"), Some("caller"));
         assert_eq!(ms[9].get("TalkTime"), Some("70"));
@@ -647,7 +663,8 @@ mod tests {
                 &ms.iter()
                     .filter(|m| {
                         m.get("Uniqueid").is_some_and(|u| u.ends_with(uid_prefix))
-                            || m.get("DestUniqueid").is_some_and(|u| u.ends_with(uid_prefix))
+                            || m.get("DestUniqueid")
+                                .is_some_and(|u| u.ends_with(uid_prefix))
                     })
                     .cloned()
                     .collect::<Vec<_>>(),
@@ -666,11 +683,16 @@ mod tests {
         );
         let second: Vec<String> = of(".4");
         assert!(!second.contains(&"Unhold".to_string()), "{second:?}");
-        let complete = ms.iter().find(|m| m.get("Event") == Some("AgentComplete")).unwrap();
+        let complete = ms
+            .iter()
+            .find(|m| m.get("Event") == Some("AgentComplete"))
+            .unwrap();
         assert_eq!(complete.get("Reason"), Some("transfer"));
         // a promise never kept has no resolution event
         assert_eq!(
-            ms.iter().filter(|m| m.get("Event") == Some("UserEvent")).count(),
+            ms.iter()
+                .filter(|m| m.get("Event") == Some("UserEvent"))
+                .count(),
             1
         );
         // time order overall
@@ -683,13 +705,19 @@ mod tests {
         assert_eq!(ami.greeting(), "Asterisk Call Manager/9.0.0\r\n");
         let a = ami.answer("Action: Ping\nActionID: 1\n", T);
         assert!(a.text.contains("Authentication Required") && !a.close);
-        let a = ami.answer("Action: Login\nUsername: rw\nSecret: nope\nActionID: 2\n", T);
+        let a = ami.answer(
+            "Action: Login\nUsername: rw\nSecret: nope\nActionID: 2\n",
+            T,
+        );
         assert_eq!(
             a.text,
             "Response: Error\r\nActionID: 2\r\nMessage: Authentication failed\r\n\r\n"
         );
         assert!(a.close && !ami.ready());
-        let a = ami.answer("action: login\nusername: rw\nsecret: s3cret\nevents: call,agent\n", T);
+        let a = ami.answer(
+            "action: login\nusername: rw\nsecret: s3cret\nevents: call,agent\n",
+            T,
+        );
         assert!(a.text.starts_with("Response: Success\r\nMessage: Authentication accepted\r\n\r\nEvent: FullyBooted\r\n"), "{}", a.text);
         assert!(ami.ready());
         let a = ami.answer("Action: Ping\nActionID: p1\n", T + 5);
@@ -708,7 +736,10 @@ mod tests {
         assert!(a.close && a.text.starts_with("Response: Goodbye"));
         // without configured credentials any login is accepted
         let mut any = Ami::new(None);
-        assert!(!any.answer("Action: Login\nUsername: x\nSecret: y\n", T).close);
+        assert!(
+            !any.answer("Action: Login\nUsername: x\nSecret: y\n", T)
+                .close
+        );
         assert!(any.ready());
     }
 
@@ -721,7 +752,10 @@ mod tests {
         let stories = model.stories();
         let ms = render(&model, &stories);
         assert!(ms.windows(2).all(|w| w[0].ts <= w[1].ts));
-        let joins = ms.iter().filter(|m| m.get("Event") == Some("QueueCallerJoin")).count();
+        let joins = ms
+            .iter()
+            .filter(|m| m.get("Event") == Some("QueueCallerJoin"))
+            .count();
         assert_eq!(joins, stories.len());
     }
 }

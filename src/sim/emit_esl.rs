@@ -295,7 +295,10 @@ pub fn encode(m: &Message, body: Body) -> String {
                 .iter()
                 .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
                 .collect();
-            ("text/event-json", serde_json::Value::Object(map).to_string())
+            (
+                "text/event-json",
+                serde_json::Value::Object(map).to_string(),
+            )
         }
         Body::Plain => {
             let mut t = String::new();
@@ -387,7 +390,9 @@ impl Pbx for Esl {
                     }
                 };
                 self.body = Some(body);
-                ok(command_reply(&format!("+OK event listener enabled {format}")))
+                ok(command_reply(&format!(
+                    "+OK event listener enabled {format}"
+                )))
             }
             "api" | "bgapi" => {
                 let cmd = rest.trim();
@@ -495,7 +500,11 @@ mod tests {
         assert_eq!(bridge.get("CC-Agent"), Some("agent-support-1"));
         assert_eq!(bridge.get("CC-Agent-Answered-Time"), Some("1795420818"));
         let hold = &ms[3];
-        assert_eq!(hold.get("Unique-ID"), bridge.get("CC-Agent-UUID"), "agent leg");
+        assert_eq!(
+            hold.get("Unique-ID"),
+            bridge.get("CC-Agent-UUID"),
+            "agent leg"
+        );
         assert_eq!(hold.get("variable_cc_member_uuid"), Some(member.as_str()));
         assert_eq!(hold.get("Event-Subclass"), None);
         let end = &ms[7];
@@ -512,13 +521,19 @@ mod tests {
     fn framing_in_json_and_plain() {
         let m = Message {
             ts: T,
-            headers: vec![("Event-Name", "CUSTOM".into()), ("CC-Queue", "a b:c".into())],
+            headers: vec![
+                ("Event-Name", "CUSTOM".into()),
+                ("CC-Queue", "a b:c".into()),
+            ],
         };
         let j = encode(&m, Body::Json);
         let (head, body) = j.split_once("\n\n").unwrap();
         assert_eq!(
             head,
-            format!("Content-Length: {}\nContent-Type: text/event-json", body.len())
+            format!(
+                "Content-Length: {}\nContent-Type: text/event-json",
+                body.len()
+            )
         );
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["CC-Queue"], "a b:c");
@@ -526,7 +541,10 @@ mod tests {
         let (head, body) = p.split_once("\n\n").unwrap();
         assert_eq!(
             head,
-            format!("Content-Length: {}\nContent-Type: text/event-plain", body.len())
+            format!(
+                "Content-Length: {}\nContent-Type: text/event-plain",
+                body.len()
+            )
         );
         assert_eq!(body, "Event-Name: CUSTOM\nCC-Queue: a%20b%3Ac\n\n");
     }
@@ -541,7 +559,10 @@ mod tests {
         assert!(a.close && a.text.contains("-ERR invalid"));
         let mut esl = Esl::new(Some("ClueCon".into()));
         let a = esl.answer("auth ClueCon\n", T);
-        assert_eq!(a.text, "Content-Type: command/reply\nReply-Text: +OK accepted\n\n");
+        assert_eq!(
+            a.text,
+            "Content-Type: command/reply\nReply-Text: +OK accepted\n\n"
+        );
         assert!(!esl.ready(), "not subscribed yet");
         let a = esl.answer(
             "event json CUSTOM callcenter::info CHANNEL_HOLD CHANNEL_UNHOLD\n",
@@ -553,7 +574,9 @@ mod tests {
         );
         assert!(esl.ready());
         let a = esl.answer("api status\n", T);
-        assert!(a.text.starts_with("Content-Type: api/response\nContent-Length: "));
+        assert!(a
+            .text
+            .starts_with("Content-Type: api/response\nContent-Length: "));
         let a = esl.answer("api callcenter_config queue list members support\n", T);
         assert!(a.text.ends_with("|state|score\n+OK\n"), "{}", a.text);
         let a = esl.answer("exit\n", T);
@@ -562,6 +585,11 @@ mod tests {
         any.answer("auth whatever\n", T);
         any.answer("event plain ALL\n", T);
         assert!(any.ready());
-        assert!(any.encode(&Message { ts: T, headers: vec![] }).contains("text/event-plain"));
+        assert!(any
+            .encode(&Message {
+                ts: T,
+                headers: vec![]
+            })
+            .contains("text/event-plain"));
     }
 }

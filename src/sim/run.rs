@@ -12,8 +12,8 @@ use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use super::model::{Model, QueueSpec, Story};
-use super::{emit, emit_ami, emit_esl, WireEvent};
 use super::send::{self, Pace, Sent};
+use super::{emit, emit_ami, emit_esl, WireEvent};
 use super::{events, scrape::Samples, settle_time, truth, verify};
 use crate::config::Validated;
 use crate::event::Millis;
@@ -278,16 +278,15 @@ async fn emit_run(
     let stop = CancellationToken::new();
     let server = match platform {
         Emit::AsteriskAmi => {
-            let login = match (&args.username, secret) {
-                (Some(u), Some(s)) => Some((u.clone(), s)),
-                (None, None) => None,
-                _ => {
-                    return Err(SimError::Invalid(
+            let login =
+                match (&args.username, secret) {
+                    (Some(u), Some(s)) => Some((u.clone(), s)),
+                    (None, None) => None,
+                    _ => return Err(SimError::Invalid(
                         "--username and --secret-file go together (neither: any login is accepted)"
                             .into(),
-                    ))
-                }
-            };
+                    )),
+                };
             tokio::spawn(emit::serve(
                 listener,
                 feed.clone(),
@@ -302,9 +301,7 @@ async fn emit_run(
             stop.clone(),
         )),
     };
-    println!(
-        "simulate: serving {count} {name} messages ({translated} ringwatch events) on {addr}"
-    );
+    println!("simulate: serving {count} {name} messages ({translated} ringwatch events) on {addr}");
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
     let patience = Duration::from_secs_f64(args.wait_timeout);
@@ -362,12 +359,12 @@ async fn await_translated(
     loop {
         let samples = scrape(&args.metrics_url, token).await;
         let now = match samples {
-            Ok(s) => s
-                .0
-                .iter()
-                .filter(|(k, _)| k.starts_with("ringwatch_source_translated_events_total{"))
-                .map(|(_, v)| *v as u64)
-                .sum::<u64>(),
+            Ok(s) => {
+                s.0.iter()
+                    .filter(|(k, _)| k.starts_with("ringwatch_source_translated_events_total{"))
+                    .map(|(_, v)| *v as u64)
+                    .sum::<u64>()
+            }
             // Not up yet: keep waiting within `patience`.
             Err(_) if began.elapsed() < patience => 0,
             Err(e) => return Err(e),
