@@ -30,7 +30,7 @@ const LONG_DEDUP: (&str, &str) = ("RINGWATCH__RULES__DEDUP_WINDOW", "259200");
 fn config() -> Validated {
     Config::load(
         None,
-        vec![("RINGWATCH__RULES__CLOCK".to_string(), "event".to_string())].into_iter(),
+        vec![("RINGWATCH__RULES__CLOCK".to_string(), "event".to_string())],
     )
     .and_then(|c| c.validate())
     .expect("the default configuration on event time")

@@ -110,11 +110,14 @@ impl Summary {
             let _ = writeln!(s, "  rejected {reason}: {n}");
         }
         for (at, entry) in &self.examples {
-            let name = self.files.get(at.file).map_or("?", String::as_str);
-            if at.line == 0 {
-                let _ = writeln!(s, "  {name}: {entry}");
-            } else {
-                let _ = writeln!(s, "  {name}:{}: {entry}", at.line);
+            // A translated event's line is not known: its event_id names it.
+            match self.files.get(at.file) {
+                Some(name) if at.line > 0 => {
+                    let _ = writeln!(s, "  {name}:{}: {entry}", at.line);
+                }
+                _ => {
+                    let _ = writeln!(s, "  {entry}");
+                }
             }
         }
         s

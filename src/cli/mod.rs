@@ -197,28 +197,38 @@ pub fn run_convert(args: &ConvertArgs) -> Result<(), CliError> {
 /// read as an event, or was not sent.
 pub async fn run_import(args: &ImportArgs) -> Result<bool, CliError> {
     let translate = args.translate.translate()?;
-    let token = match &args.token_file {
-        None => None,
-        Some(path) => {
-            let t = read(path)?;
-            let t = t.trim();
-            if t.is_empty() {
-                return Err(CliError::Usage(format!(
-                    "--token-file {} is empty",
-                    path.display()
-                )));
+    // Reading and converting is blocking work: off the async workers.
+    let (paths, format, token_file) = (args.files.clone(), args.format, args.token_file.clone());
+    let (token, converted) = tokio::task::spawn_blocking(move || {
+        let token = match &token_file {
+            None => None,
+            Some(path) => {
+                let t = read(path)?;
+                let t = t.trim();
+                if t.is_empty() {
+                    return Err(CliError::Usage(format!(
+                        "--token-file {} is empty",
+                        path.display()
+                    )));
+                }
+                Some(t.to_string())
             }
-            Some(t.to_string())
+        };
+        let mut files = Vec::with_capacity(paths.len());
+        for path in &paths {
+            files.push((path.display().to_string(), read(path)?));
         }
-    };
-    let mut files = Vec::with_capacity(args.files.len());
-    for path in &args.files {
-        files.push((path.display().to_string(), read(path)?));
-    }
-    let converted: Converted = match args.format {
-        Format::Jsonl => jsonl::read_all(&files),
-        f => convert::platform(f, &files, &translate),
-    };
+        let converted: Converted = match format {
+            Format::Jsonl => jsonl::read_all(&files),
+            f => convert::platform(f, &files, &translate),
+        };
+        Ok((token, converted))
+    })
+    .await
+    .map_err(|e| CliError::Read {
+        path: "the files".into(),
+        why: e.to_string(),
+    })??;
     eprint!("{}", converted.report(args.show_skipped));
     let unsent = converted.unsendable();
     let frames = import::frames(

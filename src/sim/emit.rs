@@ -5,7 +5,7 @@
 //! that reconnects continues where the last one stopped (as a PBX would:
 //! what was sent to a dead connection is gone).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,8 +58,6 @@ pub struct Feed {
     pub messages: Vec<Message>,
     /// Messages written to a client so far.
     pub sent: AtomicUsize,
-    /// A client is connected and ready.
-    pub connected: AtomicBool,
     /// Release each message when the wall clock reaches its `ts`.
     pub realtime: bool,
 }
@@ -69,7 +67,6 @@ impl Feed {
         Arc::new(Feed {
             messages,
             sent: AtomicUsize::new(0),
-            connected: AtomicBool::new(false),
             realtime,
         })
     }
@@ -100,7 +97,6 @@ pub async fn serve<P: Pbx>(
             Ok((stream, peer)) => {
                 println!("simulate: client {peer} connected");
                 session(stream, &feed, make(), &stop).await;
-                feed.connected.store(false, Ordering::Release);
                 println!(
                     "simulate: client {peer} gone ({} of {} messages sent)",
                     feed.sent.load(Ordering::Acquire).min(feed.messages.len()),
@@ -154,7 +150,6 @@ async fn session<P: Pbx>(stream: TcpStream, feed: &Feed, mut pbx: P, stop: &Canc
     loop {
         let next = feed.sent.load(Ordering::Acquire);
         let pending = pbx.ready().then(|| feed.messages.get(next)).flatten();
-        feed.connected.store(pbx.ready(), Ordering::Release);
         let wait = match pending {
             Some(m) if feed.realtime => {
                 let ms = (m.ts - crate::clock::wall_now()).max(0);
