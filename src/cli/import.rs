@@ -166,6 +166,10 @@ pub enum ImportError {
     Token,
 }
 
+/// A connection that answers nothing for this long is taken as lost (the
+/// daemon acknowledges a frame once it is journaled: seconds at worst).
+const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Why one connection ended before every frame was acknowledged.
 enum Lost {
     /// Worth a reconnect (a reset, a close, a timeout).
@@ -277,7 +281,13 @@ async fn connection(
             return Err(Lost::Retry(format!("sending: {e}")));
         }
         let text = loop {
-            match ws.next().await {
+            let Ok(next) = tokio::time::timeout(ACK_TIMEOUT, ws.next()).await else {
+                return Err(Lost::Retry(format!(
+                    "no acknowledgement for {} s",
+                    ACK_TIMEOUT.as_secs()
+                )));
+            };
+            match next {
                 Some(Ok(Message::Text(t))) => break t,
                 Some(Ok(Message::Close(frame))) => {
                     let why = frame.map_or("no code".to_string(), |f| {

@@ -341,7 +341,13 @@ async fn emit_run(
     }
     .await;
     stop.cancel();
-    let _ = server.await;
+    // A client that stopped reading could hold a write forever.
+    if tokio::time::timeout(Duration::from_secs(2), server)
+        .await
+        .is_err()
+    {
+        eprintln!("simulate: the client did not take the last messages; leaving it");
+    }
     outcome
 }
 
