@@ -19,6 +19,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -35,6 +35,12 @@ enum Command {
     Demo(ringwatch::demo::DemoArgs),
     /// Push a simulated call center to a running ringwatch (and verify it).
     Simulate(ringwatch::sim::run::SimulateArgs),
+    /// Print the ringwatch events a PBX capture makes (JSON lines on
+    /// stdout; what was skipped, and why, on stderr).
+    Convert(ringwatch::cli::ConvertArgs),
+    /// Send files (JSON lines or PBX captures) to a running ringwatch,
+    /// with acknowledgements and resends; importing twice counts nothing twice.
+    Import(ringwatch::cli::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +75,24 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => finish(Err(e)),
         },
+        Command::Convert(args) => cli_exit(ringwatch::cli::run_convert(&args).map(|()| true)),
+        Command::Import(args) => match runtime() {
+            Ok(rt) => cli_exit(rt.block_on(ringwatch::cli::run_import(&args))),
+            Err(e) => finish(Err(e)),
+        },
+    }
+}
+
+/// `convert` and `import`: 0, 1 when something was not taken, or the
+/// error's own code (64 for a wrong flag).
+fn cli_exit(result: Result<bool, ringwatch::cli::CliError>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("ringwatch: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

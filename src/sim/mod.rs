@@ -1,7 +1,12 @@
 //! The simulator: a reproducible call center ([`model`]) turned into wire
 //! events, pushed over the real WebSocket ingest ([`send`]), with its own
-//! ground truth ([`truth`]) compared against `/metrics` ([`verify`]).
+//! ground truth ([`truth`]) compared against `/metrics` ([`verify`]); or
+//! played as a PBX would tell it ([`emit_ami`], [`emit_esl`], served by
+//! [`emit`]) for ringwatch's own platform sources to read.
 
+pub mod emit;
+pub mod emit_ami;
+pub mod emit_esl;
 pub mod model;
 pub mod run;
 pub mod scrape;

@@ -1,12 +1,19 @@
 //! `ringwatch simulate`: generate a call center from a seed, push it to a
-//! running ringwatch, and with `--verify` compare its figures to the truth.
+//! running ringwatch (or, with `--emit`, serve it as an Asterisk AMI or
+//! FreeSWITCH ESL server for ringwatch's platform source to read), and with
+//! `--verify` compare its figures to the truth.
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use tokio_util::sync::CancellationToken;
 
-use super::model::{Model, QueueSpec};
+use super::model::{Model, QueueSpec, Story};
 use super::send::{self, Pace, Sent};
+use super::{emit, emit_ami, emit_esl, WireEvent};
 use super::{events, scrape::Samples, settle_time, truth, verify};
 use crate::config::Validated;
 use crate::event::Millis;
@@ -64,6 +71,37 @@ pub struct SimulateArgs {
     /// The same for scraping --metrics-url (`http.metrics_tokens_file`).
     #[arg(long)]
     pub metrics_token_file: Option<std::path::PathBuf>,
+    /// Play the call center as this PBX would tell it: serve its protocol
+    /// on --listen for a ringwatch platform source to connect to, instead
+    /// of sending contract events to --url.
+    #[arg(long, value_enum)]
+    pub emit: Option<Emit>,
+    /// Where the simulated PBX listens [127.0.0.1:5038 for AMI,
+    /// 127.0.0.1:8021 for ESL]; port 0 picks a free one (printed).
+    #[arg(long, requires = "emit")]
+    pub listen: Option<String>,
+    /// The AMI username to accept (with --secret-file); without both, any
+    /// login is accepted.
+    #[arg(long, requires = "emit")]
+    pub username: Option<String>,
+    /// A file holding the AMI secret (with --username) or the ESL password
+    /// to accept; without it, any is accepted.
+    #[arg(long, requires = "emit")]
+    pub secret_file: Option<PathBuf>,
+    /// With --emit: give up when the stream makes no progress for this many
+    /// seconds (no client, or one that stopped reading), and, with
+    /// --verify, when the daemon takes this long to translate it.
+    #[arg(long, default_value_t = 300.0)]
+    pub wait_timeout: f64,
+}
+
+/// The PBX `--emit` plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// Asterisk 12+ Manager Interface (banner `Asterisk Call Manager/9.0.0`).
+    AsteriskAmi,
+    /// FreeSWITCH event socket with mod_callcenter events.
+    FreeswitchEsl,
 }
 
 /// The token in `path` (trimmed), if a path is given.
@@ -127,6 +165,12 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
             )));
         }
     }
+    if !(args.wait_timeout.is_finite() && args.wait_timeout > 0.0) {
+        return Err(SimError::Invalid(format!(
+            "--wait-timeout must be a positive number, got {}",
+            args.wait_timeout
+        )));
+    }
     let start = if args.realtime {
         crate::clock::wall_now() + 1_000
     } else {
@@ -135,6 +179,9 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
     let model = args.model(start);
     let stories = model.stories();
     let settle = (!args.realtime).then(|| settle_time(&stories, cfg.rules.callback_expiry));
+    if let Some(platform) = args.emit {
+        return emit_run(args, cfg, platform, &model, stories, settle).await;
+    }
     let evs = events(&model, &stories, settle);
     println!(
         "simulating {} calls ({} events) on {} queues, seed {}",
@@ -156,8 +203,17 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
         return Ok(sent.rejected == 0);
     }
     let expected = truth::expected(&model, &stories, &cfg.rules, &cfg.bounds());
-    let actual = scrape(&args.metrics_url, metrics_token.as_deref()).await?;
-    let report = verify::compare(&expected, &actual);
+    compare(args, &expected, metrics_token.as_deref()).await
+}
+
+/// Scrape --metrics-url and print every difference from `expected`.
+async fn compare(
+    args: &SimulateArgs,
+    expected: &[(String, f64)],
+    metrics_token: Option<&str>,
+) -> Result<bool, SimError> {
+    let actual = scrape(&args.metrics_url, metrics_token).await?;
+    let report = verify::compare(expected, &actual);
     print!("{}", report.table);
     for d in &report.differences {
         println!("DIFF {d}");
@@ -173,6 +229,165 @@ pub async fn simulate(args: &SimulateArgs, cfg: &Validated) -> Result<bool, SimE
     }
     let _ = std::io::stdout().flush();
     Ok(report.ok())
+}
+
+/// `--emit`: serve the stream as `platform` would until it was all sent
+/// (and, with --verify, taken and compared).
+async fn emit_run(
+    args: &SimulateArgs,
+    cfg: &Validated,
+    platform: Emit,
+    model: &Model,
+    stories: Vec<Story>,
+    settle: Option<Millis>,
+) -> Result<bool, SimError> {
+    // mod_callcenter has no customer callbacks: none in the stream, none in the truth.
+    let stories = match platform {
+        Emit::AsteriskAmi => stories,
+        Emit::FreeswitchEsl => emit_esl::strip_callbacks(&stories),
+    };
+    let messages = match platform {
+        Emit::AsteriskAmi => emit_ami::render(model, &stories),
+        Emit::FreeswitchEsl => emit_esl::render(model, &stories),
+    };
+    // What the platform source should make of it: the contract events
+    // the simulator sends itself, less the settling heartbeat.
+    let translated = events(model, &stories, None).len() as u64;
+    let secret = read_token("--secret-file", &args.secret_file)?;
+    let metrics_token = read_token("--metrics-token-file", &args.metrics_token_file)?;
+    let token = read_token("--token-file", &args.token_file)?;
+    let (default_listen, name) = match platform {
+        Emit::AsteriskAmi => ("127.0.0.1:5038", "AMI"),
+        Emit::FreeswitchEsl => ("127.0.0.1:8021", "ESL"),
+    };
+    let listen = args.listen.as_deref().unwrap_or(default_listen);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| SimError::Invalid(format!("--listen {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| SimError::Invalid(format!("--listen {listen}: {e}")))?;
+    let count = messages.len();
+    println!(
+        "simulating {} calls on {} queues, seed {}",
+        stories.len(),
+        model.queues.len(),
+        model.seed
+    );
+    let feed = emit::Feed::new(messages, args.realtime);
+    let stop = CancellationToken::new();
+    let server = match platform {
+        Emit::AsteriskAmi => {
+            let login =
+                match (&args.username, secret) {
+                    (Some(u), Some(s)) => Some((u.clone(), s)),
+                    (None, None) => None,
+                    _ => return Err(SimError::Invalid(
+                        "--username and --secret-file go together (neither: any login is accepted)"
+                            .into(),
+                    )),
+                };
+            tokio::spawn(emit::serve(
+                listener,
+                feed.clone(),
+                move || emit_ami::Ami::new(login.clone()),
+                stop.clone(),
+            ))
+        }
+        Emit::FreeswitchEsl => tokio::spawn(emit::serve(
+            listener,
+            feed.clone(),
+            move || emit_esl::Esl::new(secret.clone()),
+            stop.clone(),
+        )),
+    };
+    println!("simulate: serving {count} {name} messages ({translated} ringwatch events) on {addr}");
+    println!("listening on {addr}");
+    let _ = std::io::stdout().flush();
+    let patience = Duration::from_secs_f64(args.wait_timeout);
+    let outcome = async {
+        // The stream, as fast as the client reads it (or at its pace).
+        let mut last = (0usize, Instant::now());
+        while !feed.done() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let sent = feed.sent.load(Ordering::Acquire);
+            if sent != last.0 || args.realtime {
+                last = (sent, Instant::now());
+            } else if last.1.elapsed() > patience {
+                return Err(SimError::Invalid(format!(
+                    "no client took the stream for {:.0} s ({sent} of {count} messages sent); \
+                     is a ringwatch source configured with address = \"{addr}\"?",
+                    args.wait_timeout
+                )));
+            }
+        }
+        println!("simulate: all {count} messages sent");
+        let Some(settle) = settle.filter(|_| args.verify) else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(true);
+        };
+        let got = await_translated(args, metrics_token.as_deref(), translated, patience).await?;
+        println!("simulate: the daemon translated {got} events (expected {translated})");
+        // Event time settles promises only when the clock passes them: the
+        // heartbeat the contract stream ends with, sent over ingest.
+        let heartbeat = WireEvent {
+            ts: settle,
+            json: serde_json::json!({"type": "clock", "ts": settle, "event_id": format!("sim{}-settle", model.seed)}).to_string(),
+        };
+        let sent = send::send(&args.url, token.as_deref(), &[heartbeat], 1, Pace::Unpaced, |_| {}).await?;
+        report_sent(&sent);
+        let expected = truth::expected(model, &stories, &cfg.rules, &cfg.bounds());
+        compare(args, &expected, metrics_token.as_deref()).await
+    }
+    .await;
+    stop.cancel();
+    // A client that stopped reading could hold a write forever.
+    if tokio::time::timeout(Duration::from_secs(2), server)
+        .await
+        .is_err()
+    {
+        eprintln!("simulate: the client did not take the last messages; leaving it");
+    }
+    outcome
+}
+
+/// Poll `ringwatch_source_translated_events_total` (summed over sources)
+/// until it reaches `want`, or stops growing for five seconds, or
+/// `patience` passes; returns the last value.
+async fn await_translated(
+    args: &SimulateArgs,
+    token: Option<&str>,
+    want: u64,
+    patience: Duration,
+) -> Result<u64, SimError> {
+    let began = Instant::now();
+    let mut last = (u64::MAX, Instant::now());
+    loop {
+        let samples = scrape(&args.metrics_url, token).await;
+        let now = match samples {
+            Ok(s) => {
+                s.0.iter()
+                    .filter(|(k, _)| k.starts_with("ringwatch_source_translated_events_total{"))
+                    .map(|(_, v)| *v as u64)
+                    .sum::<u64>()
+            }
+            // Not up yet: keep waiting within `patience`.
+            Err(_) if began.elapsed() < patience => 0,
+            Err(e) => return Err(e),
+        };
+        if now >= want {
+            return Ok(now);
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if now > 0 && last.1.elapsed() > Duration::from_secs(5) {
+            return Ok(now);
+        }
+        if began.elapsed() > patience {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn report_sent(sent: &Sent) {
