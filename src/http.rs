@@ -1,4 +1,5 @@
-//! HTTP exposure: `/metrics` (Prometheus text), `/healthz` (the process is
+//! HTTP exposure: `/metrics` (Prometheus text), the wallboard and the
+//! landing page (`/`, `/wall`, `/api/v1/*`, in `crate::wall`), `/healthz` (the process is
 //! alive) and `/readyz` (listeners are up, the state is loaded and the
 //! journal takes writes; false again once shutdown starts or after a fatal
 //! failure, so load balancers stop sending). `/metrics` may
@@ -36,8 +37,10 @@ pub struct HttpState {
     /// Where `/metrics` counts its 401s.
     pub edge: Arc<EdgeMetrics>,
     pub health: Arc<Health>,
-    /// Who may scrape `/metrics`.
+    /// Who may scrape `/metrics` (and read the wall).
     pub auth: Auth,
+    /// `[wall]`: the wallboard's time zone.
+    pub wall: crate::wall::WallSettings,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -46,6 +49,14 @@ pub fn router(state: HttpState) -> Router {
         registry: state.registry.clone(),
         latest: Arc::new(Mutex::new(Latest::default())),
     });
+    let wall = crate::wall::router(crate::wall::WallState::new(
+        state.pipeline.clone(),
+        Arc::clone(&state.health),
+        state.wall.clone(),
+        state.auth.clone(),
+        Arc::clone(&state.edge),
+        state.registry.clone(),
+    ));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -54,6 +65,7 @@ pub fn router(state: HttpState) -> Router {
             http: state,
             scrapes,
         })
+        .merge(wall)
 }
 
 #[derive(Clone)]

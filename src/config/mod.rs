@@ -26,6 +26,7 @@ mod metrics;
 mod platform;
 mod rules;
 mod shutdown;
+mod wall;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -51,6 +52,7 @@ pub use metrics::{BucketsToml, Metrics, MetricsConfig};
 pub use platform::{Kind, PlatformSource, SecretRef, Spec};
 pub use rules::{QueueOverrides, RulesConfig};
 pub use shutdown::{Shutdown, ShutdownConfig};
+pub use wall::WallConfig;
 
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
@@ -85,6 +87,7 @@ pub struct Config {
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
     pub durability: DurabilityConfig,
+    pub wall: WallConfig,
 }
 
 /// Every section validated, in the units and types its subsystem uses. Files
@@ -108,6 +111,8 @@ pub struct Validated {
     pub platforms: Vec<PlatformSource>,
     /// `None` when `durability.dir` is empty (state in memory only).
     pub durability: Option<crate::durability::Settings>,
+    /// `[wall]`: the wallboard's time zone.
+    pub wall: crate::wall::WallSettings,
 }
 
 const LIST_KEYS: [&str; 5] = [
@@ -165,6 +170,7 @@ impl Config {
             shutdown: self.shutdown.validate()?,
             alerts: self.alerts.validate()?,
             durability: self.durability.validate()?,
+            wall: self.wall.validate()?,
             ingest,
             rules,
             metrics,

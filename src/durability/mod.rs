@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::event::Millis;
 use crate::health::{Fatal, Health};
+use crate::metrics::windows::WindowsImage;
 use crate::metrics::{Bounds, Store};
 use crate::rules::{Engine, EngineImage, Settings as RuleSettings};
 pub use journal::Record;
@@ -136,15 +137,23 @@ pub fn encode_state(engine: &Engine, store: &Store) -> Vec<u8> {
         version: STATE_VERSION,
         taken_at: crate::clock::wall_now(),
     };
-    postcard::to_stdvec(&(meta, engine, store)).expect("in-memory encoding cannot fail")
+    // The wallboard's windows trail the rest: a body written before them
+    // ends after the store, and reads as windows left empty.
+    postcard::to_stdvec(&(meta, engine, store, store.windows_image()))
+        .expect("in-memory encoding cannot fail")
 }
 
 /// Rebuild the state from a snapshot body. Metrics whose bucket boundaries
 /// changed since cannot carry on and restart from zero (as after any
 /// restart of an exporter); the rules state always carries on.
 pub fn decode_state(body: &[u8], cfg: &StateConfig) -> Result<(Engine, Store, Meta), String> {
-    let (meta, image, mut store): (Meta, EngineImage, Store) =
-        postcard::from_bytes(body).map_err(|e| format!("cannot decode: {e}"))?;
+    let ((meta, image, mut store), rest): ((Meta, EngineImage, Store), &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| format!("cannot decode: {e}"))?;
+    let windows: WindowsImage = if rest.is_empty() {
+        WindowsImage::default()
+    } else {
+        postcard::from_bytes(rest).map_err(|e| format!("cannot decode the wall's windows: {e}"))?
+    };
     if meta.version != STATE_VERSION {
         return Err(format!("unknown snapshot version {}", meta.version));
     }
@@ -164,6 +173,7 @@ pub fn decode_state(body: &[u8], cfg: &StateConfig) -> Result<(Engine, Store, Me
     } else {
         engine.replay_agents_from(store.agents_len(), &mut store);
     }
+    store.restore_windows(engine.series().all(), windows);
     for queue in &cfg.declared_queues {
         engine.declare_queue(queue, &mut store);
     }
