@@ -444,3 +444,199 @@ impl QueueDoc {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{BucketConfig, Bounds, EngineState, Store};
+    use crate::rules::{Measure, Observer, Outcome, SeriesInfo, Settings};
+
+    fn store(queues: &[(&str, Option<&str>)]) -> Store {
+        let mut s = Store::new(
+            Bounds::new(&Settings::default(), &BucketConfig::default()),
+            300_000,
+        );
+        for (id, (q, site)) in (0..).zip(queues) {
+            s.new_series(
+                id,
+                &SeriesInfo {
+                    queue: (*q).into(),
+                    site: site.map(Into::into),
+                    limits: Limits::default(),
+                },
+            );
+        }
+        s
+    }
+
+    fn zone(name: &str) -> WallSettings {
+        WallSettings::new(name, jiff::tz::TimeZone::get(name).unwrap())
+    }
+
+    fn ms(rfc3339: &str) -> Millis {
+        rfc3339.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    fn at(store: &mut Store, now: Millis, tz: &WallSettings, live: Vec<Live>) -> Figures {
+        let snap = store.snapshot(
+            live,
+            EngineState {
+                clock: now,
+                ..EngineState::default()
+            },
+        );
+        Figures::of(&snap, tz, 0)
+    }
+
+    const ANSWERED: Measure = Measure::Answered {
+        wait: 4_000,
+        rings: 1,
+        late: false,
+    };
+
+    /// Today starts at local midnight: in Paris (UTC+1 in November) a call
+    /// at 23:50 local is yesterday's by 00:20, while in UTC both calls are
+    /// on the same day.
+    #[test]
+    fn today_rolls_over_at_local_midnight() {
+        let mut s = store(&[("q", None)]);
+        s.measure(0, ms("2026-11-23T22:50:00Z"), ANSWERED);
+        s.measure(0, ms("2026-11-23T23:10:00Z"), ANSWERED);
+        let now = ms("2026-11-23T23:20:00Z");
+        let paris = at(&mut s, now, &zone("Europe/Paris"), vec![]);
+        assert_eq!(paris.day_start, ms("2026-11-23T23:00:00Z"));
+        assert_eq!(paris.day_start_text, "2026-11-24T00:00:00+01:00");
+        assert_eq!(paris.now_text, "2026-11-24T00:20:00+01:00");
+        assert_eq!(paris.queues[0].today.answered, 1);
+        let utc = at(&mut s, now, &zone("UTC"), vec![]);
+        assert_eq!(utc.queues[0].today.answered, 2);
+        // Kathmandu is UTC+5:45: midnight is still a quarter boundary.
+        let ktm = at(&mut s, now, &zone("Asia/Kathmandu"), vec![]);
+        assert_eq!(ktm.day_start, ms("2026-11-23T18:15:00Z"));
+        assert_eq!(ktm.queues[0].today.answered, 2);
+    }
+
+    /// New York's 2026-11-01 has 25 hours (clocks go back at 02:00): late
+    /// that evening, the call at 00:05 is still today's, the one at 23:55
+    /// the day before is not.
+    #[test]
+    fn a_dst_day_of_25_hours_is_kept_whole() {
+        let mut s = store(&[("q", None)]);
+        s.measure(0, ms("2026-11-01T03:55:00Z"), ANSWERED); // 23:55 EDT, Oct 31
+        s.measure(0, ms("2026-11-01T04:05:00Z"), ANSWERED); // 00:05 EDT
+        s.measure(0, ms("2026-11-02T04:40:00Z"), ANSWERED); // 23:40 EST
+        let ny = zone("America/New_York");
+        let f = at(&mut s, ms("2026-11-02T04:50:00Z"), &ny, vec![]);
+        assert_eq!(f.day_start_text, "2026-11-01T00:00:00-04:00");
+        assert_eq!(f.now_text, "2026-11-01T23:50:00-05:00");
+        assert_eq!(f.queues[0].today.answered, 2);
+        // And at the next midnight, today starts again.
+        let f = at(&mut s, ms("2026-11-02T05:00:00Z"), &ny, vec![]);
+        assert_eq!(f.queues[0].today.answered, 0);
+    }
+
+    /// "Last 15 minutes" is the current minute and the 14 before it; the
+    /// chart the current minute and the 59 before it, oldest first.
+    #[test]
+    fn the_fifteen_minutes_and_the_chart_have_exact_edges() {
+        let mut s = store(&[("q", None)]);
+        let now = ms("2026-11-23T09:30:20Z");
+        let first = ms("2026-11-23T09:16:00Z");
+        s.measure(0, first - 1, ANSWERED);
+        s.measure(0, first, ANSWERED);
+        s.measure(0, now, Measure::Abandoned { wait: 30_000, short: false });
+        let f = at(&mut s, now, &zone("UTC"), vec![]);
+        assert_eq!(f.recent_start, first);
+        assert_eq!(f.queues[0].recent.answered, 1);
+        assert_eq!(f.queues[0].recent.abandoned_long, 1);
+        assert_eq!(f.queues[0].today.answered, 2);
+        let chart = &f.queues[0].chart;
+        assert_eq!(chart.len(), 60);
+        assert_eq!(f.chart_start, ms("2026-11-23T08:31:00Z"));
+        assert_eq!(chart[59].abandoned_long, 1);
+        assert_eq!(chart[45].answered, 1); // 09:16
+        assert_eq!(chart[44].answered, 1); // 09:15:59.999
+        // An hour on, the chart has moved past all of it.
+        let f = at(&mut s, now + 3_600_000, &zone("UTC"), vec![]);
+        assert!(f.queues[0].chart.iter().all(|t| *t == Tally::default()));
+    }
+
+    /// Exact values of the document: ratios, statuses, the live figures
+    /// summed over a queue's sites (longest taken), and the total of the
+    /// queues asked for, in the order asked.
+    #[test]
+    fn the_document_has_exact_values() {
+        let mut s = store(&[("billing", Some("eu")), ("sales", None), ("billing", Some("us"))]);
+        let t = ms("2026-11-23T09:00:00Z");
+        for (id, late) in [(0, false), (0, false), (2, true), (1, false)] {
+            s.measure(id, t, Measure::Answered { wait: if late { 20_000 } else { 6_000 }, rings: 1, late });
+        }
+        s.measure(2, t, Measure::Abandoned { wait: 3_000, short: true });
+        s.measure(0, t, Measure::Abandoned { wait: 40_000, short: false });
+        s.measure(0, t, Measure::Resolved { outcome: Outcome::Kept, lateness: 0 });
+        s.measure(2, t, Measure::Resolved { outcome: Outcome::Missed, lateness: 0 });
+        s.measure(2, t, Measure::Resolved { outcome: Outcome::Cancelled, lateness: 0 });
+        let live = vec![
+            Live { waiting: 2, waiting_over_limit: 1, oldest_wait: 25_000, on_hold: 1, longest_hold: 9_000, callbacks_pending: 3, ..Live::default() },
+            Live { waiting: 1, oldest_wait: 13_000, ..Live::default() },
+            Live { waiting: 1, oldest_wait: 5_000, on_hold: 2, on_hold_over_limit: 1, longest_hold: 18_000, callbacks_overdue: 1, ..Live::default() },
+        ];
+        let f = at(&mut s, t + 30_000, &zone("UTC"), live);
+        let all = f.document(None);
+        assert_eq!(
+            all.queues.iter().map(|q| q.queue.as_deref()).collect::<Vec<_>>(),
+            [Some("billing"), Some("sales")]
+        );
+        let b = &all.queues[0];
+        assert_eq!(b.today.answered, 3);
+        assert_eq!(b.today.answered_within_limit, 2);
+        assert_eq!(b.today.abandoned_long, 1);
+        assert_eq!(b.today.abandoned_short, 1);
+        assert_eq!(b.today.service_level, Some(0.5));
+        assert_eq!(b.today.abandon_rate, Some(0.25));
+        assert_eq!(b.today.average_answer_seconds, Some(32.0 / 3.0));
+        assert_eq!(b.today.callback_compliance, Some(0.5));
+        assert_eq!(b.last_15m, b.today);
+        assert_eq!(b.now.waiting, 3);
+        assert_eq!(b.now.oldest_wait_seconds, 25.0);
+        assert_eq!(b.now.longest_hold_seconds, 18.0);
+        assert_eq!(b.now.on_hold, 3);
+        assert_eq!(b.limits, Some(LimitsDoc { answer_seconds: 18.0, hold_seconds: 17.0 }));
+        assert_eq!(b.status.service_level_today, Level::Over);
+        assert_eq!(b.status.oldest_wait, Level::Over);
+        assert_eq!(b.status.longest_hold, Level::Over);
+        assert_eq!(b.status.callbacks_overdue, Level::Over);
+        assert_eq!(b.status.callback_compliance_today, Level::Over);
+        let sales = &all.queues[1];
+        assert_eq!(sales.today.service_level, Some(1.0));
+        assert_eq!(sales.status.service_level_today, Level::Ok);
+        assert_eq!(sales.status.oldest_wait, Level::Warn); // 13 s: past two rings
+        assert_eq!(sales.status.callback_compliance_today, Level::None);
+        assert_eq!(all.total.queue, None);
+        assert_eq!(all.total.today.answered, 4);
+        assert_eq!(all.total.today.service_level, Some(0.6));
+        assert_eq!(all.total.now.waiting, 4);
+        assert_eq!(all.total.status.oldest_wait, Level::Over);
+        assert_eq!(all.total.chart[59].answered, 4);
+        assert_eq!(all.total.chart[59].start_ms, ms("2026-11-23T09:00:00Z"));
+        let picked = f.document(Some(&["sales".into(), "nope".into(), "sales".into()]));
+        assert_eq!(picked.queues.len(), 1);
+        assert_eq!(picked.total.today.answered, 1);
+        let v = serde_json::to_value(&picked).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["generated_at"], "2026-11-23T09:00:30+00:00");
+        assert_eq!(v["queues"][0]["status"]["oldest_wait"], "warn");
+        assert_eq!(v["total"]["queue"], serde_json::Value::Null);
+    }
+
+    /// Before its first event the monitor's clock has no value: the wall
+    /// clock stands in.
+    #[test]
+    fn no_clock_yet_uses_the_wall_clock() {
+        let mut s = store(&[("q", None)]);
+        let snap = s.snapshot(vec![], EngineState { clock: Millis::MIN, ..EngineState::default() });
+        let f = Figures::of(&snap, &zone("UTC"), ms("2026-11-23T09:00:00Z"));
+        assert_eq!(f.now, ms("2026-11-23T09:00:00Z"));
+        assert_eq!(f.document(None).queues[0].today.service_level, None);
+    }
+}
