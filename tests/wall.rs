@@ -332,3 +332,54 @@ async fn the_windows_survive_sigkill_and_restart() {
     let d = start_process_in(dir.path(), &env);
     assert_eq!(json(&d, "/api/v1/queues").await, before, "after a restart");
 }
+
+/// The demo's first line is the wall's address.
+#[test]
+fn the_demo_prints_the_wall_first() {
+    let out = common::ringwatch_command()
+        .env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
+        .env("RINGWATCH__HTTP__LISTEN", "127.0.0.1:0")
+        .args(["demo", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("ringwatch wall: http://127.0.0.1:") && first.ends_with("/wall"),
+        "{stdout}"
+    );
+}
+
+/// A stream opened with a token ends once the token is revoked (the file
+/// rewritten, SIGHUP), and the token is refused from then on.
+#[tokio::test]
+async fn a_revoked_token_ends_its_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scrapers");
+    std::fs::write(&file, format!("wall-lobby {SCRAPER}\n")).unwrap();
+    let d = common::start_process(&[("RINGWATCH__HTTP__METRICS_TOKENS_FILE", file.to_str().unwrap())]);
+    let mut resp = client()
+        .get(d.url("/api/v1/stream"))
+        .header("cookie", format!("ringwatch_wall={SCRAPER}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    sse_messages(&mut resp, 1).await;
+    std::fs::write(&file, "someone-else another-token-0123456789\n").unwrap();
+    signal(d.pid(), "HUP");
+    let ended = async {
+        while let Ok(Some(_)) = resp.chunk().await {}
+    };
+    tokio::time::timeout(Duration::from_secs(20), ended)
+        .await
+        .expect("the stream ends after the revocation");
+    let again = client()
+        .get(d.url("/api/v1/stream"))
+        .header("cookie", format!("ringwatch_wall={SCRAPER}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
+}

@@ -6,8 +6,9 @@
 //! `/metrics` tokens: as `Authorization: Bearer` (tools), or as the
 //! HttpOnly, SameSite=Strict cookie `/wall/session` sets for a valid bearer
 //! token (a browser's EventSource cannot send a header). The cookie holds
-//! the token itself and is checked like a header on every request, so a
-//! token revoked by a reload stops its wall screens at their next request.
+//! the token itself and is checked like a header on every request (and an
+//! open stream checks it again each second), so a token revoked by a
+//! reload stops its wall screens within a second.
 //! The page's files hold no figures and are open, as are `/` (without the
 //! sources' states unless the request is authorized) and the probes.
 
@@ -113,22 +114,33 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// Whether the request may read the figures: always when `/metrics` is
 /// open; else a bearer header (checked as `/metrics` checks it) or the
-/// session cookie.
-fn authorize(auth: &Auth, headers: &HeaderMap) -> Result<(), Failure> {
+/// session cookie. `Ok(Some(token))`: the token it was let in with.
+fn authorize(auth: &Auth, headers: &HeaderMap) -> Result<Option<Vec<u8>>, Failure> {
     if auth.is_open() {
-        return Ok(());
+        return Ok(None);
     }
     if headers.contains_key(header::AUTHORIZATION) {
-        return auth.check(headers).map(|_| ());
+        auth.check(headers)?;
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .map(|(_, t)| t.trim().as_bytes().to_vec());
+        return token.map(Some).ok_or(Failure::Malformed);
     }
     let token = cookie_token(headers).ok_or(Failure::Missing)?;
-    let tokens = auth.subscribe().ok_or(Failure::Invalid)?;
-    let found = tokens.borrow().find(token).is_some();
-    if found {
-        Ok(())
+    if admits(auth, token) {
+        Ok(Some(token.to_vec()))
     } else {
         Err(Failure::Invalid)
     }
+}
+
+/// Whether `token` is in the current set (hashed and compared in constant
+/// time by the token set).
+fn admits(auth: &Auth, token: &[u8]) -> bool {
+    auth.subscribe()
+        .is_some_and(|tokens| tokens.borrow().find(token).is_some())
 }
 
 impl WallState {
@@ -188,7 +200,7 @@ fn percent_decode(s: &str) -> String {
 
 async fn wall(State(s): State<WallState>, headers: HeaderMap) -> Response {
     match authorize(&s.auth, &headers) {
-        Ok(()) => (
+        Ok(_) => (
             [(header::CACHE_CONTROL, "no-cache")],
             Html(assets::WALL_HTML),
         )
@@ -210,17 +222,13 @@ async fn session(State(s): State<WallState>, headers: HeaderMap) -> Response {
     if s.auth.is_open() {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let token = match s.auth.check(&headers) {
-        Ok(_) => headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .map(|(_, t)| t.trim().to_string()),
+    let token = match authorize(&s.auth, &headers) {
+        Ok(Some(token)) if headers.contains_key(header::AUTHORIZATION) => token,
+        Ok(_) => return s.refused(Failure::Missing, "/wall/session"),
         Err(f) => return s.refused(f, "/wall/session"),
     };
-    let Some(token) = token else {
-        return s.refused(Failure::Malformed, "/wall/session");
-    };
+    // Valid tokens are of RFC 6750's alphabet: nothing that ends a cookie.
+    let token = String::from_utf8_lossy(&token);
     let secure = if s.source.settings.secure_cookie {
         "; Secure"
     } else {
@@ -263,9 +271,10 @@ fn json(doc: &impl serde::Serialize) -> Response {
 }
 
 async fn stream(State(s): State<WallState>, headers: HeaderMap, uri: Uri) -> Response {
-    if let Err(f) = authorize(&s.auth, &headers) {
-        return s.refused(f, "/api/v1/stream");
-    }
+    let credential = match authorize(&s.auth, &headers) {
+        Ok(c) => c,
+        Err(f) => return s.refused(f, "/api/v1/stream"),
+    };
     let Some(sub) = s.feed.subscribe() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -275,25 +284,33 @@ async fn stream(State(s): State<WallState>, headers: HeaderMap, uri: Uri) -> Res
             .into_response();
     };
     let picked = selection(uri.query());
-    Sse::new(messages(sub, picked))
+    let guard = credential.map(|token| (s.auth.clone(), token));
+    Sse::new(messages(sub, picked, guard))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
 
-/// One message per published figures, until the producer ends.
+/// One message per published figures, until the producer ends or the
+/// token the stream was opened with is revoked (a reload of the file).
 fn messages(
     sub: Subscription,
     picked: Option<Vec<String>>,
+    guard: Option<(Auth, Vec<u8>)>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    stream::unfold((sub, picked), |(mut sub, picked)| async move {
+    stream::unfold((sub, picked, guard), |(mut sub, picked, guard)| async move {
         sub.latest.changed().await.ok()?;
+        if let Some((auth, token)) = &guard {
+            if !admits(auth, token) {
+                return None;
+            }
+        }
         let figures = sub.latest.borrow_and_update().as_ref().map(|(_, f)| Arc::clone(f));
         let data = figures
             .and_then(|f| serde_json::to_string(&f.document(picked.as_deref())).ok())
             .unwrap_or_else(|| "{}".into());
         // The browser reconnects this long after the stream ends.
         let event = Event::default().data(data).retry(PERIOD);
-        Some((Ok(event), (sub, picked)))
+        Some((Ok(event), (sub, picked, guard)))
     })
 }
 

@@ -54,6 +54,7 @@
     var ns = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(ns, "svg");
     svg.setAttribute("viewBox", "0 0 600 100");
+    svg.setAttribute("preserveAspectRatio", "none");
     svg.setAttribute("class", "chart");
     svg.setAttribute("role", "img");
     var said = points.filter(function (p) { return p.service_level !== null; }).length;
@@ -145,6 +146,14 @@
       }
       checkStale();
     };
+  }
+  // ?once=1: one read of /api/v1/queues and no stream (a page that
+  // finishes loading: for a screenshot or a printout).
+  if (params.get("once") === "1") {
+    fetch("/api/v1/queues" + query, { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(draw);
+    return;
   }
   setInterval(checkStale, 500);
   checkStale();
