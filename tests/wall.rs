@@ -46,7 +46,12 @@ fn from_metrics(m: &Samples, queue: &str) -> (f64, f64, f64, f64) {
     let late = get("ringwatch_calls_answered_late_total{queue=\"Q\"}");
     let long = get("ringwatch_calls_abandoned_total{queue=\"Q\",short=\"false\"}");
     let waiting = get("ringwatch_calls_waiting{queue=\"Q\"}");
-    ((answered - late) / (answered + long), long / (answered + long), answered, waiting)
+    (
+        (answered - late) / (answered + long),
+        long / (answered + long),
+        answered,
+        waiting,
+    )
 }
 
 #[tokio::test]
@@ -184,7 +189,14 @@ async fn the_stream_sends_the_document_every_second() {
 #[tokio::test]
 async fn head_works_on_every_endpoint() {
     let d = start(&[]);
-    for path in ["/", "/wall", "/metrics", "/healthz", "/readyz", "/api/v1/queues"] {
+    for path in [
+        "/",
+        "/wall",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/api/v1/queues",
+    ] {
         let resp = client().head(d.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 200, "HEAD {path}");
         assert!(resp.headers().contains_key("content-type"), "HEAD {path}");
@@ -198,7 +210,10 @@ async fn the_landing_page_links_everything_and_shows_the_sources() {
     let d = start(&[("RINGWATCH__SOURCES__PLATFORM__URL", "ws://127.0.0.1:1/")]);
     let (status, body) = d.get("/").await;
     assert_eq!(status, 200);
-    assert!(body.contains(concat!("ringwatch ", env!("CARGO_PKG_VERSION"))), "{body}");
+    assert!(
+        body.contains(concat!("ringwatch ", env!("CARGO_PKG_VERSION"))),
+        "{body}"
+    );
     for link in ["/wall", "/metrics", "/healthz", "/readyz", "/api/v1/queues"] {
         assert!(body.contains(&format!("href=\"{link}\"")), "{link}: {body}");
     }
@@ -221,12 +236,18 @@ async fn tokens_guard_the_wall_and_its_json() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("scrapers");
     std::fs::write(&file, format!("wall-lobby {SCRAPER}\n")).unwrap();
-    let d = start(&[("RINGWATCH__HTTP__METRICS_TOKENS_FILE", file.to_str().unwrap())]);
+    let d = start(&[(
+        "RINGWATCH__HTTP__METRICS_TOKENS_FILE",
+        file.to_str().unwrap(),
+    )]);
     let c = client();
     for path in ["/api/v1/queues", "/api/v1/stream", "/wall"] {
         let resp = c.get(d.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 401, "{path}");
-        assert_eq!(resp.headers()["www-authenticate"], r#"Bearer realm="ringwatch""#);
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            r#"Bearer realm="ringwatch""#
+        );
         let wrong = c.get(d.url(path)).bearer_auth("nope").send().await.unwrap();
         assert_eq!(wrong.status(), 401, "{path}");
         let cookie = c
@@ -238,7 +259,14 @@ async fn tokens_guard_the_wall_and_its_json() {
         assert_eq!(cookie.status(), 401, "{path}");
     }
     // The sign-in page is what an unauthorized /wall shows.
-    let signin = c.get(d.url("/wall")).send().await.unwrap().text().await.unwrap();
+    let signin = c
+        .get(d.url("/wall"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(signin.contains("/wall/signin.js") && signin.contains("#token="));
     // Tools: a bearer header.
     let ok = c
@@ -275,7 +303,14 @@ async fn tokens_guard_the_wall_and_its_json() {
     }
     // The landing page is open, the sources' states only for the signed in;
     // the probes and the page's files stay open.
-    let open = c.get(d.url("/")).send().await.unwrap().text().await.unwrap();
+    let open = c
+        .get(d.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(open.contains("Sign in to see the sources"), "{open}");
     let signed_in = c
         .get(d.url("/"))
@@ -286,9 +321,16 @@ async fn tokens_guard_the_wall_and_its_json() {
         .text()
         .await
         .unwrap();
-    assert!(signed_in.contains("No client-mode or PBX source"), "{signed_in}");
+    assert!(
+        signed_in.contains("No client-mode or PBX source"),
+        "{signed_in}"
+    );
     for path in ["/healthz", "/readyz", "/wall/wall.js", "/wall/wall.css"] {
-        assert_eq!(c.get(d.url(path)).send().await.unwrap().status(), 200, "{path}");
+        assert_eq!(
+            c.get(d.url(path)).send().await.unwrap().status(),
+            200,
+            "{path}"
+        );
     }
     let m = c
         .get(d.url("/metrics"))
@@ -358,7 +400,10 @@ async fn a_revoked_token_ends_its_stream() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("scrapers");
     std::fs::write(&file, format!("wall-lobby {SCRAPER}\n")).unwrap();
-    let d = common::start_process(&[("RINGWATCH__HTTP__METRICS_TOKENS_FILE", file.to_str().unwrap())]);
+    let d = common::start_process(&[(
+        "RINGWATCH__HTTP__METRICS_TOKENS_FILE",
+        file.to_str().unwrap(),
+    )]);
     let mut resp = client()
         .get(d.url("/api/v1/stream"))
         .header("cookie", format!("ringwatch_wall={SCRAPER}"))
@@ -369,9 +414,7 @@ async fn a_revoked_token_ends_its_stream() {
     sse_messages(&mut resp, 1).await;
     std::fs::write(&file, "someone-else another-token-0123456789\n").unwrap();
     signal(d.pid(), "HUP");
-    let ended = async {
-        while let Ok(Some(_)) = resp.chunk().await {}
-    };
+    let ended = async { while let Ok(Some(_)) = resp.chunk().await {} };
     tokio::time::timeout(Duration::from_secs(20), ended)
         .await
         .expect("the stream ends after the revocation");
@@ -382,4 +425,21 @@ async fn a_revoked_token_ends_its_stream() {
         .await
         .unwrap();
     assert_eq!(again.status(), 401);
+}
+
+/// An unknown `[wall] timezone` stops ringwatch before it binds anything:
+/// exit 64, and the message names the key.
+#[test]
+fn an_unknown_time_zone_exits_64_naming_the_key() {
+    let out = common::ringwatch_command()
+        .env("RINGWATCH__WALL__TIMEZONE", "Mars/Olympus_Mons")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wall.timezone") && stderr.contains("Mars/Olympus_Mons"),
+        "{stderr}"
+    );
 }

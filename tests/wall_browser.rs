@@ -37,7 +37,8 @@ impl Drop for Driver {
 }
 
 fn browser_available() -> bool {
-    let present = std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists();
+    let present =
+        std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists();
     if !present {
         let required = std::env::var("RINGWATCH_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
         assert!(
@@ -133,7 +134,10 @@ async fn the_wall_shows_the_scenario_in_chromium_and_says_when_it_is_stale() {
     let s = scenario("three_rings");
     let mut env = s.env();
     env.push(("RINGWATCH__WALL__TIMEZONE", "Europe/Paris"));
-    env.push(("RINGWATCH__HTTP__METRICS_TOKENS_FILE", tokens.to_str().unwrap()));
+    env.push((
+        "RINGWATCH__HTTP__METRICS_TOKENS_FILE",
+        tokens.to_str().unwrap(),
+    ));
     env.push(("RINGWATCH__HTTP__LISTEN", &listen));
     let d = start_in(&dir, &env);
     let mut ws = d.connect().await;
@@ -147,7 +151,12 @@ async fn the_wall_shows_the_scenario_in_chromium_and_says_when_it_is_stale() {
     c.goto(&d.url(&format!("/wall?queues=billing,sales#token={TOKEN}")))
         .await
         .unwrap();
-    until(&c, "the figures", "document.querySelector('article[data-queue=\"sales\"]')").await;
+    until(
+        &c,
+        "the figures",
+        "document.querySelector('article[data-queue=\"sales\"]')",
+    )
+    .await;
     // Signed in by the cookie: the token is gone from the address bar.
     let url = c.current_url().await.unwrap();
     assert_eq!(url.as_str(), d.url("/wall?queues=billing,sales"));
@@ -178,9 +187,17 @@ async fn the_wall_shows_the_scenario_in_chromium_and_says_when_it_is_stale() {
         let long = get("ringwatch_calls_abandoned_total{queue=\"Q\",short=\"false\"}");
         let sl = within / (answered + long);
         let (text, value) = figure(&c, q, "service_level_today").await;
-        assert_eq!((text.as_str(), value.parse::<f64>().unwrap()), (pct(sl).as_str(), sl), "{q}");
+        assert_eq!(
+            (text.as_str(), value.parse::<f64>().unwrap()),
+            (pct(sl).as_str(), sl),
+            "{q}"
+        );
         let (text, _) = figure(&c, q, "service_level_last_15m").await;
-        assert_eq!(text, pct(sl), "{q}: all of the story is in the last 15 minutes");
+        assert_eq!(
+            text,
+            pct(sl),
+            "{q}: all of the story is in the last 15 minutes"
+        );
         let (text, _) = figure(&c, q, "abandon_rate_today").await;
         assert_eq!(text, pct(long / (answered + long)), "{q}");
         let (text, _) = figure(&c, q, "answered_today").await;
@@ -192,7 +209,11 @@ async fn the_wall_shows_the_scenario_in_chromium_and_says_when_it_is_stale() {
             ("callbacks_pending", "ringwatch_callbacks_pending"),
         ] {
             let (text, _) = figure(&c, q, name).await;
-            assert_eq!(text, get(&format!("{family}{{queue=\"Q\"}}")).to_string(), "{q} {name}");
+            assert_eq!(
+                text,
+                get(&format!("{family}{{queue=\"Q\"}}")).to_string(),
+                "{q} {name}"
+            );
         }
         let (_, oldest) = figure(&c, q, "oldest_wait").await;
         assert_eq!(
@@ -208,24 +229,47 @@ async fn the_wall_shows_the_scenario_in_chromium_and_says_when_it_is_stale() {
     assert_eq!(text, pct(total[0] / (total[1] + total[2])));
     // Status in words (and a shape), not by colour alone.
     let badge = c
-        .find(Locator::Css("article[data-queue=\"sales\"] [data-status=\"waiting_over_limit\"]"))
+        .find(Locator::Css(
+            "article[data-queue=\"sales\"] [data-status=\"waiting_over_limit\"]",
+        ))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
     assert_eq!(badge, "\u{2716} OVER");
-    until(&c, "a fresh page", "document.getElementById('stale').hidden").await;
+    until(
+        &c,
+        "a fresh page",
+        "document.getElementById('stale').hidden",
+    )
+    .await;
 
     // The daemon stops: within a few seconds the page says it is stale.
     d.stop().await;
-    until(&c, "the stale indicator", "!document.getElementById('stale').hidden").await;
-    let stale = c.find(Locator::Id("stale")).await.unwrap().text().await.unwrap();
+    until(
+        &c,
+        "the stale indicator",
+        "!document.getElementById('stale').hidden",
+    )
+    .await;
+    let stale = c
+        .find(Locator::Id("stale"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(stale.starts_with("STALE since "), "{stale}");
 
     // Started again on the same address: the page reconnects by itself.
     let d = start_in(&dir, &env);
-    until(&c, "the page to recover", "document.getElementById('stale').hidden").await;
+    until(
+        &c,
+        "the page to recover",
+        "document.getElementById('stale').hidden",
+    )
+    .await;
     let (text, _) = figure(&c, "billing", "service_level_today").await;
     assert_eq!(text, "50%");
     c.close().await.unwrap();

@@ -37,6 +37,9 @@ mod tests {
         let v = validate(&[("RINGWATCH__WALL__TIMEZONE", "Asia/Kathmandu")]).unwrap();
         assert_eq!(v.wall.timezone(), "Asia/Kathmandu");
         let e = error(&[("RINGWATCH__WALL__TIMEZONE", "Mars/Olympus")]);
-        assert!(e.contains("wall.timezone") && e.contains("Mars/Olympus"), "{e}");
+        assert!(
+            e.contains("wall.timezone") && e.contains("Mars/Olympus"),
+            "{e}"
+        );
     }
 }

@@ -585,11 +585,17 @@ mod tests {
         let old = postcard::to_stdvec(&(meta, &e, &s)).unwrap();
         let (_, mut s1, _) = decode_state(&old, &cfg).unwrap();
         let snap = s1.snapshot(e.live(), crate::metrics::EngineState::default());
-        assert_eq!(snap.windows[0].minute(1_795_424_400_000 / 60_000).offered, 0);
+        assert_eq!(
+            snap.windows[0].minute(1_795_424_400_000 / 60_000).offered,
+            0
+        );
         assert_eq!(snap.series[0].counters.offered, 1);
         let (_, mut s2, _) = decode_state(&encode_state(&e, &s), &cfg).unwrap();
         let snap = s2.snapshot(e.live(), crate::metrics::EngineState::default());
-        assert_eq!(snap.windows[0].minute(1_795_424_400_000 / 60_000).offered, 1);
+        assert_eq!(
+            snap.windows[0].minute(1_795_424_400_000 / 60_000).offered,
+            1
+        );
     }
 
     #[test]

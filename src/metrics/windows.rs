@@ -267,7 +267,10 @@ impl Windows {
                 continue;
             };
             let w = Arc::make_mut(w);
-            for (ring, saved) in [(&mut w.minutes, saved.minutes), (&mut w.quarters, saved.quarters)] {
+            for (ring, saved) in [
+                (&mut w.minutes, saved.minutes),
+                (&mut w.quarters, saved.quarters),
+            ] {
                 let len = ring.len();
                 for s in saved {
                     if s.period == i64::MIN {
@@ -321,7 +324,14 @@ mod tests {
         let t0 = 1_795_424_400_000; // 2026-11-23T09:00:00Z, a quarter boundary
         w.record(0, t0, &answered(4_000, false));
         w.record(0, t0 + MINUTE - 1, &answered(20_000, true));
-        w.record(0, t0 + MINUTE, &Measure::Abandoned { wait: 9_000, short: false });
+        w.record(
+            0,
+            t0 + MINUTE,
+            &Measure::Abandoned {
+                wait: 9_000,
+                short: false,
+            },
+        );
         let q = &w.queues()[0];
         let m0 = t0 / MINUTE;
         assert_eq!(q.minute(m0).answered, 2);

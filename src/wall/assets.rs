@@ -25,12 +25,19 @@ mod tests {
         ] {
             for needle in ["src=\"", "href=\""] {
                 for part in text.split(needle).skip(1) {
-                    assert!(part.starts_with('/'), "{name}: {needle}{}", &part[..20.min(part.len())]);
+                    assert!(
+                        part.starts_with('/'),
+                        "{name}: {needle}{}",
+                        &part[..20.min(part.len())]
+                    );
                 }
             }
             assert!(!text.contains("url("), "{name}");
             assert!(!text.contains("@import"), "{name}");
-            assert!(!text.contains("//cdn") && !text.contains("https://"), "{name}");
+            assert!(
+                !text.contains("//cdn") && !text.contains("https://"),
+                "{name}"
+            );
         }
     }
 }

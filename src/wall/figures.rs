@@ -448,7 +448,7 @@ impl QueueDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{BucketConfig, Bounds, EngineState, Store};
+    use crate::metrics::{Bounds, BucketConfig, EngineState, Store};
     use crate::rules::{Measure, Observer, Outcome, SeriesInfo, Settings};
 
     fn store(queues: &[(&str, Option<&str>)]) -> Store {
@@ -544,7 +544,14 @@ mod tests {
         let first = ms("2026-11-23T09:16:00Z");
         s.measure(0, first - 1, ANSWERED);
         s.measure(0, first, ANSWERED);
-        s.measure(0, now, Measure::Abandoned { wait: 30_000, short: false });
+        s.measure(
+            0,
+            now,
+            Measure::Abandoned {
+                wait: 30_000,
+                short: false,
+            },
+        );
         let f = at(&mut s, now, &zone("UTC"), vec![]);
         assert_eq!(f.recent_start, first);
         assert_eq!(f.queues[0].recent.answered, 1);
@@ -556,7 +563,7 @@ mod tests {
         assert_eq!(chart[59].abandoned_long, 1);
         assert_eq!(chart[45].answered, 1); // 09:16
         assert_eq!(chart[44].answered, 1); // 09:15:59.999
-        // An hour on, the chart has moved past all of it.
+                                           // An hour on, the chart has moved past all of it.
         let f = at(&mut s, now + 3_600_000, &zone("UTC"), vec![]);
         assert!(f.queues[0].chart.iter().all(|t| *t == Tally::default()));
     }
@@ -566,25 +573,95 @@ mod tests {
     /// queues asked for, in the order asked.
     #[test]
     fn the_document_has_exact_values() {
-        let mut s = store(&[("billing", Some("eu")), ("sales", None), ("billing", Some("us"))]);
+        let mut s = store(&[
+            ("billing", Some("eu")),
+            ("sales", None),
+            ("billing", Some("us")),
+        ]);
         let t = ms("2026-11-23T09:00:00Z");
         for (id, late) in [(0, false), (0, false), (2, true), (1, false)] {
-            s.measure(id, t, Measure::Answered { wait: if late { 20_000 } else { 6_000 }, rings: 1, late });
+            s.measure(
+                id,
+                t,
+                Measure::Answered {
+                    wait: if late { 20_000 } else { 6_000 },
+                    rings: 1,
+                    late,
+                },
+            );
         }
-        s.measure(2, t, Measure::Abandoned { wait: 3_000, short: true });
-        s.measure(0, t, Measure::Abandoned { wait: 40_000, short: false });
-        s.measure(0, t, Measure::Resolved { outcome: Outcome::Kept, lateness: 0 });
-        s.measure(2, t, Measure::Resolved { outcome: Outcome::Missed, lateness: 0 });
-        s.measure(2, t, Measure::Resolved { outcome: Outcome::Cancelled, lateness: 0 });
+        s.measure(
+            2,
+            t,
+            Measure::Abandoned {
+                wait: 3_000,
+                short: true,
+            },
+        );
+        s.measure(
+            0,
+            t,
+            Measure::Abandoned {
+                wait: 40_000,
+                short: false,
+            },
+        );
+        s.measure(
+            0,
+            t,
+            Measure::Resolved {
+                outcome: Outcome::Kept,
+                lateness: 0,
+            },
+        );
+        s.measure(
+            2,
+            t,
+            Measure::Resolved {
+                outcome: Outcome::Missed,
+                lateness: 0,
+            },
+        );
+        s.measure(
+            2,
+            t,
+            Measure::Resolved {
+                outcome: Outcome::Cancelled,
+                lateness: 0,
+            },
+        );
         let live = vec![
-            Live { waiting: 2, waiting_over_limit: 1, oldest_wait: 25_000, on_hold: 1, longest_hold: 9_000, callbacks_pending: 3, ..Live::default() },
-            Live { waiting: 1, oldest_wait: 13_000, ..Live::default() },
-            Live { waiting: 1, oldest_wait: 5_000, on_hold: 2, on_hold_over_limit: 1, longest_hold: 18_000, callbacks_overdue: 1, ..Live::default() },
+            Live {
+                waiting: 2,
+                waiting_over_limit: 1,
+                oldest_wait: 25_000,
+                on_hold: 1,
+                longest_hold: 9_000,
+                callbacks_pending: 3,
+                ..Live::default()
+            },
+            Live {
+                waiting: 1,
+                oldest_wait: 13_000,
+                ..Live::default()
+            },
+            Live {
+                waiting: 1,
+                oldest_wait: 5_000,
+                on_hold: 2,
+                on_hold_over_limit: 1,
+                longest_hold: 18_000,
+                callbacks_overdue: 1,
+                ..Live::default()
+            },
         ];
         let f = at(&mut s, t + 30_000, &zone("UTC"), live);
         let all = f.document(None);
         assert_eq!(
-            all.queues.iter().map(|q| q.queue.as_deref()).collect::<Vec<_>>(),
+            all.queues
+                .iter()
+                .map(|q| q.queue.as_deref())
+                .collect::<Vec<_>>(),
             [Some("billing"), Some("sales")]
         );
         let b = &all.queues[0];
@@ -601,7 +678,13 @@ mod tests {
         assert_eq!(b.now.oldest_wait_seconds, 25.0);
         assert_eq!(b.now.longest_hold_seconds, 18.0);
         assert_eq!(b.now.on_hold, 3);
-        assert_eq!(b.limits, Some(LimitsDoc { answer_seconds: 18.0, hold_seconds: 17.0 }));
+        assert_eq!(
+            b.limits,
+            Some(LimitsDoc {
+                answer_seconds: 18.0,
+                hold_seconds: 17.0
+            })
+        );
         assert_eq!(b.status.service_level_today, Level::Over);
         assert_eq!(b.status.oldest_wait, Level::Over);
         assert_eq!(b.status.longest_hold, Level::Over);
@@ -634,7 +717,13 @@ mod tests {
     #[test]
     fn no_clock_yet_uses_the_wall_clock() {
         let mut s = store(&[("q", None)]);
-        let snap = s.snapshot(vec![], EngineState { clock: Millis::MIN, ..EngineState::default() });
+        let snap = s.snapshot(
+            vec![],
+            EngineState {
+                clock: Millis::MIN,
+                ..EngineState::default()
+            },
+        );
         let f = Figures::of(&snap, &zone("UTC"), ms("2026-11-23T09:00:00Z"));
         assert_eq!(f.now, ms("2026-11-23T09:00:00Z"));
         assert_eq!(f.document(None).queues[0].today.service_level, None);

@@ -77,7 +77,10 @@ pub fn router(state: WallState) -> Router {
         .route("/", get(landing))
         .route("/wall", get(wall))
         .route("/wall/session", post(session))
-        .route("/wall/wall.css", get(|| asset("text/css", assets::WALL_CSS)))
+        .route(
+            "/wall/wall.css",
+            get(|| asset("text/css", assets::WALL_CSS)),
+        )
         .route("/wall/wall.js", get(|| asset(JS, assets::WALL_JS)))
         .route("/wall/signin.js", get(|| asset(JS, assets::SIGNIN_JS)))
         .route("/api/v1/queues", get(queues))
@@ -297,21 +300,28 @@ fn messages(
     picked: Option<Vec<String>>,
     guard: Option<(Auth, Vec<u8>)>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    stream::unfold((sub, picked, guard), |(mut sub, picked, guard)| async move {
-        sub.latest.changed().await.ok()?;
-        if let Some((auth, token)) = &guard {
-            if !admits(auth, token) {
-                return None;
+    stream::unfold(
+        (sub, picked, guard),
+        |(mut sub, picked, guard)| async move {
+            sub.latest.changed().await.ok()?;
+            if let Some((auth, token)) = &guard {
+                if !admits(auth, token) {
+                    return None;
+                }
             }
-        }
-        let figures = sub.latest.borrow_and_update().as_ref().map(|(_, f)| Arc::clone(f));
-        let data = figures
-            .and_then(|f| serde_json::to_string(&f.document(picked.as_deref())).ok())
-            .unwrap_or_else(|| "{}".into());
-        // The browser reconnects this long after the stream ends.
-        let event = Event::default().data(data).retry(PERIOD);
-        Some((Ok(event), (sub, picked, guard)))
-    })
+            let figures = sub
+                .latest
+                .borrow_and_update()
+                .as_ref()
+                .map(|(_, f)| Arc::clone(f));
+            let data = figures
+                .and_then(|f| serde_json::to_string(&f.document(picked.as_deref())).ok())
+                .unwrap_or_else(|| "{}".into());
+            // The browser reconnects this long after the stream ends.
+            let event = Event::default().data(data).retry(PERIOD);
+            Some((Ok(event), (sub, picked, guard)))
+        },
+    )
 }
 
 /// One source's state from the `ringwatch_source_*` gauges.
@@ -452,10 +462,16 @@ mod tests {
     fn the_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
         assert_eq!(cookie_token(&h), None);
-        h.append(header::COOKIE, "a=1; ringwatch_wall=tok+/=; b=2".parse().unwrap());
+        h.append(
+            header::COOKIE,
+            "a=1; ringwatch_wall=tok+/=; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie_token(&h), Some(&b"tok+/="[..]));
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, "ringwatch_wallx=1; ringwatch_wall=".parse().unwrap());
+        h.append(
+            header::COOKIE,
+            "ringwatch_wallx=1; ringwatch_wall=".parse().unwrap(),
+        );
         assert_eq!(cookie_token(&h), None);
     }
 
