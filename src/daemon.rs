@@ -142,6 +142,7 @@ pub async fn start(
         edge: Arc::clone(&metrics.edge),
         health: Arc::clone(&health),
         auth: http_auth,
+        wall: cfg.wall.clone().secure(http_tls.is_some()),
     });
     let http_stop = stop_http.clone();
     let http_metrics = Arc::clone(&metrics.edge);

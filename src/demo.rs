@@ -76,6 +76,8 @@ pub async fn run(
     let running = daemon::start(cfg, files, shutdown.clone()).await?;
     let metrics_url = format!("http://{}/metrics", running.http_addr);
     let ingest_url = format!("ws://{}/v1/events", running.ingest_addr);
+    // The wall first: it is what someone trying the demo wants to open.
+    println!("ringwatch wall: http://{}/wall", running.http_addr);
     println!("ringwatch demo: a simulated call center is calling in now.");
     println!("  metrics:  {metrics_url}");
     println!("  ingest:   {ingest_url}");

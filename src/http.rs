@@ -1,6 +1,7 @@
 //! HTTP exposure: `/metrics` (Prometheus text, or OpenMetrics when the
 //! scraper's `Accept` asks for it; gzip-compressed when its
-//! `Accept-Encoding` does), `/healthz` (the process is
+//! `Accept-Encoding` does), the wallboard and the landing page (`/`,
+//! `/wall`, `/api/v1/*`, in `crate::wall`), `/healthz` (the process is
 //! alive) and `/readyz` (listeners are up, the state is loaded and the
 //! journal takes writes; false again once shutdown starts or after a fatal
 //! failure, so load balancers stop sending). `/metrics` may
@@ -38,8 +39,10 @@ pub struct HttpState {
     /// Where `/metrics` counts its 401s.
     pub edge: Arc<EdgeMetrics>,
     pub health: Arc<Health>,
-    /// Who may scrape `/metrics`.
+    /// Who may scrape `/metrics` (and read the wall).
     pub auth: Auth,
+    /// `[wall]`: the wallboard's time zone.
+    pub wall: crate::wall::WallSettings,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -58,6 +61,14 @@ pub fn router(state: HttpState) -> Router {
     // than a plain one).
     let compressed = tower_http::compression::CompressionLayer::new()
         .quality(tower_http::CompressionLevel::Fastest);
+    let wall = crate::wall::router(crate::wall::WallState::new(
+        state.pipeline.clone(),
+        Arc::clone(&state.health),
+        state.wall.clone(),
+        state.auth.clone(),
+        Arc::clone(&state.edge),
+        state.registry.clone(),
+    ));
     Router::new()
         .route("/metrics", get(metrics).layer(compressed))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -66,6 +77,7 @@ pub fn router(state: HttpState) -> Router {
             http: state,
             scrapes,
         })
+        .merge(wall)
 }
 
 #[derive(Clone)]

@@ -7,7 +7,7 @@
 //! Asterisk AMI and queue_log, FreeSWITCH ESL) -> [`pipeline`] (the single
 //! owner of state; it writes the [`durability`] journal before it applies)
 //! -> [`rules`] (pure per-call state machine) -> [`metrics`] (recording,
-//! rendering) -> [`http`] (exposure). [`verdict`] is what the pipeline
+//! rendering) -> [`http`] (exposure, with the [`wall`] board and its JSON). [`verdict`] is what the pipeline
 //! answers a frame, [`clock`] the wall clock every layer reads, [`health`]
 //! what `/readyz` says and the fatal failure that stops the daemon (with
 //! test-only [`fault`] injection). [`daemon`] wires and supervises them;
@@ -41,3 +41,4 @@ pub mod sources;
 pub mod telemetry;
 pub mod tls;
 pub mod verdict;
+pub mod wall;

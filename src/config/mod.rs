@@ -26,6 +26,7 @@ mod metrics;
 mod platform;
 mod rules;
 mod shutdown;
+mod wall;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ pub use metrics::{BucketsToml, Metrics, MetricsConfig};
 pub use platform::{PlatformSource, SecretRef, Spec};
 pub use rules::{QueueOverrides, RulesConfig};
 pub use shutdown::{Shutdown, ShutdownConfig};
+pub use wall::WallConfig;
 
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
@@ -86,6 +88,7 @@ pub struct Config {
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
     pub durability: DurabilityConfig,
+    pub wall: WallConfig,
 }
 
 /// Every section validated, in the units and types its subsystem uses. Files
@@ -109,6 +112,8 @@ pub struct Validated {
     pub platforms: Vec<PlatformSource>,
     /// `None` when `durability.dir` is empty (state in memory only).
     pub durability: Option<crate::durability::Settings>,
+    /// `[wall]`: the wallboard's time zone.
+    pub wall: crate::wall::WallSettings,
 }
 
 const LIST_KEYS: [&str; 5] = [
@@ -166,6 +171,7 @@ impl Config {
             shutdown: self.shutdown.validate()?,
             alerts: self.alerts.validate()?,
             durability: self.durability.validate()?,
+            wall: self.wall.validate()?,
             ingest,
             rules,
             metrics,

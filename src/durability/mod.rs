@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::event::Millis;
 use crate::health::{Fatal, Health};
+use crate::metrics::windows::WindowsImage;
 use crate::metrics::{Bounds, Store};
 use crate::rules::{Engine, EngineImage, Settings as RuleSettings};
 pub use journal::Record;
@@ -120,8 +121,11 @@ impl StateConfig {
     }
 }
 
-/// Snapshot body version; bumped when the encoding changes.
-const STATE_VERSION: u32 = 1;
+/// Snapshot body version; bumped when the encoding changes. Version 2
+/// added the wallboard's windows after the store; a version 1 body (which
+/// ends after the store) still loads, with the windows empty.
+const STATE_VERSION: u32 = 2;
+const STATE_VERSION_NO_WINDOWS: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 pub struct Meta {
@@ -136,18 +140,24 @@ pub fn encode_state(engine: &Engine, store: &Store) -> Vec<u8> {
         version: STATE_VERSION,
         taken_at: crate::clock::wall_now(),
     };
-    postcard::to_stdvec(&(meta, engine, store)).expect("in-memory encoding cannot fail")
+    // The wallboard's windows trail the rest: a version 1 body, written
+    // before them, ends after the store.
+    postcard::to_stdvec(&(meta, engine, store, store.windows_image()))
+        .expect("in-memory encoding cannot fail")
 }
 
 /// Rebuild the state from a snapshot body. Metrics whose bucket boundaries
 /// changed since cannot carry on and restart from zero (as after any
 /// restart of an exporter); the rules state always carries on.
 pub fn decode_state(body: &[u8], cfg: &StateConfig) -> Result<(Engine, Store, Meta), String> {
-    let (meta, image, mut store): (Meta, EngineImage, Store) =
-        postcard::from_bytes(body).map_err(|e| format!("cannot decode: {e}"))?;
-    if meta.version != STATE_VERSION {
-        return Err(format!("unknown snapshot version {}", meta.version));
-    }
+    let ((meta, image, mut store), rest): ((Meta, EngineImage, Store), &[u8]) =
+        postcard::take_from_bytes(body).map_err(|e| format!("cannot decode: {e}"))?;
+    let windows: WindowsImage = match meta.version {
+        STATE_VERSION => postcard::from_bytes(rest)
+            .map_err(|e| format!("cannot decode the wall's windows: {e}"))?,
+        STATE_VERSION_NO_WINDOWS => WindowsImage::default(),
+        v => return Err(format!("unknown snapshot version {v}")),
+    };
     let mut engine = Engine::restore(cfg.rules.clone(), image);
     if store.series_len() != engine.series().len() {
         return Err("engine and metrics disagree on the series".into());
@@ -164,6 +174,7 @@ pub fn decode_state(body: &[u8], cfg: &StateConfig) -> Result<(Engine, Store, Me
     } else {
         engine.replay_agents_from(store.agents_len(), &mut store);
     }
+    store.restore_windows(engine.series().all(), windows);
     for queue in &cfg.declared_queues {
         engine.declare_queue(queue, &mut store);
     }
@@ -556,6 +567,35 @@ mod tests {
             quantile_window: 300_000,
             declared_queues: vec!["declared".into()],
         }
+    }
+
+    /// A snapshot written before the wall's windows existed (version 1:
+    /// the body ends after the store) loads, with empty windows; one
+    /// written now carries them.
+    #[test]
+    fn bodies_without_the_windows_still_load_and_new_ones_keep_them() {
+        use crate::rules::{Measure, Observer};
+        let cfg = config();
+        let (e, mut s) = cfg.fresh();
+        s.measure(0, 1_795_424_400_000, Measure::Offered);
+        let meta = Meta {
+            version: 1,
+            taken_at: 0,
+        };
+        let old = postcard::to_stdvec(&(meta, &e, &s)).unwrap();
+        let (_, mut s1, _) = decode_state(&old, &cfg).unwrap();
+        let snap = s1.snapshot(e.live(), crate::metrics::EngineState::default());
+        assert_eq!(
+            snap.windows[0].minute(1_795_424_400_000 / 60_000).offered,
+            0
+        );
+        assert_eq!(snap.series[0].counters.offered, 1);
+        let (_, mut s2, _) = decode_state(&encode_state(&e, &s), &cfg).unwrap();
+        let snap = s2.snapshot(e.live(), crate::metrics::EngineState::default());
+        assert_eq!(
+            snap.windows[0].minute(1_795_424_400_000 / 60_000).offered,
+            1
+        );
     }
 
     #[test]

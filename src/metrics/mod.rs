@@ -7,6 +7,7 @@
 pub mod histogram;
 pub mod openmetrics;
 pub mod render;
+pub mod windows;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::rules::{
     Settings,
 };
 use histogram::{Buckets, HdrWindow, Scratch};
+use windows::{Windows, WindowsImage};
 
 /// Bucket boundaries of each histogram family (durations in milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -154,6 +156,11 @@ pub struct Store {
     totals: Totals,
     #[serde(skip)]
     scratch: Scratch,
+    /// The wallboard's windows: not in the store's own encoding (snapshots
+    /// written before them must still load), but a trailing part of the
+    /// snapshot body (see [`Store::windows_image`]).
+    #[serde(skip)]
+    windows: Windows,
 }
 
 impl Store {
@@ -165,7 +172,25 @@ impl Store {
             agents: Vec::new(),
             totals: Totals::default(),
             scratch: Scratch::default(),
+            windows: Windows::default(),
         }
+    }
+
+    /// The wallboard's windows, as a snapshot file keeps them.
+    pub fn windows_image(&self) -> WindowsImage {
+        self.windows.image()
+    }
+
+    /// Take the windows of a snapshot, for the series of the engine it
+    /// was restored with (a decoded store knows its series but not their
+    /// queues' windows, which are not in its own encoding).
+    pub fn restore_windows(&mut self, series: &[SeriesInfo], image: WindowsImage) {
+        let mut windows = Windows::default();
+        for info in series.iter().take(self.series.len()) {
+            windows.new_series(&info.queue, info.limits);
+        }
+        windows.restore(image);
+        self.windows = windows;
     }
 
     /// Whether a store saved in a snapshot can carry on under the current
@@ -228,6 +253,7 @@ impl Store {
             agents: self.agents.clone(),
             totals: self.totals,
             engine,
+            windows: self.windows.queues().to_vec(),
         }
     }
 }
@@ -241,6 +267,7 @@ impl Observer for Store {
             return;
         }
         let b = &self.bounds;
+        self.windows.new_series(&info.queue, info.limits);
         self.series.push(SeriesMetrics {
             queue: info.queue.clone(),
             site: info.site.clone(),
@@ -262,6 +289,7 @@ impl Observer for Store {
         let Some(s) = self.series.get_mut(id as usize) else {
             return;
         };
+        self.windows.record(id, now, &m);
         let c = &mut s.counters;
         let h = &mut s.histograms;
         match m {
@@ -360,6 +388,9 @@ pub struct Snapshot {
     pub agents: Vec<AgentCounters>,
     pub totals: Totals,
     pub engine: EngineState,
+    /// The wallboard's windows, one per queue (sites together), shared
+    /// with the store until its next measure for that queue.
+    pub windows: Vec<Arc<windows::QueueWindow>>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,491 @@
+//! The wall's HTTP side: the landing page `/`, the page `/wall` and its
+//! files, the sign-in of a wall screen (`POST /wall/session`), and the
+//! figures as JSON (`/api/v1/queues`) and as a stream (`/api/v1/stream`).
+//!
+//! With `http.metrics_tokens_file` set, `/wall` and `/api/v1/*` take the
+//! `/metrics` tokens: as `Authorization: Bearer` (tools), or as the
+//! HttpOnly, SameSite=Strict cookie `/wall/session` sets for a valid bearer
+//! token (a browser's EventSource cannot send a header). The cookie holds
+//! the token itself and is checked like a header on every request (and an
+//! open stream checks it again each second), so a token revoked by a
+//! reload stops its wall screens within a second.
+//! The page's files hold no figures and are open, as are `/` (without the
+//! sources' states unless the request is authorized) and the probes.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::stream::{self, Stream};
+
+use super::assets;
+use super::feed::{Feed, Source, Subscription, PERIOD};
+use super::figures::Figures;
+use super::WallSettings;
+use crate::auth::metrics::EdgeMetrics;
+use crate::auth::{Auth, Failure, Listener};
+use crate::health::Health;
+use crate::pipeline::PipelineHandle;
+
+/// The session cookie of a wall screen.
+pub const COOKIE: &str = "ringwatch_wall";
+/// How long a browser keeps the cookie (a wall screen runs for months).
+const COOKIE_MAX_AGE: u64 = 400 * 86_400;
+
+#[derive(Clone)]
+pub struct WallState {
+    source: Arc<Source>,
+    feed: Arc<Feed>,
+    auth: Auth,
+    edge: Arc<EdgeMetrics>,
+    registry: prometheus::Registry,
+}
+
+impl WallState {
+    pub fn new(
+        pipeline: PipelineHandle,
+        health: Arc<Health>,
+        settings: WallSettings,
+        auth: Auth,
+        edge: Arc<EdgeMetrics>,
+        registry: prometheus::Registry,
+    ) -> Self {
+        let source = Arc::new(Source {
+            pipeline,
+            health,
+            settings,
+        });
+        let feed = Arc::new(Feed::start(Arc::downgrade(&source)));
+        WallState {
+            source,
+            feed,
+            auth,
+            edge,
+            registry,
+        }
+    }
+}
+
+pub fn router(state: WallState) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/wall", get(wall))
+        .route("/wall/session", post(session))
+        .route(
+            "/wall/wall.css",
+            get(|| asset("text/css", assets::WALL_CSS)),
+        )
+        .route("/wall/wall.js", get(|| asset(JS, assets::WALL_JS)))
+        .route("/wall/signin.js", get(|| asset(JS, assets::SIGNIN_JS)))
+        .route("/api/v1/queues", get(queues))
+        .route("/api/v1/stream", get(stream))
+        .with_state(state)
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The token of the request's cookie `ringwatch_wall`, if any.
+pub fn cookie_token(headers: &HeaderMap) -> Option<&[u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .find_map(|pair| {
+            pair.strip_prefix(COOKIE.as_bytes())
+                .and_then(|rest| rest.strip_prefix(b"="))
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether the request may read the figures: always when `/metrics` is
+/// open; else a bearer header (checked as `/metrics` checks it) or the
+/// session cookie. `Ok(Some(token))`: the token it was let in with.
+fn authorize(auth: &Auth, headers: &HeaderMap) -> Result<Option<Vec<u8>>, Failure> {
+    if auth.is_open() {
+        return Ok(None);
+    }
+    if headers.contains_key(header::AUTHORIZATION) {
+        auth.check(headers)?;
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .map(|(_, t)| t.trim().as_bytes().to_vec());
+        return token.map(Some).ok_or(Failure::Malformed);
+    }
+    let token = cookie_token(headers).ok_or(Failure::Missing)?;
+    if admits(auth, token) {
+        Ok(Some(token.to_vec()))
+    } else {
+        Err(Failure::Invalid)
+    }
+}
+
+/// Whether `token` is in the current set (hashed and compared in constant
+/// time by the token set).
+fn admits(auth: &Auth, token: &[u8]) -> bool {
+    auth.subscribe()
+        .is_some_and(|tokens| tokens.borrow().find(token).is_some())
+}
+
+impl WallState {
+    fn refused(&self, f: Failure, what: &str) -> Response {
+        tracing::debug!(reason = f.as_str(), "{what} refused: token");
+        self.edge.auth_failure(Listener::Http, f);
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, f.challenge())],
+            f.message(),
+        )
+            .into_response()
+    }
+}
+
+/// `queues=a,b` of a query string: the names, in order, percent-decoded.
+/// `None` when absent or empty (every queue).
+pub fn selection(query: Option<&str>) -> Option<Vec<String>> {
+    let value = query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("queues="))?;
+    let decoded = percent_decode(value);
+    let names: Vec<String> = decoded
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    (!names.is_empty()).then_some(names)
+}
+
+/// `%XX` escapes decoded (a bad one is kept as is); `+` is a space, as
+/// browsers encode a form.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = |j: usize| b.get(j).and_then(|&h| (h as char).to_digit(16));
+        match (c, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn wall(State(s): State<WallState>, headers: HeaderMap) -> Response {
+    match authorize(&s.auth, &headers) {
+        Ok(_) => (
+            [(header::CACHE_CONTROL, "no-cache")],
+            Html(assets::WALL_HTML),
+        )
+            .into_response(),
+        Err(f) => {
+            s.edge.auth_failure(Listener::Http, f);
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, f.challenge())],
+                Html(assets::SIGNIN_HTML),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A valid bearer token in, the session cookie out.
+async fn session(State(s): State<WallState>, headers: HeaderMap) -> Response {
+    if s.auth.is_open() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let token = match authorize(&s.auth, &headers) {
+        Ok(Some(token)) if headers.contains_key(header::AUTHORIZATION) => token,
+        Ok(_) => return s.refused(Failure::Missing, "/wall/session"),
+        Err(f) => return s.refused(f, "/wall/session"),
+    };
+    // Valid tokens are of RFC 6750's alphabet: nothing that ends a cookie.
+    let token = String::from_utf8_lossy(&token);
+    let secure = if s.source.settings.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={COOKIE_MAX_AGE}{secure}"
+    );
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
+}
+
+async fn queues(State(s): State<WallState>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Err(f) = authorize(&s.auth, &headers) {
+        return s.refused(f, "/api/v1/queues");
+    }
+    let Ok(snapshot) = s.source.pipeline.snapshot().await else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ringwatch is shutting down\n",
+        )
+            .into_response();
+    };
+    let figures = Figures::of(&snapshot, &s.source.settings, crate::clock::wall_now());
+    let doc = figures.document(selection(uri.query()).as_deref());
+    json(&doc)
+}
+
+fn json(doc: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(doc) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn stream(State(s): State<WallState>, headers: HeaderMap, uri: Uri) -> Response {
+    let credential = match authorize(&s.auth, &headers) {
+        Ok(c) => c,
+        Err(f) => return s.refused(f, "/api/v1/stream"),
+    };
+    let Some(sub) = s.feed.subscribe() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            "no stream now: shutting down, or too many open\n",
+        )
+            .into_response();
+    };
+    let picked = selection(uri.query());
+    let guard = credential.map(|token| (s.auth.clone(), token));
+    Sse::new(messages(sub, picked, guard))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// One message per published figures, until the producer ends or the
+/// token the stream was opened with is revoked (a reload of the file).
+fn messages(
+    sub: Subscription,
+    picked: Option<Vec<String>>,
+    guard: Option<(Auth, Vec<u8>)>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(
+        (sub, picked, guard),
+        |(mut sub, picked, guard)| async move {
+            sub.latest.changed().await.ok()?;
+            if let Some((auth, token)) = &guard {
+                if !admits(auth, token) {
+                    return None;
+                }
+            }
+            let figures = sub
+                .latest
+                .borrow_and_update()
+                .as_ref()
+                .map(|(_, f)| Arc::clone(f));
+            let data = figures
+                .and_then(|f| serde_json::to_string(&f.document(picked.as_deref())).ok())
+                .unwrap_or_else(|| "{}".into());
+            // The browser reconnects this long after the stream ends.
+            let event = Event::default().data(data).retry(PERIOD);
+            Some((Ok(event), (sub, picked, guard)))
+        },
+    )
+}
+
+/// One source's state from the `ringwatch_source_*` gauges.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceState {
+    pub name: String,
+    pub connected: bool,
+    /// Unix seconds; 0 before the first event.
+    pub last_event: f64,
+}
+
+/// Every source's state, from the gauges every kind of source keeps.
+pub fn source_states(registry: &prometheus::Registry) -> Vec<SourceState> {
+    let mut states: Vec<SourceState> = Vec::new();
+    for family in registry.gather() {
+        let connected = match family.name() {
+            "ringwatch_source_connected" => true,
+            "ringwatch_source_last_event_timestamp_seconds" => false,
+            _ => continue,
+        };
+        for m in family.get_metric() {
+            let Some(name) = m
+                .get_label()
+                .iter()
+                .find(|l| l.name() == "source")
+                .map(|l| l.value().to_string())
+            else {
+                continue;
+            };
+            let value = m.get_gauge().get_value();
+            let i = match states.iter().position(|s| s.name == name) {
+                Some(i) => i,
+                None => {
+                    states.push(SourceState {
+                        name,
+                        ..SourceState::default()
+                    });
+                    states.len() - 1
+                }
+            };
+            if let Some(s) = states.get_mut(i) {
+                if connected {
+                    s.connected = value > 0.0;
+                } else {
+                    s.last_event = value;
+                }
+            }
+        }
+    }
+    states.sort_by(|a, b| a.name.cmp(&b.name));
+    states
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn utc(secs: f64) -> String {
+    if secs <= 0.0 {
+        return "none yet".into();
+    }
+    jiff::Timestamp::from_millisecond((secs * 1000.0) as i64)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| "-".into())
+}
+
+/// The landing page, as exporters have one: what this is, where to go.
+pub fn landing_html(sources: Option<&[SourceState]>, ready: &str) -> String {
+    let mut rows = String::new();
+    match sources {
+        None => rows.push_str(
+            "<p>Sign in to see the sources: <a href=\"/wall\">/wall</a> (the <code>/metrics</code> tokens).</p>",
+        ),
+        Some([]) => rows.push_str("<p>No client-mode or PBX source is configured: events come to the ingest endpoint.</p>"),
+        Some(list) => {
+            rows.push_str("<table><tr><th>source</th><th>state</th><th>last event</th></tr>");
+            for s in list {
+                rows.push_str(&format!(
+                    "<tr data-source=\"{n}\"><td>{n}</td><td>{state}</td><td>{last}</td></tr>",
+                    n = escape(&s.name),
+                    state = if s.connected { "&#x2714; connected" } else { "&#x2716; not connected" },
+                    last = utc(s.last_event),
+                ));
+            }
+            rows.push_str("</table>");
+        }
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>ringwatch</title><link rel=\"stylesheet\" href=\"/wall/wall.css\"></head>\
+<body class=\"landing\"><h1>ringwatch {version}</h1>\
+<p>Call-center service-level monitor: three rings, 17 seconds on hold, callbacks when promised.</p>\
+<ul><li><a href=\"/wall\">/wall</a>: the wallboard</li>\
+<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\
+<li><a href=\"/api/v1/queues\">/api/v1/queues</a>: the wall's figures as JSON</li>\
+<li><a href=\"/healthz\">/healthz</a>: alive</li>\
+<li><a href=\"/readyz\">/readyz</a>: ready ({ready})</li></ul>\
+<h2>Sources</h2>{rows}</body></html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+        ready = escape(ready),
+    )
+}
+
+async fn landing(State(s): State<WallState>, headers: HeaderMap) -> Response {
+    let states = source_states(&s.registry);
+    let shown = authorize(&s.auth, &headers).is_ok().then_some(&states[..]);
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(landing_html(shown, s.source.health.reason())),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_is_ordered_decoded_and_optional() {
+        assert_eq!(selection(None), None);
+        assert_eq!(selection(Some("theme=dark")), None);
+        assert_eq!(selection(Some("queues=")), None);
+        assert_eq!(
+            selection(Some("theme=dark&queues=sales,billing%20eu,,x%2")),
+            Some(vec!["sales".into(), "billing eu".into(), "x%2".into()])
+        );
+        assert_eq!(
+            selection(Some("queues=a%2Cb")),
+            Some(vec!["a".into(), "b".into()])
+        );
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        assert_eq!(cookie_token(&h), None);
+        h.append(
+            header::COOKIE,
+            "a=1; ringwatch_wall=tok+/=; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie_token(&h), Some(&b"tok+/="[..]));
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "ringwatch_wallx=1; ringwatch_wall=".parse().unwrap(),
+        );
+        assert_eq!(cookie_token(&h), None);
+    }
+
+    #[test]
+    fn landing_escapes_source_names() {
+        let html = landing_html(
+            Some(&[SourceState {
+                name: "<pbx>".into(),
+                connected: true,
+                last_event: 0.0,
+            }]),
+            "ready",
+        );
+        assert!(html.contains("&lt;pbx&gt;") && !html.contains("<pbx>"));
+        assert!(html.contains("connected") && html.contains("none yet"));
+    }
+}
