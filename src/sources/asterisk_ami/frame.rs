@@ -435,7 +435,7 @@ mod tests {
                 for i in &out {
                     if let Item::Message(m) = i {
                         let size: usize = m.fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-                        prop_assert!(size <= max + 2 * m.fields.len() + 8);
+                        prop_assert!(size <= 3 * max + 4 * m.fields.len());
                     }
                 }
             }
