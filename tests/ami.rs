@@ -73,7 +73,12 @@ impl Call13 {
         format!("ast:{}:1", self.uid())
     }
     fn caller(&self) -> String {
-        snapshot("", &format!("PJSIP/trunk-{:08x}", self.n), &self.uid(), &self.uid())
+        snapshot(
+            "",
+            &format!("PJSIP/trunk-{:08x}", self.n),
+            &self.uid(),
+            &self.uid(),
+        )
     }
     fn dest(&self) -> String {
         snapshot("Dest", &self.agent_chan, &self.agent_uid, &self.uid())
@@ -85,11 +90,18 @@ impl Call13 {
         self.base + ms
     }
     fn join(&self, ms: i64) -> String {
-        let body = format!("{}Queue: {}\r\nPosition: 1\r\nCount: 1\r\n", self.caller(), self.queue);
+        let body = format!(
+            "{}Queue: {}\r\nPosition: 1\r\nCount: 1\r\n",
+            self.caller(),
+            self.queue
+        );
         event("QueueCallerJoin", "agent", self.at(ms), &body)
     }
     fn join_queue(&self, ms: i64, queue: &str) -> String {
-        let body = format!("{}Queue: {queue}\r\nPosition: 1\r\nCount: 1\r\n", self.caller());
+        let body = format!(
+            "{}Queue: {queue}\r\nPosition: 1\r\nCount: 1\r\n",
+            self.caller()
+        );
         event("QueueCallerJoin", "agent", self.at(ms), &body)
     }
     fn moh(&self, ms: i64, start: bool) -> String {
@@ -98,19 +110,33 @@ impl Call13 {
         } else {
             ("MusicOnHoldStop", "")
         };
-        event(name, "call", self.at(ms), &format!("{}{extra}", self.caller()))
+        event(
+            name,
+            "call",
+            self.at(ms),
+            &format!("{}{extra}", self.caller()),
+        )
     }
     fn agent_called(&self, ms: i64, member: &str) -> String {
         let body = format!(
             "{}{}Queue: {}\r\nMemberName: {member}\r\nInterface: PJSIP/{member}\r\n",
             self.caller(),
-            snapshot("Dest", &format!("PJSIP/{member}-1"), &format!("{member}.1"), &self.uid()),
+            snapshot(
+                "Dest",
+                &format!("PJSIP/{member}-1"),
+                &format!("{member}.1"),
+                &self.uid()
+            ),
             self.queue
         );
         event("AgentCalled", "agent", self.at(ms), &body)
     }
     fn leave(&self, ms: i64) -> String {
-        let body = format!("{}Queue: {}\r\nCount: 0\r\nPosition: 1\r\n", self.caller(), self.queue);
+        let body = format!(
+            "{}Queue: {}\r\nCount: 0\r\nPosition: 1\r\n",
+            self.caller(),
+            self.queue
+        );
         event("QueueCallerLeave", "agent", self.at(ms), &body)
     }
     fn abandon(&self, ms: i64) -> String {
@@ -156,7 +182,10 @@ impl Call13 {
         event("Hangup", "call", self.at(ms), &body)
     }
     fn newexten(&self, ms: i64, vars: &str) -> String {
-        let body = format!("{}Extension: 600\r\nApplication: Playback\r\n{vars}", self.caller());
+        let body = format!(
+            "{}Extension: 600\r\nApplication: Playback\r\n{vars}",
+            self.caller()
+        );
         event("Newexten", "dialplan", self.at(ms), &body)
     }
 }
@@ -279,7 +308,11 @@ fn env(server: &AmiServer, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         "RINGWATCH__SOURCES__PBX__ADDRESS".into(),
         server.addr.to_string(),
     ));
-    v.extend(extra.iter().map(|(k, val)| (k.to_string(), val.to_string())));
+    v.extend(
+        extra
+            .iter()
+            .map(|(k, val)| (k.to_string(), val.to_string())),
+    );
     v
 }
 
@@ -306,7 +339,11 @@ fn check(m: &Samples, want: &[(&str, f64)]) {
             None => wrong.push(format!("{selector}: expected {v}, missing")),
         }
     }
-    assert!(wrong.is_empty(), "figures differ:\n  {}", wrong.join("\n  "));
+    assert!(
+        wrong.is_empty(),
+        "figures differ:\n  {}",
+        wrong.join("\n  ")
+    );
 }
 
 async fn translated(d: &Endpoints, n: u64) {
@@ -426,7 +463,10 @@ async fn asterisk_12_answers_and_holds_at_the_18_and_17_second_boundaries() {
             "UserEvent",
             "user",
             e.at(90_000),
-            &format!("{}UserEvent: RingwatchCallback\r\nAction: completed\r\nPromise: 42\r\n", e.caller()),
+            &format!(
+                "{}UserEvent: RingwatchCallback\r\nAction: completed\r\nPromise: 42\r\n",
+                e.caller()
+            ),
         ),
     ]
     .concat();
@@ -442,14 +482,32 @@ async fn asterisk_12_answers_and_holds_at_the_18_and_17_second_boundaries() {
                 "ringwatch_callbacks_resolved_total{queue=\"support\",outcome=\"kept\"}",
                 1.0,
             ),
-            ("ringwatch_events_received_total{type=\"call.offered\"}", 4.0),
-            ("ringwatch_events_received_total{type=\"call.answered\"}", 4.0),
-            ("ringwatch_events_received_total{type=\"call.hold_started\"}", 3.0),
-            ("ringwatch_events_received_total{type=\"call.hold_ended\"}", 2.0),
+            (
+                "ringwatch_events_received_total{type=\"call.offered\"}",
+                4.0,
+            ),
+            (
+                "ringwatch_events_received_total{type=\"call.answered\"}",
+                4.0,
+            ),
+            (
+                "ringwatch_events_received_total{type=\"call.hold_started\"}",
+                3.0,
+            ),
+            (
+                "ringwatch_events_received_total{type=\"call.hold_ended\"}",
+                2.0,
+            ),
             ("ringwatch_events_received_total{type=\"call.ended\"}", 4.0),
             ("ringwatch_events_duplicate_total", 0.0),
-            ("ringwatch_source_skipped_total{source=\"pbx\",reason=\"repeated\"}", 2.0),
-            ("ringwatch_source_skipped_total{source=\"pbx\",reason=\"malformed\"}", 0.0),
+            (
+                "ringwatch_source_skipped_total{source=\"pbx\",reason=\"repeated\"}",
+                2.0,
+            ),
+            (
+                "ringwatch_source_skipped_total{source=\"pbx\",reason=\"malformed\"}",
+                0.0,
+            ),
             ("ringwatch_source_exact_timestamps{source=\"pbx\"}", 1.0),
             ("ringwatch_source_reports_holds{source=\"pbx\"}", 1.0),
             ("ringwatch_source_connected{source=\"pbx\"}", 1.0),
@@ -458,12 +516,11 @@ async fn asterisk_12_answers_and_holds_at_the_18_and_17_second_boundaries() {
         .map(|(k, v)| (k.to_string(), v)),
     );
     check(&m, &as_refs(&want));
-    let rejected: f64 = m
-        .0
-        .iter()
-        .filter(|(k, _)| k.starts_with("ringwatch_events_rejected_total"))
-        .map(|(_, v)| v)
-        .sum();
+    let rejected: f64 =
+        m.0.iter()
+            .filter(|(k, _)| k.starts_with("ringwatch_events_rejected_total"))
+            .map(|(_, v)| v)
+            .sum();
     assert_eq!(rejected, 0.0);
     d.stop().await;
 }
@@ -518,7 +575,10 @@ async fn asterisk_11_answers_and_holds_at_the_18_and_17_second_boundaries() {
         "ringwatch_source_skipped_total{source=\"pbx\",reason=\"repeated\"}".into(),
         1.0,
     ));
-    want.push(("ringwatch_source_exact_timestamps{source=\"pbx\"}".into(), 1.0));
+    want.push((
+        "ringwatch_source_exact_timestamps{source=\"pbx\"}".into(),
+        1.0,
+    ));
     check(&m, &as_refs(&want));
     d.stop().await;
 }
@@ -590,7 +650,10 @@ async fn short_and_long_abandons_and_timeouts_under_both_policies() {
     // the same under both policies; the waits are the queue's.
     for policy in ["failed", "abandoned"] {
         let server = AmiServer::bind(V13, USER, SECRET).await;
-        let e = env(&server, &[("RINGWATCH__SOURCES__PBX__ABANDON_POLICY", policy)]);
+        let e = env(
+            &server,
+            &[("RINGWATCH__SOURCES__PBX__ABANDON_POLICY", policy)],
+        );
         let d = common::start(&pairs(&e));
         let peer = connected(&server).await;
         peer.send(&story).await;
@@ -600,13 +663,34 @@ async fn short_and_long_abandons_and_timeouts_under_both_policies() {
             &[
                 ("ringwatch_calls_offered_total{queue=\"billing\"}", 4.0),
                 ("ringwatch_calls_answered_total{queue=\"billing\"}", 0.0),
-                ("ringwatch_calls_abandoned_total{queue=\"billing\",short=\"true\"}", 1.0),
-                ("ringwatch_calls_abandoned_total{queue=\"billing\",short=\"false\"}", 3.0),
-                ("ringwatch_abandon_wait_seconds_count{queue=\"billing\"}", 4.0),
-                ("ringwatch_abandon_wait_seconds_sum{queue=\"billing\"}", 133.0),
-                ("ringwatch_abandon_wait_seconds_bucket{queue=\"billing\",le=\"6\"}", 1.0),
-                ("ringwatch_abandon_wait_seconds_bucket{queue=\"billing\",le=\"30\"}", 2.0),
-                ("ringwatch_abandon_wait_seconds_bucket{queue=\"billing\",le=\"42\"}", 3.0),
+                (
+                    "ringwatch_calls_abandoned_total{queue=\"billing\",short=\"true\"}",
+                    1.0,
+                ),
+                (
+                    "ringwatch_calls_abandoned_total{queue=\"billing\",short=\"false\"}",
+                    3.0,
+                ),
+                (
+                    "ringwatch_abandon_wait_seconds_count{queue=\"billing\"}",
+                    4.0,
+                ),
+                (
+                    "ringwatch_abandon_wait_seconds_sum{queue=\"billing\"}",
+                    133.0,
+                ),
+                (
+                    "ringwatch_abandon_wait_seconds_bucket{queue=\"billing\",le=\"6\"}",
+                    1.0,
+                ),
+                (
+                    "ringwatch_abandon_wait_seconds_bucket{queue=\"billing\",le=\"30\"}",
+                    2.0,
+                ),
+                (
+                    "ringwatch_abandon_wait_seconds_bucket{queue=\"billing\",le=\"42\"}",
+                    3.0,
+                ),
                 ("ringwatch_calls_waiting{queue=\"billing\"}", 0.0),
             ],
         );
@@ -669,7 +753,10 @@ async fn transfers_and_a_reentry_into_a_second_queue() {
         &[
             ("ringwatch_calls_offered_total{queue=\"tier1\"}", 3.0),
             ("ringwatch_calls_answered_total{queue=\"tier1\"}", 2.0),
-            ("ringwatch_calls_abandoned_total{queue=\"tier1\",short=\"false\"}", 0.0),
+            (
+                "ringwatch_calls_abandoned_total{queue=\"tier1\",short=\"false\"}",
+                0.0,
+            ),
             ("ringwatch_calls_waiting{queue=\"tier1\"}", 0.0),
             ("ringwatch_calls_active{queue=\"tier1\"}", 0.0),
             // The transfer ended the call while on hold: its segment closes.
@@ -679,7 +766,10 @@ async fn transfers_and_a_reentry_into_a_second_queue() {
             ("ringwatch_calls_answered_total{queue=\"tier2\"}", 1.0),
             ("ringwatch_time_to_answer_seconds_sum{queue=\"tier2\"}", 6.0),
             ("ringwatch_calls_active{queue=\"tier2\"}", 0.0),
-            ("ringwatch_events_rejected_total{reason=\"duplicate_call\"}", 0.0),
+            (
+                "ringwatch_events_rejected_total{reason=\"duplicate_call\"}",
+                0.0,
+            ),
         ],
     );
     d.stop().await;
@@ -688,7 +778,10 @@ async fn transfers_and_a_reentry_into_a_second_queue() {
 #[tokio::test]
 async fn malformed_and_oversized_messages_are_skipped_and_the_connection_stays_up() {
     let server = AmiServer::bind(V13, USER, SECRET).await;
-    let e = env(&server, &[("RINGWATCH__SOURCES__PBX__MAX_MESSAGE_BYTES", "2048")]);
+    let e = env(
+        &server,
+        &[("RINGWATCH__SOURCES__PBX__MAX_MESSAGE_BYTES", "2048")],
+    );
     let d = common::start(&pairs(&e));
     let peer = connected(&server).await;
     let a = Call13::new(31, 0, "q");
@@ -708,8 +801,14 @@ async fn malformed_and_oversized_messages_are_skipped_and_the_connection_stays_u
     check(
         &d.metrics().await,
         &[
-            ("ringwatch_source_skipped_total{source=\"pbx\",reason=\"malformed\"}", 1.0),
-            ("ringwatch_source_skipped_total{source=\"pbx\",reason=\"oversized\"}", 1.0),
+            (
+                "ringwatch_source_skipped_total{source=\"pbx\",reason=\"malformed\"}",
+                1.0,
+            ),
+            (
+                "ringwatch_source_skipped_total{source=\"pbx\",reason=\"oversized\"}",
+                1.0,
+            ),
             ("ringwatch_calls_answered_total{queue=\"q\"}", 1.0),
             ("ringwatch_time_to_answer_seconds_sum{queue=\"q\"}", 9.0),
             ("ringwatch_source_connected{source=\"pbx\"}", 1.0),
@@ -762,22 +861,47 @@ async fn a_disconnect_mid_call_is_reconciled_with_queue_status() {
     )
     .await;
     // The answered call goes on as if nothing happened.
-    peer.send(&[talking.hold(10_000), talking.unhold(20_000), talking.complete(30_000, "agent")].concat())
-        .await;
+    peer.send(
+        &[
+            talking.hold(10_000),
+            talking.unhold(20_000),
+            talking.complete(30_000, "agent"),
+        ]
+        .concat(),
+    )
+    .await;
     translated(&d, 10).await;
     check(
         &d.metrics().await,
         &[
-            ("ringwatch_source_reconciled_calls_total{source=\"pbx\",action=\"kept\"}", 2.0),
-            ("ringwatch_source_reconciled_calls_total{source=\"pbx\",action=\"offered\"}", 1.0),
-            ("ringwatch_source_reconciled_calls_total{source=\"pbx\",action=\"dropped\"}", 2.0),
+            (
+                "ringwatch_source_reconciled_calls_total{source=\"pbx\",action=\"kept\"}",
+                2.0,
+            ),
+            (
+                "ringwatch_source_reconciled_calls_total{source=\"pbx\",action=\"offered\"}",
+                1.0,
+            ),
+            (
+                "ringwatch_source_reconciled_calls_total{source=\"pbx\",action=\"dropped\"}",
+                2.0,
+            ),
             ("ringwatch_source_reconnects_total{source=\"pbx\"}", 1.0),
-            ("ringwatch_source_disconnects_total{source=\"pbx\",reason=\"peer\"}", 1.0),
+            (
+                "ringwatch_source_disconnects_total{source=\"pbx\",reason=\"peer\"}",
+                1.0,
+            ),
             ("ringwatch_calls_offered_total{queue=\"q\"}", 5.0),
             ("ringwatch_calls_evicted_total{queue=\"q\"}", 2.0),
             // Dropped calls are neither answered nor abandoned by a guess.
-            ("ringwatch_calls_abandoned_total{queue=\"q\",short=\"false\"}", 0.0),
-            ("ringwatch_calls_abandoned_total{queue=\"q\",short=\"true\"}", 0.0),
+            (
+                "ringwatch_calls_abandoned_total{queue=\"q\",short=\"false\"}",
+                0.0,
+            ),
+            (
+                "ringwatch_calls_abandoned_total{queue=\"q\",short=\"true\"}",
+                0.0,
+            ),
             ("ringwatch_calls_answered_total{queue=\"q\"}", 2.0),
             ("ringwatch_calls_waiting{queue=\"q\"}", 2.0),
             ("ringwatch_calls_active{queue=\"q\"}", 0.0),
@@ -799,7 +923,9 @@ async fn a_refused_login_is_counted_retried_and_the_secret_never_logged() {
         let logins = server.logins.lock().unwrap();
         assert_eq!(logins.len(), 3);
         assert!(!logins[0].accepted && !logins[1].accepted && logins[2].accepted);
-        assert!(logins.iter().all(|l| l.username == USER && l.secret == SECRET));
+        assert!(logins
+            .iter()
+            .all(|l| l.username == USER && l.secret == SECRET));
     }
     let a = Call13::new(51, 0, "q");
     peer.send(&a.join(0)).await;
@@ -808,15 +934,25 @@ async fn a_refused_login_is_counted_retried_and_the_secret_never_logged() {
         &d.metrics().await,
         &[
             ("ringwatch_source_login_failures_total{source=\"pbx\"}", 2.0),
-            ("ringwatch_source_connection_failures_total{source=\"pbx\"}", 2.0),
+            (
+                "ringwatch_source_connection_failures_total{source=\"pbx\"}",
+                2.0,
+            ),
             ("ringwatch_source_connected{source=\"pbx\"}", 1.0),
             ("ringwatch_calls_offered_total{queue=\"q\"}", 1.0),
         ],
     );
     let logs = d.log_lines();
-    let refused: Vec<&String> = logs.iter().filter(|l| l.contains("AMI login refused")).collect();
+    let refused: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("AMI login refused"))
+        .collect();
     assert_eq!(refused.len(), 2, "{logs:#?}");
-    assert!(refused[0].contains("Authentication failed"), "{}", refused[0]);
+    assert!(
+        refused[0].contains("Authentication failed"),
+        "{}",
+        refused[0]
+    );
     assert!(refused[0].contains(USER));
     assert!(
         logs.iter().all(|l| !l.contains(SECRET)),
@@ -861,11 +997,23 @@ async fn a_restart_mid_call_keeps_the_call_ids() {
             ("ringwatch_calls_answered_total{queue=\"q\"}", 1.0),
             ("ringwatch_holds_total{queue=\"q\"}", 1.0),
             ("ringwatch_hold_limit_exceeded_total{queue=\"q\"}", 1.0),
-            ("ringwatch_hold_duration_seconds_bucket{queue=\"q\",le=\"17\"}", 0.0),
-            ("ringwatch_hold_duration_seconds_bucket{queue=\"q\",le=\"20\"}", 1.0),
+            (
+                "ringwatch_hold_duration_seconds_bucket{queue=\"q\",le=\"17\"}",
+                0.0,
+            ),
+            (
+                "ringwatch_hold_duration_seconds_bucket{queue=\"q\",le=\"20\"}",
+                1.0,
+            ),
             ("ringwatch_calls_active{queue=\"q\"}", 0.0),
-            ("ringwatch_events_rejected_total{reason=\"unknown_call\"}", 0.0),
-            ("ringwatch_events_rejected_total{reason=\"invalid_transition\"}", 0.0),
+            (
+                "ringwatch_events_rejected_total{reason=\"unknown_call\"}",
+                0.0,
+            ),
+            (
+                "ringwatch_events_rejected_total{reason=\"invalid_transition\"}",
+                0.0,
+            ),
         ],
     );
     d.stop().await;

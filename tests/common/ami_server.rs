@@ -116,7 +116,12 @@ impl AmiServer {
             let writer = Arc::new(tokio::sync::Mutex::new(w));
             let (tx, rx) = mpsc::channel(1024);
             let pings = Arc::new(Mutex::new(0));
-            tokio::spawn(serve_actions(reader, Arc::clone(&writer), tx, Arc::clone(&pings)));
+            tokio::spawn(serve_actions(
+                reader,
+                Arc::clone(&writer),
+                tx,
+                Arc::clone(&pings),
+            ));
             return Peer {
                 writer,
                 actions: rx,

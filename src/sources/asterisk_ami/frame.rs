@@ -364,8 +364,28 @@ mod tests {
         text.extend(std::iter::repeat_n(b'x', 5000));
         text.extend_from_slice(b"\r\n\r\nEvent: C\r\n\r\n");
         let out = parse(Mode::Live, 300, &text);
-        assert!(matches!(&out[0], Item::Skipped { reason: Skip::Malformed, line: 1, .. }), "{out:?}");
-        assert!(matches!(&out[1], Item::Skipped { reason: Skip::Oversized, line: 4, .. }), "{out:?}");
+        assert!(
+            matches!(
+                &out[0],
+                Item::Skipped {
+                    reason: Skip::Malformed,
+                    line: 1,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert!(
+            matches!(
+                &out[1],
+                Item::Skipped {
+                    reason: Skip::Oversized,
+                    line: 4,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
         assert_eq!(messages(&out).len(), 1);
         assert!(messages(&out)[0].is_event("c"));
         assert_eq!(out.len(), 3);
@@ -380,7 +400,13 @@ mod tests {
         text.extend_from_slice(b"\r\nEvent: B\r\n\r\n");
         let out = parse(Mode::Live, 256, &text);
         assert_eq!(out.len(), 2, "{out:?}");
-        assert!(matches!(&out[0], Item::Skipped { reason: Skip::Oversized, .. }));
+        assert!(matches!(
+            &out[0],
+            Item::Skipped {
+                reason: Skip::Oversized,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -392,7 +418,11 @@ mod tests {
         let skips: Vec<usize> = out
             .iter()
             .filter_map(|i| match i {
-                Item::Skipped { line, reason: Skip::NotProtocol, .. } => Some(*line),
+                Item::Skipped {
+                    line,
+                    reason: Skip::NotProtocol,
+                    ..
+                } => Some(*line),
                 _ => None,
             })
             .collect();
@@ -405,7 +435,8 @@ mod tests {
 
     #[test]
     fn command_output_is_not_malformed() {
-        let text = b"Response: Follows\r\nPrivilege: Command\r\nName   Channel\r\n--END COMMAND--\r\n\r\n";
+        let text =
+            b"Response: Follows\r\nPrivilege: Command\r\nName   Channel\r\n--END COMMAND--\r\n\r\n";
         let out = parse(Mode::Live, 1024, text);
         assert_eq!(messages(&out).len(), 1, "{out:?}");
     }

@@ -91,10 +91,15 @@ pub enum Phase {
     Waiting,
     /// `QueueCallerLeave` without an answer yet: an answer may still
     /// follow (Asterisk sends the leave first); else the caller went on.
-    Left { ts: Millis },
+    Left {
+        ts: Millis,
+    },
     /// `QueueCallerAbandon`: a hang-up or the queue giving up, decided by
     /// what follows; `left` once the `QueueCallerLeave` came too.
-    Abandoned { ts: Millis, left: bool },
+    Abandoned {
+        ts: Millis,
+        left: bool,
+    },
     Answered,
 }
 
@@ -302,7 +307,10 @@ impl Translator {
             "musiconhold" => match m.get("State") {
                 Some(s) if s.eq_ignore_ascii_case("start") => self.moh(m, ts, true, out),
                 Some(s) if s.eq_ignore_ascii_case("stop") => self.moh(m, ts, false, out),
-                _ => Err(skip(Skip::Malformed, "MusicOnHold without State: Start|Stop")),
+                _ => Err(skip(
+                    Skip::Malformed,
+                    "MusicOnHold without State: Start|Stop",
+                )),
             },
             "blindtransfer" | "attendedtransfer" | "transfer" => self.transfer(m, ts, out),
             "hangup" => self.hangup(m, ts, out),
@@ -534,7 +542,12 @@ impl Translator {
         let Some(value) = value else { return };
         let policy = matches!(
             value.to_ascii_uppercase().as_str(),
-            "TIMEOUT" | "LEAVEEMPTY" | "LEAVEUNAVAIL" | "JOINEMPTY" | "JOINUNAVAIL" | "FULL"
+            "TIMEOUT"
+                | "LEAVEEMPTY"
+                | "LEAVEUNAVAIL"
+                | "JOINEMPTY"
+                | "JOINUNAVAIL"
+                | "FULL"
                 | "WITHDRAW"
         );
         let reason = if policy {
@@ -558,7 +571,10 @@ impl Translator {
         if let Some(c) = self.state.calls.get(u) {
             match c.phase {
                 Phase::Waiting if c.queue == queue => {
-                    return Err(skip(Skip::Repeated, "QueueCallerJoin of a caller already waiting in that queue"));
+                    return Err(skip(
+                        Skip::Repeated,
+                        "QueueCallerJoin of a caller already waiting in that queue",
+                    ));
                 }
                 Phase::Left { ts: at } => self.end(u, at, EndReason::Transferred, out),
                 Phase::Abandoned { ts: at, .. } => {
@@ -579,13 +595,16 @@ impl Translator {
         c.last = c.last.max(ts);
         match c.phase {
             Phase::Waiting => c.phase = Phase::Left { ts },
-            Phase::Abandoned { ts: at, left: false } => {
-                c.phase = Phase::Abandoned { ts: at, left: true }
-            }
+            Phase::Abandoned {
+                ts: at,
+                left: false,
+            } => c.phase = Phase::Abandoned { ts: at, left: true },
             Phase::Left { .. } | Phase::Abandoned { .. } => {
                 return Err(skip(Skip::Repeated, "QueueCallerLeave seen already"))
             }
-            Phase::Answered => return Err(skip(Skip::Ignored, "QueueCallerLeave after the answer")),
+            Phase::Answered => {
+                return Err(skip(Skip::Ignored, "QueueCallerLeave after the answer"))
+            }
         }
         self.pending.insert(u.to_string());
         self.dirty = true;
@@ -692,7 +711,9 @@ impl Translator {
         self.state
             .calls
             .iter()
-            .filter(|(_, c)| c.linkedid.as_deref() == Some(l) || c.agent_linkedid.as_deref() == Some(l))
+            .filter(|(_, c)| {
+                c.linkedid.as_deref() == Some(l) || c.agent_linkedid.as_deref() == Some(l)
+            })
             // A chain may hold a waiting call and an answered one.
             .max_by_key(|(_, c)| c.phase == Phase::Answered)
             .map(|(k, _)| k.clone())
@@ -700,7 +721,13 @@ impl Translator {
 
     fn answered_for_channel(&self, m: &Message, what: &str) -> Result<String, Skip2> {
         match self.channel_call(m) {
-            Some(k) if self.state.calls.get(&k).is_some_and(|c| c.phase == Phase::Answered) => {
+            Some(k)
+                if self
+                    .state
+                    .calls
+                    .get(&k)
+                    .is_some_and(|c| c.phase == Phase::Answered) =>
+            {
                 Ok(k)
             }
             Some(_) => Err(skip(
@@ -727,7 +754,10 @@ impl Translator {
             Some(HoldBy::Moh) => {
                 // The music came first; the segment it opened is this hold.
                 c.hold = Some(HoldBy::Hold);
-                return Err(skip(Skip::Repeated, "Hold after the music on hold it caused"));
+                return Err(skip(
+                    Skip::Repeated,
+                    "Hold after the music on hold it caused",
+                ));
             }
             None => {}
         }
@@ -737,7 +767,8 @@ impl Translator {
         let body = Body::HoldStarted {
             call: Id::from(c.id.as_str()),
         };
-        out.events.push(self.call_ev(&c, ts, Step::HoldStarted(c.holds), body));
+        out.events
+            .push(self.call_ev(&c, ts, Step::HoldStarted(c.holds), body));
         Ok(())
     }
 
@@ -757,7 +788,8 @@ impl Translator {
         let body = Body::HoldEnded {
             call: Id::from(c.id.as_str()),
         };
-        out.events.push(self.call_ev(&c, ts, Step::HoldEnded(c.holds), body));
+        out.events
+            .push(self.call_ev(&c, ts, Step::HoldEnded(c.holds), body));
         Ok(())
     }
 
@@ -767,13 +799,22 @@ impl Translator {
     fn moh(&mut self, m: &Message, ts: Millis, start: bool, out: &mut Output) -> Result<(), Skip2> {
         let u = need(m, "Uniqueid")?;
         let Some(c) = self.state.calls.get_mut(u) else {
-            return Err(skip(Skip::Ignored, "music on hold on a channel that is no caller's"));
+            return Err(skip(
+                Skip::Ignored,
+                "music on hold on a channel that is no caller's",
+            ));
         };
         if c.phase != Phase::Answered {
-            return Err(skip(Skip::Ignored, "music while waiting in the queue is not a hold"));
+            return Err(skip(
+                Skip::Ignored,
+                "music while waiting in the queue is not a hold",
+            ));
         }
         if c.saw_hold {
-            return Err(skip(Skip::Ignored, "music on hold of a call with Hold events"));
+            return Err(skip(
+                Skip::Ignored,
+                "music on hold of a call with Hold events",
+            ));
         }
         c.last = c.last.max(ts);
         let (step, body) = if start {
@@ -801,7 +842,10 @@ impl Translator {
     fn transfer(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
         if let Some(r) = m.get("Result") {
             if !r.eq_ignore_ascii_case("success") {
-                return Err(skip(Skip::Ignored, format!("transfer result {:?}", clip(r))));
+                return Err(skip(
+                    Skip::Ignored,
+                    format!("transfer result {:?}", clip(r)),
+                ));
             }
         }
         let mut uniqueids = Vec::new();
@@ -821,9 +865,15 @@ impl Translator {
             .filter(|(_, c)| c.phase == Phase::Answered)
             .find(|(k, c)| {
                 uniqueids.contains(&k.as_str())
-                    || c.agent_uniqueid.as_deref().is_some_and(|a| uniqueids.contains(&a))
-                    || c.linkedid.as_deref().is_some_and(|l| linkedids.contains(&l))
-                    || c.agent_linkedid.as_deref().is_some_and(|l| linkedids.contains(&l))
+                    || c.agent_uniqueid
+                        .as_deref()
+                        .is_some_and(|a| uniqueids.contains(&a))
+                    || c.linkedid
+                        .as_deref()
+                        .is_some_and(|l| linkedids.contains(&l))
+                    || c.agent_linkedid
+                        .as_deref()
+                        .is_some_and(|l| linkedids.contains(&l))
             })
             .map(|(k, _)| k.clone());
         match found {
@@ -831,7 +881,10 @@ impl Translator {
                 self.end(&k, ts, EndReason::Transferred, out);
                 Ok(())
             }
-            None => Err(skip(Skip::Ignored, "transfer of no answered call in progress")),
+            None => Err(skip(
+                Skip::Ignored,
+                "transfer of no answered call in progress",
+            )),
         }
     }
 
@@ -861,12 +914,18 @@ impl Translator {
             .get("UserEvent")
             .is_some_and(|u| u.eq_ignore_ascii_case("RingwatchCallback"))
         {
-            return Err(skip(Skip::Ignored, "a UserEvent that is not RingwatchCallback"));
+            return Err(skip(
+                Skip::Ignored,
+                "a UserEvent that is not RingwatchCallback",
+            ));
         }
         let action = need(m, "Action")?.to_ascii_lowercase();
         let promise = need(m, "Promise")?;
         if promise.is_empty() {
-            return Err(skip(Skip::Malformed, "RingwatchCallback with an empty Promise"));
+            return Err(skip(
+                Skip::Malformed,
+                "RingwatchCallback with an empty Promise",
+            ));
         }
         let pid = ids::promise(Family::Asterisk, self.t.site.as_deref(), promise);
         let agent = m.get("Agent");
@@ -876,14 +935,20 @@ impl Translator {
                 let due = parse_due(due).ok_or_else(|| {
                     skip(
                         Skip::InvalidValue,
-                        format!("Due {:?} is not Unix seconds or RFC 3339 with an offset", clip(due)),
+                        format!(
+                            "Due {:?} is not Unix seconds or RFC 3339 with an offset",
+                            clip(due)
+                        ),
                     )
                 })?;
                 let call = self.call_of_channel(m);
                 let target = match m.get("Queue").filter(|q| !q.is_empty()) {
                     Some(q) => {
                         let queue = label(q).ok_or_else(|| {
-                            skip(Skip::InvalidValue, format!("queue name {:?} is not 1-64 characters", clip(q)))
+                            skip(
+                                Skip::InvalidValue,
+                                format!("queue name {:?} is not 1-64 characters", clip(q)),
+                            )
                         })?;
                         PromiseTarget::Queue { queue, call }
                     }
@@ -920,7 +985,10 @@ impl Translator {
             _ => {
                 return Err(skip(
                     Skip::InvalidValue,
-                    format!("Action {:?} is not promised, completed or cancelled", clip(&action)),
+                    format!(
+                        "Action {:?} is not promised, completed or cancelled",
+                        clip(&action)
+                    ),
                 ))
             }
         };
@@ -947,7 +1015,10 @@ impl Translator {
             if known {
                 skip(Skip::Ignored, "an event of a call that has ended")
             } else {
-                skip(Skip::UnknownCall, "a queue event of a caller never seen joining")
+                skip(
+                    Skip::UnknownCall,
+                    "a queue event of a caller never seen joining",
+                )
             }
         })
     }
@@ -968,7 +1039,8 @@ impl Translator {
                     let why = m.get("Message").unwrap_or("refused");
                     if queues {
                         r.queues = Some(false);
-                        out.notes.push(format!("QueueStatus refused: {}", clip(why)));
+                        out.notes
+                            .push(format!("QueueStatus refused: {}", clip(why)));
                     } else {
                         r.chans = Some(false);
                         out.notes.push(format!(

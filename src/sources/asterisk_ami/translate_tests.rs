@@ -149,9 +149,21 @@ fn an_answered_call_with_an_agent_side_hold_on_asterisk_12() {
     let text = [
         join("0", "support"),
         e("MusicOnHoldStart", "0.2", caller(&[("Class", "default")])),
-        ev("AgentCalled", "0.3", &[("Queue", "support"), ("MemberName", "Alice")]),
-        ev("AgentCalled", "0.3", &[("Queue", "support"), ("MemberName", "Bob")]),
-        ev("AgentCalled", "0.3", &[("Queue", "support"), ("MemberName", "Carol")]),
+        ev(
+            "AgentCalled",
+            "0.3",
+            &[("Queue", "support"), ("MemberName", "Alice")],
+        ),
+        ev(
+            "AgentCalled",
+            "0.3",
+            &[("Queue", "support"), ("MemberName", "Bob")],
+        ),
+        ev(
+            "AgentCalled",
+            "0.3",
+            &[("Queue", "support"), ("MemberName", "Carol")],
+        ),
         e("MusicOnHoldStop", "17.9", caller(&[])),
         e("QueueCallerLeave", "17.95", caller(&[("Queue", "support")])),
         connect12("18.000999"),
@@ -164,7 +176,12 @@ fn an_answered_call_with_an_agent_side_hold_on_asterisk_12() {
         e(
             "AgentComplete",
             "90",
-            caller(&[("Queue", "support"), ("HoldTime", "18"), ("TalkTime", "72"), ("Reason", "agent")]),
+            caller(&[
+                ("Queue", "support"),
+                ("HoldTime", "18"),
+                ("TalkTime", "72"),
+                ("Reason", "agent"),
+            ]),
         ),
         e("Hangup", "90.1", caller(&[("Cause", "16")])),
     ]
@@ -196,7 +213,11 @@ fn asterisk_11_names_chan_sip_hold_and_bridged_channel() {
         v
     }
     let text = [
-        ev("Join", "0", &c11(&[("Queue", "sales"), ("Position", "1"), ("Count", "1")])),
+        ev(
+            "Join",
+            "0",
+            &c11(&[("Queue", "sales"), ("Position", "1"), ("Count", "1")]),
+        ),
         ev("Leave", "12", &c11(&[("Queue", "sales"), ("Count", "0")])),
         ev(
             "AgentConnect",
@@ -212,12 +233,33 @@ fn asterisk_11_names_chan_sip_hold_and_bridged_channel() {
                 ("Ringtime", "2"),
             ],
         ),
-        ev("Hold", "20", &[("Status", "On"), ("Channel", "SIP/2001-02"), ("Uniqueid", "1795424412.2")]),
-        ev("Hold", "37", &[("Status", "Off"), ("Channel", "SIP/2001-02"), ("Uniqueid", "1795424412.2")]),
+        ev(
+            "Hold",
+            "20",
+            &[
+                ("Status", "On"),
+                ("Channel", "SIP/2001-02"),
+                ("Uniqueid", "1795424412.2"),
+            ],
+        ),
+        ev(
+            "Hold",
+            "37",
+            &[
+                ("Status", "Off"),
+                ("Channel", "SIP/2001-02"),
+                ("Uniqueid", "1795424412.2"),
+            ],
+        ),
         ev(
             "AgentComplete",
             "60",
-            &[("Queue", "sales"), ("Uniqueid", "1795424400.1"), ("Reason", "transfer"), ("HoldTime", "12")],
+            &[
+                ("Queue", "sales"),
+                ("Uniqueid", "1795424400.1"),
+                ("Reason", "transfer"),
+                ("HoldTime", "12"),
+            ],
         ),
     ]
     .concat();
@@ -245,7 +287,11 @@ fn asterisk_11_music_on_hold_after_the_answer_is_the_hold_fallback() {
         ev("Join", "0", &c(&[("Queue", "sales")])),
         ev("MusicOnHold", "0.1", &c(&[("State", "Start")])),
         ev("MusicOnHold", "5", &c(&[("State", "Stop")])),
-        ev("AgentConnect", "5", &c(&[("Queue", "sales"), ("MemberName", "Bob")])),
+        ev(
+            "AgentConnect",
+            "5",
+            &c(&[("Queue", "sales"), ("MemberName", "Bob")]),
+        ),
         ev("MusicOnHold", "10", &c(&[("State", "Start")])),
         ev("MusicOnHold", "27.001", &c(&[("State", "Stop")])),
         ev("Hangup", "40", &c(&[])),
@@ -269,7 +315,12 @@ fn abandon(secs: &str) -> String {
     e(
         "QueueCallerAbandon",
         secs,
-        caller(&[("Queue", "support"), ("Position", "1"), ("OriginalPosition", "1"), ("HoldTime", "4")]),
+        caller(&[
+            ("Queue", "support"),
+            ("Position", "1"),
+            ("OriginalPosition", "1"),
+            ("HoldTime", "4"),
+        ]),
     )
 }
 
@@ -279,11 +330,26 @@ fn leave(secs: &str) -> String {
 
 #[test]
 fn an_abandon_is_the_caller_only_when_the_hangup_follows_at_once() {
-    let hung_up = [join("0", "support"), abandon("4"), leave("4"), e("Hangup", "4.9", caller(&[]))].concat();
-    assert_eq!(summary(&translate(&hung_up)).last().unwrap().0, "ended:abandoned");
+    let hung_up = [
+        join("0", "support"),
+        abandon("4"),
+        leave("4"),
+        e("Hangup", "4.9", caller(&[])),
+    ]
+    .concat();
+    assert_eq!(
+        summary(&translate(&hung_up)).last().unwrap().0,
+        "ended:abandoned"
+    );
     assert_eq!(summary(&translate(&hung_up)).last().unwrap().1, 4_000);
 
-    let later = [join("0", "support"), abandon("30"), leave("30"), e("Hangup", "45", caller(&[]))].concat();
+    let later = [
+        join("0", "support"),
+        abandon("30"),
+        leave("30"),
+        e("Hangup", "45", caller(&[])),
+    ]
+    .concat();
     let (mut out, mut t) = translate_with(AbandonPolicy::Failed, &later);
     t.finish(&mut out);
     assert_eq!(summary(&out).last().unwrap().0, "ended:failed");
@@ -296,14 +362,35 @@ fn an_abandon_is_the_caller_only_when_the_hangup_follows_at_once() {
     // the one on the abandon itself is an older visit's.
     let status = [
         join("0", "support"),
-        e("QueueCallerAbandon", "30", caller(&[("Queue", "support"), ("ChanVariable", "QUEUESTATUS=")])),
-        e("QueueCallerLeave", "30", caller(&[("Queue", "support"), ("ChanVariable", "QUEUESTATUS=")])),
-        e("Newexten", "30.1", caller(&[("ChanVariable", "QUEUESTATUS=TIMEOUT")])),
-        e("Hangup", "30.2", caller(&[("ChanVariable", "QUEUESTATUS=TIMEOUT")])),
+        e(
+            "QueueCallerAbandon",
+            "30",
+            caller(&[("Queue", "support"), ("ChanVariable", "QUEUESTATUS=")]),
+        ),
+        e(
+            "QueueCallerLeave",
+            "30",
+            caller(&[("Queue", "support"), ("ChanVariable", "QUEUESTATUS=")]),
+        ),
+        e(
+            "Newexten",
+            "30.1",
+            caller(&[("ChanVariable", "QUEUESTATUS=TIMEOUT")]),
+        ),
+        e(
+            "Hangup",
+            "30.2",
+            caller(&[("ChanVariable", "QUEUESTATUS=TIMEOUT")]),
+        ),
     ]
     .concat();
     let (out, _) = translate_with(AbandonPolicy::Failed, &status);
-    assert_eq!(summary(&out).last().unwrap().0, "ended:failed", "{:?}", summary(&out));
+    assert_eq!(
+        summary(&out).last().unwrap().0,
+        "ended:failed",
+        "{:?}",
+        summary(&out)
+    );
 
     // Nothing follows: the timer decides, by the PBX clock.
     let silent = [join("0", "support"), abandon("30"), leave("30")].concat();
@@ -330,9 +417,21 @@ fn a_leave_without_an_answer_is_a_transfer_and_a_rejoin_a_new_visit() {
         vec![
             ("call.offered".into(), 0, ids("offered")),
             ("ended:transferred".into(), 5_000, ids("ended")),
-            ("call.offered".into(), 20_000, "ast:1795424400.1:2:offered".into()),
-            ("call.answered".into(), 26_000, "ast:1795424400.1:2:answered".into()),
-            ("ended:completed".into(), 40_000, "ast:1795424400.1:2:ended".into()),
+            (
+                "call.offered".into(),
+                20_000,
+                "ast:1795424400.1:2:offered".into()
+            ),
+            (
+                "call.answered".into(),
+                26_000,
+                "ast:1795424400.1:2:answered".into()
+            ),
+            (
+                "ended:completed".into(),
+                40_000,
+                "ast:1795424400.1:2:ended".into()
+            ),
         ]
     );
 }
@@ -361,9 +460,15 @@ fn transfers_end_the_call_transferred() {
     .concat();
     let out = translate(&blind);
     let s = summary(&out);
-    assert_eq!(s.last().unwrap(), &("ended:transferred".into(), 12_000, ids("ended")));
+    assert_eq!(
+        s.last().unwrap(),
+        &("ended:transferred".into(), 12_000, ids("ended"))
+    );
     assert_eq!(s.len(), 4, "{s:?}");
-    assert!(out.skipped.iter().any(|k| k.reason == Skip::Ignored && k.detail.contains("ended")));
+    assert!(out
+        .skipped
+        .iter()
+        .any(|k| k.reason == Skip::Ignored && k.detail.contains("ended")));
 
     let attended = [
         join("0", "support"),
@@ -382,15 +487,30 @@ fn transfers_end_the_call_transferred() {
     ]
     .concat();
     let s = summary(&translate(&attended));
-    assert_eq!(s.last().unwrap(), &("ended:transferred".into(), 30_000, ids("ended")));
+    assert_eq!(
+        s.last().unwrap(),
+        &("ended:transferred".into(), 30_000, ids("ended"))
+    );
 }
 
 #[test]
 fn a_message_delivered_twice_counts_once() {
-    let text = [join("0", "support"), join("0", "support"), connect12("4"), connect12("4")].concat();
+    let text = [
+        join("0", "support"),
+        join("0", "support"),
+        connect12("4"),
+        connect12("4"),
+    ]
+    .concat();
     let out = translate(&text);
     assert_eq!(out.events.len(), 2);
-    assert_eq!(out.skipped.iter().filter(|s| s.reason == Skip::Repeated).count(), 2);
+    assert_eq!(
+        out.skipped
+            .iter()
+            .filter(|s| s.reason == Skip::Repeated)
+            .count(),
+        2
+    );
     // Without timestamps (receipt time), repeats are still recognised by
     // what they mean.
     let mut t = Translator::new(Translate::default(), State::default());
@@ -449,22 +569,56 @@ fn callbacks_follow_the_convention() {
         e(
             "UserEvent",
             "5",
-            caller(&[("UserEvent", "RingwatchCallback"), ("Action", "promised"), ("Promise", "42"), ("Due", "1795428000.5")]),
+            caller(&[
+                ("UserEvent", "RingwatchCallback"),
+                ("Action", "promised"),
+                ("Promise", "42"),
+                ("Due", "1795428000.5"),
+            ]),
         ),
         e(
             "UserEvent",
             "6",
-            caller(&[("UserEvent", "RingwatchCallback"), ("Action", "promised"), ("Promise", "43"), ("Due", "2026-11-23T10:00:00+01:00"), ("Queue", "callbacks"), ("Agent", "Alice")]),
+            caller(&[
+                ("UserEvent", "RingwatchCallback"),
+                ("Action", "promised"),
+                ("Promise", "43"),
+                ("Due", "2026-11-23T10:00:00+01:00"),
+                ("Queue", "callbacks"),
+                ("Agent", "Alice"),
+            ]),
         ),
-        ev("UserEvent", "7", &[("UserEvent", "RingwatchCallback"), ("Action", "promised"), ("Promise", "44"), ("Due", "1795428000"), ("Uniqueid", "5.5")]),
-        ev("UserEvent", "8", &[("UserEvent", "RingwatchCallback"), ("Action", "completed"), ("Promise", "42")]),
+        ev(
+            "UserEvent",
+            "7",
+            &[
+                ("UserEvent", "RingwatchCallback"),
+                ("Action", "promised"),
+                ("Promise", "44"),
+                ("Due", "1795428000"),
+                ("Uniqueid", "5.5"),
+            ],
+        ),
+        ev(
+            "UserEvent",
+            "8",
+            &[
+                ("UserEvent", "RingwatchCallback"),
+                ("Action", "completed"),
+                ("Promise", "42"),
+            ],
+        ),
         ev("UserEvent", "9", &[("UserEvent", "Other")]),
     ]
     .concat();
     let out = translate(&text);
     assert_eq!(out.events.len(), 4, "{:?}", out.skipped);
     match &out.events[1].body {
-        Body::CallbackPromised { promise, due, target } => {
+        Body::CallbackPromised {
+            promise,
+            due,
+            target,
+        } => {
             assert_eq!(promise, "ast:cb:42");
             assert_eq!(*due, 1_795_428_000_500);
             assert_eq!(target, &PromiseTarget::Call { call: ID.into() });
@@ -476,13 +630,19 @@ fn callbacks_follow_the_convention() {
             assert_eq!(*due, 1_795_424_400_000);
             assert_eq!(
                 target,
-                &PromiseTarget::Queue { queue: "callbacks".into(), call: Some(ID.into()) }
+                &PromiseTarget::Queue {
+                    queue: "callbacks".into(),
+                    call: Some(ID.into())
+                }
             );
             assert_eq!(out.events[2].agent.as_deref(), Some("Alice"));
         }
         b => panic!("{b:?}"),
     }
-    assert_eq!(out.events[3].event_id.as_deref(), Some("ast:cb:42:completed"));
+    assert_eq!(
+        out.events[3].event_id.as_deref(),
+        Some("ast:cb:42:completed")
+    );
     let reasons: Vec<Skip> = out.skipped.iter().map(|s| s.reason).collect();
     assert_eq!(reasons, [Skip::UnknownCall, Skip::Ignored]);
 }
@@ -491,14 +651,24 @@ fn callbacks_follow_the_convention() {
 fn reconciliation_keeps_offers_and_drops_without_outcomes() {
     let mut t = Translator::new(Translate::default(), State::default());
     let mut out = Output::default();
-    let j = |u: &str, q: &str, secs: &str| ev("QueueCallerJoin", secs, &[("Uniqueid", u), ("Queue", q)]);
+    let j = |u: &str, q: &str, secs: &str| {
+        ev("QueueCallerJoin", secs, &[("Uniqueid", u), ("Queue", q)])
+    };
     let text = [
         j("a", "q", "0"),
         j("b", "q", "1"),
         j("c", "q", "2"),
         j("d", "q", "3"),
-        ev("AgentConnect", "4", &[("Uniqueid", "c"), ("MemberName", "x")]),
-        ev("AgentConnect", "4", &[("Uniqueid", "d"), ("MemberName", "y")]),
+        ev(
+            "AgentConnect",
+            "4",
+            &[("Uniqueid", "c"), ("MemberName", "x")],
+        ),
+        ev(
+            "AgentConnect",
+            "4",
+            &[("Uniqueid", "d"), ("MemberName", "y")],
+        ),
     ]
     .concat();
     for m in parse(&text) {
@@ -509,7 +679,11 @@ fn reconciliation_keeps_offers_and_drops_without_outcomes() {
     // A call offered while the answers come in is not a candidate.
     let answers = [
         "Response: Success\r\nActionID: qs\r\nEventList: start\r\n\r\n".to_string(),
-        ev("QueueCallerJoin", "99", &[("Uniqueid", "f"), ("Queue", "q")]),
+        ev(
+            "QueueCallerJoin",
+            "99",
+            &[("Uniqueid", "f"), ("Queue", "q")],
+        ),
         "Event: QueueParams\r\nActionID: qs\r\nQueue: q\r\n\r\n".into(),
         "Event: QueueEntry\r\nActionID: qs\r\nQueue: q\r\nUniqueid: a\r\nWait: 100\r\n\r\n".into(),
         "Event: QueueEntry\r\nActionID: qs\r\nQueue: q\r\nUniqueid: e\r\nWait: 30\r\n\r\n".into(),
@@ -525,7 +699,11 @@ fn reconciliation_keeps_offers_and_drops_without_outcomes() {
     }
     assert_eq!(
         out.reconciled,
-        vec![(Reconciled::Kept, 2), (Reconciled::Offered, 1), (Reconciled::Dropped, 2)]
+        vec![
+            (Reconciled::Kept, 2),
+            (Reconciled::Offered, 1),
+            (Reconciled::Dropped, 2)
+        ]
     );
     let mut forgot: Vec<&str> = out.forget.iter().map(|i| i.as_str()).collect();
     forgot.sort();
@@ -537,7 +715,10 @@ fn reconciliation_keeps_offers_and_drops_without_outcomes() {
         .collect();
     assert_eq!(
         offered,
-        vec![("ast:f:1:offered".into(), (T0 + 99) * 1000), ("ast:e:1:offered".into(), now - 30_000)]
+        vec![
+            ("ast:f:1:offered".into(), (T0 + 99) * 1000),
+            ("ast:e:1:offered".into(), now - 30_000)
+        ]
     );
     assert!(!t.reconciling());
     assert_eq!(t.state().calls.len(), 4);
@@ -569,13 +750,24 @@ fn a_refused_core_show_channels_keeps_answered_calls() {
 
 #[test]
 fn the_state_survives_a_round_trip_mid_call() {
-    let first = [join("0", "support"), connect12("3"), agent_leg("Hold", "10")].concat();
+    let first = [
+        join("0", "support"),
+        connect12("3"),
+        agent_leg("Hold", "10"),
+    ]
+    .concat();
     let (_, t) = translate_with(AbandonPolicy::Failed, &first);
     let json = serde_json::to_string(t.state()).unwrap();
     let state: State = serde_json::from_str(&json).unwrap();
     let mut t = Translator::new(Translate::default(), state);
     let mut out = Output::default();
-    for m in parse(&[agent_leg("Unhold", "27"), e("AgentComplete", "40", caller(&[]))].concat()) {
+    for m in parse(
+        &[
+            agent_leg("Unhold", "27"),
+            e("AgentComplete", "40", caller(&[])),
+        ]
+        .concat(),
+    ) {
         t.message(&m, None, &mut out);
     }
     assert_eq!(
@@ -616,7 +808,10 @@ fn state_is_bounded() {
     }
     assert!(t.state().visits.len() <= MAX_VISITS);
     assert!(t.state().calls.is_empty());
-    t.tick(T0 * 1000 + VISIT_HORIZON_MS + 10 * MAX_VISITS as i64, &mut out);
+    t.tick(
+        T0 * 1000 + VISIT_HORIZON_MS + 10 * MAX_VISITS as i64,
+        &mut out,
+    );
     assert!(t.state().visits.is_empty());
 }
 
@@ -680,7 +875,9 @@ fn render(op: &Op, ms: i64) -> String {
             caller(u)
         ),
         Op::Hangup(u) => format!("Event: Hangup\r\n{}", caller(u)),
-        Op::Transfer(u) => format!("Event: BlindTransfer\r\nResult: Success\r\nTransfereeUniqueid: c{u}\r\n"),
+        Op::Transfer(u) => {
+            format!("Event: BlindTransfer\r\nResult: Success\r\nTransfereeUniqueid: c{u}\r\n")
+        }
         Op::Garbage(g) => format!("{g}\r\n"),
     };
     format!("{body}Timestamp: {t}\r\n\r\n")

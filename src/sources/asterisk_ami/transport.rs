@@ -97,7 +97,11 @@ pub async fn run(s: Settings, ctx: Context) {
                     source = name.as_str(),
                     address = address.as_str(),
                     ami_version = conn.version,
-                    dialect = if conn.version >= 2 { "asterisk 12+" } else { "asterisk 11 or older" },
+                    dialect = if conn.version >= 2 {
+                        "asterisk 12+"
+                    } else {
+                        "asterisk 11 or older"
+                    },
                     "AMI source connected and logged in"
                 );
                 let since = Instant::now();
@@ -139,7 +143,9 @@ pub async fn run(s: Settings, ctx: Context) {
                         suppressed,
                         "AMI connection failed; retrying with backoff"
                     ),
-                    None => tracing::debug!(source = name.as_str(), error = %e, "AMI connection failed"),
+                    None => {
+                        tracing::debug!(source = name.as_str(), error = %e, "AMI connection failed")
+                    }
                 }
             }
         }
@@ -194,9 +200,8 @@ async fn connect(s: &Settings) -> Result<Conn, ConnectError> {
         }
     }
     let banner = String::from_utf8_lossy(&banner).trim().to_string();
-    let version = banner_version(&banner).ok_or_else(|| {
-        ConnectError::Banner(banner.chars().take(80).collect())
-    })?;
+    let version = banner_version(&banner)
+        .ok_or_else(|| ConnectError::Banner(banner.chars().take(80).collect()))?;
     let login = format!(
         "Action: Login\r\nActionID: {LOGIN_ID}\r\nUsername: {}\r\nSecret: {}\r\nEvents: {EVENTS}\r\n\r\n",
         s.username,
@@ -394,11 +399,19 @@ impl Shared {
     }
 
     /// Count, log and deliver what a translation step made; save the state.
-    async fn settle(&mut self, out: Output, s: &Settings, ctx: &Context) -> Result<(), CloseReason> {
+    async fn settle(
+        &mut self,
+        out: Output,
+        s: &Settings,
+        ctx: &Context,
+    ) -> Result<(), CloseReason> {
         let name = s.common.name.as_str();
         for sk in &out.skipped {
             ctx.platform.skipped(sk.reason);
-            if matches!(sk.reason, Skip::Malformed | Skip::Oversized | Skip::InvalidValue) {
+            if matches!(
+                sk.reason,
+                Skip::Malformed | Skip::Oversized | Skip::InvalidValue
+            ) {
                 if let Some(suppressed) = self.skipped_log.check() {
                     tracing::warn!(
                         source = name,
@@ -487,7 +500,13 @@ fn is_stream_event(m: &Message) -> bool {
 pub fn state_path(dir: &Path, name: &str) -> PathBuf {
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     dir.join("sources").join(format!("{safe}.ami.json"))
 }
