@@ -404,6 +404,7 @@ async fn asterisk_12_answers_and_holds_at_the_18_and_17_second_boundaries() {
     let peer = connected(&server).await;
     let login = server.logins.lock().unwrap()[0].clone();
     assert_eq!(login.events.as_deref(), Some("call,agent,user"));
+    assert!(login.md5 && login.credentials_ok);
 
     // Answered at 18.000 s; the agent holds 17.000 s (the music the
     // caller then hears is the consequence, not a second hold; HoldTime
@@ -527,9 +528,15 @@ async fn asterisk_12_answers_and_holds_at_the_18_and_17_second_boundaries() {
 
 #[tokio::test]
 async fn asterisk_11_answers_and_holds_at_the_18_and_17_second_boundaries() {
-    let server = AmiServer::bind(V11, USER, SECRET).await;
+    let mut server = AmiServer::bind(V11, USER, SECRET).await;
+    // A manager that refuses the challenge gets the plain login.
+    server.md5 = false;
     let d = common::start(&pairs(&env(&server, &[])));
     let peer = connected(&server).await;
+    {
+        let login = server.logins.lock().unwrap()[0].clone();
+        assert!(!login.md5 && login.secret == SECRET && login.accepted);
+    }
     // chan_sip Hold Status: On/Off on the agent's channel (BridgedChannel).
     let a = Call11::new(1, 0, "sales");
     // No chan_sip hold events (callevents = no): music on hold on the
@@ -923,9 +930,10 @@ async fn a_refused_login_is_counted_retried_and_the_secret_never_logged() {
         let logins = server.logins.lock().unwrap();
         assert_eq!(logins.len(), 3);
         assert!(!logins[0].accepted && !logins[1].accepted && logins[2].accepted);
+        // The MD5 challenge: the secret itself never crossed the network.
         assert!(logins
             .iter()
-            .all(|l| l.username == USER && l.secret == SECRET));
+            .all(|l| l.md5 && l.credentials_ok && l.secret.is_empty()));
     }
     let a = Call13::new(51, 0, "q");
     peer.send(&a.join(0)).await;

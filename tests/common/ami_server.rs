@@ -1,6 +1,7 @@
 //! A fake Asterisk Manager Interface: real TCP on 127.0.0.1 port 0, the
-//! real banner (`Asterisk Call Manager/<version>`), `Action: Login` checked
-//! against a username and secret (refused logins answered
+//! real banner (`Asterisk Call Manager/<version>`), the MD5 challenge
+//! (`Action: Challenge`, or refused as a manager without it would) and
+//! `Action: Login` checked against a username and secret (refused logins answered
 //! `Authentication failed` and closed, as manager.c does), `Ping` answered
 //! `Pong`, and the other actions ringwatch sends handed to the test, which
 //! replays transcripts (raw AMI text) and answers `QueueStatus` /
@@ -30,10 +31,18 @@ pub fn field<'a>(a: &'a Action, key: &str) -> Option<&'a str> {
 #[derive(Clone, Debug)]
 pub struct Login {
     pub username: String,
+    /// `Secret:` of a plain login (empty with MD5).
     pub secret: String,
+    /// Logged in with `AuthType: MD5` and a `Key:`.
+    pub md5: bool,
+    /// The credentials were right (whether or not the login was accepted).
+    pub credentials_ok: bool,
     pub events: Option<String>,
     pub accepted: bool,
 }
+
+/// The challenge this server hands out.
+const CHALLENGE: &str = "840415273";
 
 pub struct AmiServer {
     listener: TcpListener,
@@ -45,6 +54,8 @@ pub struct AmiServer {
     /// side that an operator then fixes).
     pub refuse: Arc<Mutex<usize>>,
     pub logins: Arc<Mutex<Vec<Login>>>,
+    /// Answer `Action: Challenge` (else refuse it: a plain login follows).
+    pub md5: bool,
 }
 
 /// The PBX's side of one logged-in connection.
@@ -67,6 +78,7 @@ impl AmiServer {
             secret: secret.to_string(),
             refuse: Arc::new(Mutex::new(0)),
             logins: Arc::new(Mutex::new(Vec::new())),
+            md5: true,
         }
     }
 
@@ -81,9 +93,24 @@ impl AmiServer {
             let (r, mut w) = stream.into_split();
             w.write_all(self.banner.as_bytes()).await.unwrap();
             let mut reader = BufReader::new(r);
-            let Some(login) = read_action(&mut reader).await else {
+            let Some(mut login) = read_action(&mut reader).await else {
                 continue;
             };
+            let mut challenged = false;
+            if field(&login, "Action").is_some_and(|a| a.eq_ignore_ascii_case("challenge")) {
+                let id = field(&login, "ActionID").unwrap_or("").to_string();
+                let answer = if self.md5 && field(&login, "AuthType") == Some("MD5") {
+                    challenged = true;
+                    format!("Response: Success\r\nActionID: {id}\r\nChallenge: {CHALLENGE}\r\n\r\n")
+                } else {
+                    format!("Response: Error\r\nActionID: {id}\r\nMessage: Must specify AuthType\r\n\r\n")
+                };
+                w.write_all(answer.as_bytes()).await.unwrap();
+                let Some(next) = read_action(&mut reader).await else {
+                    continue;
+                };
+                login = next;
+            }
             assert_eq!(field(&login, "Action"), Some("Login"), "{login:?}");
             let id = field(&login, "ActionID").unwrap_or("").to_string();
             let refuse = {
@@ -94,10 +121,22 @@ impl AmiServer {
             };
             let username = field(&login, "Username").unwrap_or("").to_string();
             let secret = field(&login, "Secret").unwrap_or("").to_string();
-            let accepted = !refuse && username == self.username && secret == self.secret;
+            let md5 = field(&login, "AuthType") == Some("MD5");
+            let credentials_ok = username == self.username
+                && if md5 {
+                    let want = ringwatch::sources::asterisk_ami::md5::hex(
+                        format!("{CHALLENGE}{}", self.secret).as_bytes(),
+                    );
+                    challenged && field(&login, "Key") == Some(want.as_str())
+                } else {
+                    secret == self.secret
+                };
+            let accepted = !refuse && credentials_ok;
             self.logins.lock().unwrap().push(Login {
                 username,
                 secret,
+                md5,
+                credentials_ok,
                 events: field(&login, "Events").map(str::to_string),
                 accepted,
             });

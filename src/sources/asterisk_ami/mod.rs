@@ -5,6 +5,7 @@
 //! over a capture file.
 
 pub mod frame;
+pub mod md5;
 pub mod translate;
 mod transport;
 

@@ -205,6 +205,11 @@ impl Translator {
         std::mem::take(&mut self.dirty)
     }
 
+    /// The state is due to be saved again (the last save failed).
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// "Now" on the PBX's clock: its last timestamp plus the wall time
     /// since, or the wall time when it never sent one.
     pub fn pbx_now(&self, wall: Millis) -> Millis {

@@ -1,4 +1,5 @@
-//! The AMI connection: TCP (or TLS), the banner, `Action: Login`, reading
+//! The AMI connection: TCP (or TLS), the banner, the login (MD5 challenge,
+//! else plain `Action: Login`), reading
 //! with backpressure (what the socket has is parsed, translated, delivered
 //! and awaited before the next read, so a slow journal slows Asterisk
 //! through the TCP window), `Ping` when idle, reconnect with full-jitter
@@ -12,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::frame::{banner_version, Item, Kind, Message, Mode, Parser};
+use super::md5;
 use super::translate::{Output, State, Translator};
 use super::Settings;
 use crate::clock::wall_now;
@@ -26,6 +28,7 @@ use crate::sources::{Context, Skipped};
 /// hangup and transfers `call`, the callback convention's `UserEvent` `user`.
 const EVENTS: &str = "call,agent,user";
 const LOGIN_ID: &str = "ringwatch-login";
+const CHALLENGE_ID: &str = "ringwatch-challenge";
 const PING_ID: &str = "ringwatch-ping";
 const BANNER_MAX: usize = 1024;
 const READ_BUFFER: usize = 64 * 1024;
@@ -73,6 +76,7 @@ pub async fn run(s: Settings, ctx: Context) {
         path,
         actions: 0,
         skipped_log: RateLimited::new(Duration::from_secs(10)),
+        save_log: RateLimited::new(Duration::from_secs(60)),
     };
     let mut backoff = Backoff::new(s.common.backoff_initial, s.common.backoff_max);
     let mut connected_before = false;
@@ -202,50 +206,75 @@ async fn connect(s: &Settings) -> Result<Conn, ConnectError> {
     let banner = String::from_utf8_lossy(&banner).trim().to_string();
     let version = banner_version(&banner)
         .ok_or_else(|| ConnectError::Banner(banner.chars().take(80).collect()))?;
-    let login = format!(
-        "Action: Login\r\nActionID: {LOGIN_ID}\r\nUsername: {}\r\nSecret: {}\r\nEvents: {EVENTS}\r\n\r\n",
-        s.username,
-        s.secret.expose()
-    );
-    io.write_all(login.as_bytes()).await?;
-    io.flush().await?;
     let mut parser = Parser::new(Mode::Live, s.common.max_message_bytes);
     let mut items = Vec::new();
     parser.push(&rest, &mut items);
+    // MD5 challenge first, so the secret never crosses the network; a
+    // manager that refuses the challenge gets the plain login.
+    let challenge =
+        format!("Action: Challenge\r\nActionID: {CHALLENGE_ID}\r\nAuthType: MD5\r\n\r\n");
+    let answer = exchange(&mut io, &mut parser, &mut items, &challenge, CHALLENGE_ID).await?;
+    let login = match (answer.kind(), answer.get("Challenge")) {
+        (Kind::Response(r), Some(c)) if r.eq_ignore_ascii_case("success") && !c.is_empty() => {
+            let key = md5::hex(format!("{c}{}", s.secret.expose()).as_bytes());
+            format!(
+                "Action: Login\r\nActionID: {LOGIN_ID}\r\nAuthType: MD5\r\nUsername: {}\r\nKey: {key}\r\nEvents: {EVENTS}\r\n\r\n",
+                s.username
+            )
+        }
+        _ => format!(
+            "Action: Login\r\nActionID: {LOGIN_ID}\r\nUsername: {}\r\nSecret: {}\r\nEvents: {EVENTS}\r\n\r\n",
+            s.username,
+            s.secret.expose()
+        ),
+    };
+    let m = exchange(&mut io, &mut parser, &mut items, &login, LOGIN_ID).await?;
+    match m.kind() {
+        Kind::Response(r) if r.eq_ignore_ascii_case("success") => Ok(Conn {
+            io,
+            parser,
+            version,
+            early: items,
+        }),
+        _ => Err(ConnectError::Login(
+            m.get("Message")
+                .unwrap_or("no reason given")
+                .chars()
+                .take(120)
+                .collect(),
+        )),
+    }
+}
+
+/// Send one action and read until its response; what came before the
+/// response stays in `items`, what came after it too (in order).
+async fn exchange(
+    io: &mut Box<dyn Io>,
+    parser: &mut Parser,
+    items: &mut Vec<Item>,
+    action: &str,
+    id: &str,
+) -> Result<Message, ConnectError> {
+    io.write_all(action.as_bytes()).await?;
+    io.flush().await?;
     let mut read = vec![0u8; 4096];
     loop {
         let answer = items.iter().position(|i| match i {
             Item::Message(m) => {
-                matches!(m.kind(), Kind::Response(_)) && m.get("ActionID") == Some(LOGIN_ID)
+                matches!(m.kind(), Kind::Response(_)) && m.get("ActionID") == Some(id)
             }
             Item::Skipped { .. } => false,
         });
         if let Some(i) = answer {
-            let early = items.split_off(i + 1);
-            let Some(Item::Message(m)) = items.pop() else {
-                return Err(ConnectError::Closed);
-            };
-            return match m.kind() {
-                Kind::Response(r) if r.eq_ignore_ascii_case("success") => Ok(Conn {
-                    io,
-                    parser,
-                    version,
-                    early,
-                }),
-                _ => Err(ConnectError::Login(
-                    m.get("Message")
-                        .unwrap_or("no reason given")
-                        .chars()
-                        .take(120)
-                        .collect(),
-                )),
-            };
+            if let Item::Message(m) = items.remove(i) {
+                return Ok(m);
+            }
         }
         let n = io.read(&mut read).await?;
         if n == 0 {
             return Err(ConnectError::Closed);
         }
-        parser.push(read.get(..n).unwrap_or_default(), &mut items);
+        parser.push(read.get(..n).unwrap_or_default(), items);
     }
 }
 
@@ -258,6 +287,7 @@ struct Shared {
     /// Reconciliations started (their ActionIDs are numbered).
     actions: u64,
     skipped_log: RateLimited,
+    save_log: RateLimited,
 }
 
 /// What one connection knows about itself.
@@ -478,15 +508,20 @@ impl Shared {
                 return;
             }
         };
-        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(
-                source = name,
-                error = %e,
-                "cannot save the AMI state (call ids of calls in progress may not survive a restart)"
-            ),
-            Err(e) => tracing::warn!(source = name, error = %e, "saving the AMI state failed"),
+        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        if let Err(e) = written {
+            // Tried again with the next batch (the state stays dirty).
+            self.tr.mark_dirty();
+            if let Some(suppressed) = self.save_log.check() {
+                tracing::warn!(
+                    source = name,
+                    error = %e,
+                    suppressed,
+                    "cannot save the AMI state (call ids of calls in progress may not survive a restart)"
+                );
+            }
         }
     }
 }
