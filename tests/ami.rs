@@ -1026,3 +1026,36 @@ async fn a_restart_mid_call_keeps_the_call_ids() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn without_timestamps_events_are_timed_on_receipt_and_the_gauge_says_so() {
+    let server = AmiServer::bind(V13, USER, SECRET).await;
+    let e = env(&server, &[("RINGWATCH__RULES__CLOCK", "wall")]);
+    let d = common::start_process(&pairs(&e));
+    let peer = connected(&server).await;
+    let a = Call13::new(71, 0, "q");
+    // timestampevents = no: the same event without its Timestamp line.
+    let join = a
+        .join(0)
+        .lines()
+        .filter(|l| !l.starts_with("Timestamp:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>();
+    peer.send(&join).await;
+    translated(&d, 1).await;
+    check(
+        &d.metrics().await,
+        &[
+            ("ringwatch_source_exact_timestamps{source=\"pbx\"}", 0.0),
+            ("ringwatch_calls_offered_total{queue=\"q\"}", 1.0),
+            ("ringwatch_calls_waiting{queue=\"q\"}", 1.0),
+        ],
+    );
+    assert!(
+        d.log_lines()
+            .iter()
+            .any(|l| l.contains("timestampevents = yes is not set")),
+        "{:#?}",
+        d.log_lines()
+    );
+}
