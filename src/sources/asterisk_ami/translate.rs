@@ -30,10 +30,12 @@ pub const HANGUP_GRACE_MS: Millis = 1_000;
 /// A `QueueCallerLeave` without an answer or abandon this long ago (by
 /// the PBX's clock) was the caller leaving to another destination.
 pub const LEAVE_GRACE_MS: Millis = 10_000;
-/// Uniqueids remembered for visit counting (the oldest without a call in
-/// progress are forgotten first), and for how long after their last event.
+/// Uniqueids remembered for visit counting: until the channel hangs up,
+/// and at most this many (the oldest without a call in progress are
+/// forgotten first) for this long after their last event (a missed hang-up).
 pub const MAX_VISITS: usize = 50_000;
 pub const VISIT_HORIZON_MS: Millis = 24 * 3_600_000;
+pub const GONE_HORIZON_MS: Millis = 10 * 60_000;
 /// Calls in progress kept; one without an event this long is dropped from
 /// the translator (ringwatch's own `call_ttl` has evicted it long before).
 pub const MAX_CALLS: usize = 100_000;
@@ -63,6 +65,9 @@ pub struct Visit {
     pub n: u32,
     /// Time of the last event of the Uniqueid (for forgetting it).
     pub seen: Millis,
+    /// The channel hung up: forgotten after [`GONE_HORIZON_MS`].
+    #[serde(default)]
+    pub gone: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -475,10 +480,11 @@ impl Translator {
         let call_floor = now.saturating_sub(CALL_HORIZON_MS);
         self.state.calls.retain(|_, c| c.last >= call_floor);
         let floor = now.saturating_sub(VISIT_HORIZON_MS);
+        let gone_floor = now.saturating_sub(GONE_HORIZON_MS);
         let calls = &self.state.calls;
-        self.state
-            .visits
-            .retain(|k, v| v.seen >= floor || calls.contains_key(k));
+        self.state.visits.retain(|k, v| {
+            calls.contains_key(k) || v.seen >= if v.gone { gone_floor } else { floor }
+        });
         if before != (self.state.calls.len(), self.state.visits.len()) {
             self.dirty = true;
         }
@@ -894,24 +900,34 @@ impl Translator {
     }
 
     fn hangup(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
-        let u = need(m, "Uniqueid")?;
-        let Some(c) = self.state.calls.get(u) else {
-            return Err(skip(Skip::Ignored, "Hangup of no caller in a queue"));
-        };
-        let (at, reason) = match c.phase {
-            // No QueueCallerAbandon came; the hang-up says it all.
-            Phase::Waiting => (ts, EndReason::Abandoned),
-            Phase::Left { ts: at } => (at, EndReason::Transferred),
-            Phase::Abandoned { ts: at, .. } if ts.saturating_sub(at) <= HANGUP_GRACE_MS => {
-                (at, EndReason::Abandoned)
+        let u = need(m, "Uniqueid")?.to_string();
+        let result = match self.state.calls.get(&u) {
+            None => Err(skip(Skip::Ignored, "Hangup of no caller in a queue")),
+            Some(c) => {
+                let (at, reason) = match c.phase {
+                    // No QueueCallerAbandon came; the hang-up says it all.
+                    Phase::Waiting => (ts, EndReason::Abandoned),
+                    Phase::Left { ts: at } => (at, EndReason::Transferred),
+                    Phase::Abandoned { ts: at, .. } if ts.saturating_sub(at) <= HANGUP_GRACE_MS => {
+                        (at, EndReason::Abandoned)
+                    }
+                    Phase::Abandoned { ts: at, .. } => (at, self.t.abandon_policy.reason()),
+                    // Some versions skip AgentComplete.
+                    Phase::Answered => (ts, EndReason::Completed),
+                };
+                self.end(&u, at, reason, out);
+                Ok(())
             }
-            Phase::Abandoned { ts: at, .. } => (at, self.t.abandon_policy.reason()),
-            // Some versions skip AgentComplete.
-            Phase::Answered => (ts, EndReason::Completed),
         };
-        let u = u.to_string();
-        self.end(&u, at, reason, out);
-        Ok(())
+        // A channel that hung up never joins a queue again: its visit
+        // count is kept only briefly, which keeps the state to the callers
+        // still up (and a stream that rejoins it anyway still gets new ids).
+        if let Some(v) = self.state.visits.get_mut(&u) {
+            v.gone = true;
+            v.seen = v.seen.max(ts);
+            self.dirty = true;
+        }
+        result
     }
 
     fn user_event(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {

@@ -796,22 +796,34 @@ fn time_is_floored_to_the_millisecond() {
 fn state_is_bounded() {
     let mut t = Translator::new(Translate::default(), State::default());
     let mut out = Output::default();
+    // Calls that end without their channel hanging up (abandoned, then the
+    // next caller's join decides it): their Uniqueids stay, up to the cap.
     for i in 0..(MAX_VISITS + 10) {
         let text = format!(
-            "Event: QueueCallerJoin\r\nUniqueid: {i}\r\nQueue: q\r\n\r\nEvent: Hangup\r\nUniqueid: {i}\r\n\r\n"
+            "Event: QueueCallerJoin\r\nUniqueid: {i}\r\nQueue: q\r\n\r\nEvent: QueueCallerAbandon\r\nUniqueid: {i}\r\n\r\n"
         );
         for m in parse(&text) {
-            t.message(&m, Some(T0 * 1000 + i as i64), &mut out);
+            t.message(&m, Some(T0 * 1000 + 2_000 * i as i64), &mut out);
         }
         out.events.clear();
         out.skipped.clear();
     }
     assert!(t.state().visits.len() <= MAX_VISITS);
-    assert!(t.state().calls.is_empty());
+    assert_eq!(t.state().calls.len(), 1);
     t.tick(
-        T0 * 1000 + VISIT_HORIZON_MS + 10 * MAX_VISITS as i64,
+        T0 * 1000 + 2_000 * (MAX_VISITS as i64 + 10) + VISIT_HORIZON_MS,
         &mut out,
     );
+    assert!(t.state().visits.len() <= 1);
+    // A hang-up forgets the Uniqueid ten minutes later.
+    let mut t = Translator::new(Translate::default(), State::default());
+    let text = "Event: QueueCallerJoin\r\nUniqueid: 1\r\nQueue: q\r\n\r\nEvent: Hangup\r\nUniqueid: 1\r\n\r\n";
+    for m in parse(text) {
+        t.message(&m, Some(T0 * 1000), &mut out);
+    }
+    t.tick(T0 * 1000 + GONE_HORIZON_MS, &mut out);
+    assert_eq!(t.state().visits.len(), 1);
+    t.tick(T0 * 1000 + GONE_HORIZON_MS + 1, &mut out);
     assert!(t.state().visits.is_empty());
 }
 
