@@ -1059,3 +1059,60 @@ async fn without_timestamps_events_are_timed_on_receipt_and_the_gauge_says_so() 
         d.log_lines()
     );
 }
+
+#[tokio::test]
+async fn ami_over_tls_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::sync::Arc;
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("pbx-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap();
+    let mut server = AmiServer::bind(V13, USER, SECRET).await;
+    server.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)));
+    let e = env(
+        &server,
+        &[
+            ("RINGWATCH__SOURCES__PBX__TLS", "true"),
+            (
+                "RINGWATCH__SOURCES__PBX__CA_FILE",
+                ca_file.to_str().unwrap(),
+            ),
+        ],
+    );
+    let d = common::start(&pairs(&e));
+    let peer = connected(&server).await;
+    let a = Call13::new(81, 0, "secure");
+    peer.send(&[a.join(0), a.connect(18_001, "Alice")].concat())
+        .await;
+    translated(&d, 2).await;
+    check(
+        &d.metrics().await,
+        &[
+            ("ringwatch_calls_answered_total{queue=\"secure\"}", 1.0),
+            ("ringwatch_calls_answered_late_total{queue=\"secure\"}", 1.0),
+            ("ringwatch_source_connected{source=\"pbx\"}", 1.0),
+        ],
+    );
+    d.stop().await;
+}

@@ -11,12 +11,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
+
+type Reader = BufReader<Box<dyn AsyncRead + Send + Unpin>>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// One action as ringwatch sent it: its fields in order.
 pub type Action = Vec<(String, String)>;
@@ -56,11 +58,13 @@ pub struct AmiServer {
     pub logins: Arc<Mutex<Vec<Login>>>,
     /// Answer `Action: Challenge` (else refuse it: a plain login follows).
     pub md5: bool,
+    /// AMI over TLS (`tlsenable = yes`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// The PBX's side of one logged-in connection.
 pub struct Peer {
-    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     actions: mpsc::Receiver<Action>,
     pub pings: Arc<Mutex<u64>>,
 }
@@ -79,6 +83,7 @@ impl AmiServer {
             refuse: Arc::new(Mutex::new(0)),
             logins: Arc::new(Mutex::new(Vec::new())),
             md5: true,
+            tls: None,
         }
     }
 
@@ -90,9 +95,22 @@ impl AmiServer {
                 .await
                 .expect("ringwatch connects to the AMI port")
                 .unwrap();
-            let (r, mut w) = stream.into_split();
+            let (r, mut w): (Box<dyn AsyncRead + Send + Unpin>, Writer) = match &self.tls {
+                None => {
+                    let (r, w) = stream.into_split();
+                    (Box::new(r), Box::new(w))
+                }
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        let (r, w) = tokio::io::split(tls);
+                        (Box::new(r), Box::new(w))
+                    }
+                    Err(_) => continue,
+                },
+            };
             w.write_all(self.banner.as_bytes()).await.unwrap();
-            let mut reader = BufReader::new(r);
+            w.flush().await.unwrap();
+            let mut reader: Reader = BufReader::new(r);
             let Some(mut login) = read_action(&mut reader).await else {
                 continue;
             };
@@ -106,6 +124,7 @@ impl AmiServer {
                     format!("Response: Error\r\nActionID: {id}\r\nMessage: Must specify AuthType\r\n\r\n")
                 };
                 w.write_all(answer.as_bytes()).await.unwrap();
+                w.flush().await.unwrap();
                 let Some(next) = read_action(&mut reader).await else {
                     continue;
                 };
@@ -145,6 +164,7 @@ impl AmiServer {
                     "Response: Error\r\nActionID: {id}\r\nMessage: Authentication failed\r\n\r\n"
                 );
                 let _ = w.write_all(no.as_bytes()).await;
+                let _ = w.flush().await;
                 let _ = w.shutdown().await;
                 continue;
             }
@@ -152,6 +172,7 @@ impl AmiServer {
                 "Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n"
             );
             w.write_all(yes.as_bytes()).await.unwrap();
+            w.flush().await.unwrap();
             let writer = Arc::new(tokio::sync::Mutex::new(w));
             let (tx, rx) = mpsc::channel(1024);
             let pings = Arc::new(Mutex::new(0));
@@ -172,8 +193,8 @@ impl AmiServer {
 
 /// Read actions: `Ping` is answered here, the rest go to the test.
 async fn serve_actions(
-    mut reader: BufReader<OwnedReadHalf>,
-    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    mut reader: Reader,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     tx: mpsc::Sender<Action>,
     pings: Arc<Mutex<u64>>,
 ) {
@@ -184,7 +205,9 @@ async fn serve_actions(
             let pong = format!(
                 "Response: Success\r\nActionID: {id}\r\nPing: Pong\r\nTimestamp: 1795424400.000000\r\n\r\n"
             );
-            let _ = writer.lock().await.write_all(pong.as_bytes()).await;
+            let mut w = writer.lock().await;
+            let _ = w.write_all(pong.as_bytes()).await;
+            let _ = w.flush().await;
             continue;
         }
         if tx.send(a).await.is_err() {
@@ -193,7 +216,7 @@ async fn serve_actions(
     }
 }
 
-async fn read_action(reader: &mut BufReader<OwnedReadHalf>) -> Option<Action> {
+async fn read_action(reader: &mut Reader) -> Option<Action> {
     let mut fields = Vec::new();
     loop {
         let mut line = String::new();

@@ -32,7 +32,7 @@ pub fn digest(input: &[u8]) -> [u8; 16] {
     for block in msg.chunks_exact(64) {
         let mut m = [0u32; 16];
         for (w, b) in m.iter_mut().zip(block.chunks_exact(4)) {
-            *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            *w = u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
         }
         let [mut a, mut b, mut c, mut d] = h;
         for i in 0..64 {
