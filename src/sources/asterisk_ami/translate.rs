@@ -766,7 +766,7 @@ impl Translator {
                 // The music came first; the segment it opened is this hold.
                 c.hold = Some(HoldBy::Hold);
                 return Err(skip(
-                    Skip::Repeated,
+                    Skip::Ignored,
                     "Hold after the music on hold it caused",
                 ));
             }
