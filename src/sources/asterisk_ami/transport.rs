@@ -526,9 +526,13 @@ impl Shared {
     }
 }
 
-/// A real event of the stream (not an answer to one of our actions).
+/// A real event of the stream: not an answer to one of our actions, and
+/// not the `FullyBooted` a login may be answered with (Asterisk writes it
+/// directly, without `Timestamp:` even when `timestampevents = yes`).
 fn is_stream_event(m: &Message) -> bool {
-    matches!(m.kind(), Kind::Event(_)) && m.get("ActionID").is_none()
+    matches!(m.kind(), Kind::Event(_))
+        && m.get("ActionID").is_none()
+        && !m.is_event("FullyBooted")
 }
 
 /// `<data_dir>/sources/<name>.ami.json`.
