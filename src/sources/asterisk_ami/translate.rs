@@ -175,9 +175,10 @@ pub struct Translator {
     pending: BTreeSet<String>,
 }
 
-type Skip2 = (Skip, String);
+/// Why a message made no event: the counted reason and a detail for logs.
+type Why = (Skip, String);
 
-fn skip(reason: Skip, detail: impl Into<String>) -> Skip2 {
+fn skip(reason: Skip, detail: impl Into<String>) -> Why {
     (reason, detail.into())
 }
 
@@ -274,7 +275,7 @@ impl Translator {
         m: &Message,
         received: Option<Millis>,
         out: &mut Output,
-    ) -> Result<(), Skip2> {
+    ) -> Result<(), Why> {
         if let Some(id) = m.get("ActionID") {
             if self.answers_reconcile(id, m, out) {
                 return Ok(());
@@ -332,7 +333,7 @@ impl Translator {
 
     /// The message's time: `Timestamp:` (seconds.microseconds, floored to
     /// the millisecond), else the receipt time.
-    fn time(&self, m: &Message, received: Option<Millis>) -> Result<Millis, Skip2> {
+    fn time(&self, m: &Message, received: Option<Millis>) -> Result<Millis, Why> {
         match m.get("Timestamp") {
             Some(t) => parse_seconds(t).ok_or_else(|| {
                 skip(
@@ -570,7 +571,7 @@ impl Translator {
         self.end(&u, at, reason, out);
     }
 
-    fn join(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
+    fn join(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Why> {
         let u = need(m, "Uniqueid")?;
         let queue = need(m, "Queue")?;
         if label(queue).is_none() {
@@ -600,7 +601,7 @@ impl Translator {
         Ok(())
     }
 
-    fn leave(&mut self, m: &Message, ts: Millis) -> Result<(), Skip2> {
+    fn leave(&mut self, m: &Message, ts: Millis) -> Result<(), Why> {
         let u = need(m, "Uniqueid")?;
         let c = self.open(u)?;
         c.last = c.last.max(ts);
@@ -622,7 +623,7 @@ impl Translator {
         Ok(())
     }
 
-    fn abandon(&mut self, m: &Message, ts: Millis) -> Result<(), Skip2> {
+    fn abandon(&mut self, m: &Message, ts: Millis) -> Result<(), Why> {
         let u = need(m, "Uniqueid")?;
         let c = self.open(u)?;
         c.last = c.last.max(ts);
@@ -641,7 +642,7 @@ impl Translator {
         Ok(())
     }
 
-    fn connect(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
+    fn connect(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Why> {
         let u = need(m, "Uniqueid")?;
         let c = self.open(u)?;
         match c.phase {
@@ -675,7 +676,7 @@ impl Translator {
         Ok(())
     }
 
-    fn complete(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
+    fn complete(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Why> {
         let u = need(m, "Uniqueid")?;
         let (phase, id) = {
             let c = self.open(u)?;
@@ -730,7 +731,7 @@ impl Translator {
             .map(|(k, _)| k.clone())
     }
 
-    fn answered_for_channel(&self, m: &Message, what: &str) -> Result<String, Skip2> {
+    fn answered_for_channel(&self, m: &Message, what: &str) -> Result<String, Why> {
         match self.channel_call(m) {
             Some(k)
                 if self
@@ -752,7 +753,7 @@ impl Translator {
         }
     }
 
-    fn hold(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
+    fn hold(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Why> {
         let k = self.answered_for_channel(m, "Hold")?;
         let Some(c) = self.state.calls.get_mut(&k) else {
             return Err(skip(Skip::UnknownCall, "Hold"));
@@ -783,7 +784,7 @@ impl Translator {
         Ok(())
     }
 
-    fn unhold(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
+    fn unhold(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Why> {
         let k = self.answered_for_channel(m, "Unhold")?;
         let Some(c) = self.state.calls.get_mut(&k) else {
             return Err(skip(Skip::UnknownCall, "Unhold"));
@@ -807,7 +808,7 @@ impl Translator {
     /// Music on hold on the caller after the answer: a hold, when the
     /// stream carries no `Hold` events for the call (Asterisk 11 without
     /// `callevents`, endpoints that send none).
-    fn moh(&mut self, m: &Message, ts: Millis, start: bool, out: &mut Output) -> Result<(), Skip2> {
+    fn moh(&mut self, m: &Message, ts: Millis, start: bool, out: &mut Output) -> Result<(), Why> {
         let u = need(m, "Uniqueid")?;
         let Some(c) = self.state.calls.get_mut(u) else {
             return Err(skip(
@@ -850,7 +851,7 @@ impl Translator {
         Ok(())
     }
 
-    fn transfer(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
+    fn transfer(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Why> {
         if let Some(r) = m.get("Result") {
             if !r.eq_ignore_ascii_case("success") {
                 return Err(skip(
@@ -899,7 +900,7 @@ impl Translator {
         }
     }
 
-    fn hangup(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
+    fn hangup(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Why> {
         let u = need(m, "Uniqueid")?.to_string();
         let result = match self.state.calls.get(&u) {
             None => Err(skip(Skip::Ignored, "Hangup of no caller in a queue")),
@@ -930,7 +931,7 @@ impl Translator {
         result
     }
 
-    fn user_event(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Skip2> {
+    fn user_event(&mut self, m: &Message, ts: Millis, out: &mut Output) -> Result<(), Why> {
         if !m
             .get("UserEvent")
             .is_some_and(|u| u.eq_ignore_ascii_case("RingwatchCallback"))
@@ -1030,7 +1031,7 @@ impl Translator {
     }
 
     /// The call in progress of a caller Uniqueid.
-    fn open(&mut self, u: &str) -> Result<&mut Call, Skip2> {
+    fn open(&mut self, u: &str) -> Result<&mut Call, Why> {
         let known = self.state.visits.contains_key(u);
         self.state.calls.get_mut(u).ok_or_else(|| {
             if known {
@@ -1152,7 +1153,7 @@ impl Translator {
     }
 }
 
-fn need<'a>(m: &'a Message, key: &str) -> Result<&'a str, Skip2> {
+fn need<'a>(m: &'a Message, key: &str) -> Result<&'a str, Why> {
     m.get(key)
         .ok_or_else(|| skip(Skip::Malformed, format!("no {key}: field")))
 }

@@ -530,9 +530,7 @@ impl Shared {
 /// not the `FullyBooted` a login may be answered with (Asterisk writes it
 /// directly, without `Timestamp:` even when `timestampevents = yes`).
 fn is_stream_event(m: &Message) -> bool {
-    matches!(m.kind(), Kind::Event(_))
-        && m.get("ActionID").is_none()
-        && !m.is_event("FullyBooted")
+    matches!(m.kind(), Kind::Event(_)) && m.get("ActionID").is_none() && !m.is_event("FullyBooted")
 }
 
 /// `<data_dir>/sources/<name>.ami.json`.
