@@ -6,7 +6,7 @@
 #
 # SECONDS (default 60) is the fuzzing time of each target, build time not
 # included; TARGETs default to all of them (decode_frame, rules_engine,
-# queue_log_line).
+# queue_log_line, ami_frame, esl_frame).
 # Installs cargo-fuzz from crates.io when it is missing; needs the nightly
 # toolchain (rustup toolchain install nightly).
 #
@@ -28,7 +28,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
 fi
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode_frame rules_engine queue_log_line)
+[ ${#targets[@]} -gt 0 ] || targets=(decode_frame rules_engine queue_log_line ami_frame esl_frame)
 sanitizer="${FUZZ_SANITIZER:-none}"
 export CARGO_BUILD_JOBS="${FUZZ_JOBS:-2}"
 
