@@ -2,6 +2,8 @@
 //! "freeswitch_esl"`): the transport (inbound ESL, auth, subscription,
 //! `Content-Length` framing, reconnect) around the pure translator.
 
+pub mod frame;
+
 use super::{Address, Common, Context, Converted, Translate};
 use crate::ingest::client::Secret;
 
