@@ -473,7 +473,8 @@ mod tests {
 
     #[test]
     fn the_handshake_and_an_event_are_framed() {
-        let body = "Event-Name: CUSTOM\nCC-Queue: support%40default\nCC-Member-CID-Name: Ann%20Lee\n\n";
+        let body =
+            "Event-Name: CUSTOM\nCC-Queue: support%40default\nCC-Member-CID-Name: Ann%20Lee\n\n";
         let stream = format!(
             "Content-Type: auth/request\n\nContent-Type: command/reply\nReply-Text: +OK accepted\n\n{}",
             event(body, "text/event-plain")
@@ -526,7 +527,14 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["not_protocol", "frame", "oversized", "frame", "malformed", "frame"]
+            [
+                "not_protocol",
+                "frame",
+                "oversized",
+                "frame",
+                "malformed",
+                "frame"
+            ]
         );
         // A header block that never ends within the limit.
         let stream = format!("A: {}\nB: c\n\n{good}", "y".repeat(200));
@@ -541,7 +549,10 @@ mod tests {
     fn url_decoding_keeps_broken_escapes() {
         assert_eq!(url_decode(b"a%20b%3Ac%"), "a b:c%");
         assert_eq!(url_decode(b"%zz%4"), "%zz%4");
-        assert_eq!(url_decode(url_encode("Ann Lee: 100% <x>").as_bytes()), "Ann Lee: 100% <x>");
+        assert_eq!(
+            url_decode(url_encode("Ann Lee: 100% <x>").as_bytes()),
+            "Ann Lee: 100% <x>"
+        );
     }
 
     fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {

@@ -3,6 +3,7 @@
 //! `Content-Length` framing, reconnect) around the pure translator.
 
 pub mod frame;
+pub mod translate;
 
 use super::{Address, Common, Context, Converted, Translate};
 use crate::ingest::client::Secret;
