@@ -130,6 +130,18 @@ impl Decoder {
         self.buf.len() - self.pos
     }
 
+    /// Where an unfinished message starts, when the bytes so far end
+    /// inside one (not counting blank padding or bytes being passed over).
+    pub fn unfinished(&self) -> Option<u64> {
+        match &self.mode {
+            Mode::Body { at, .. } => Some(*at),
+            Mode::Start if self.rest().iter().any(|b| !matches!(b, b'\n' | b'\r')) => {
+                Some(self.offset())
+            }
+            _ => None,
+        }
+    }
+
     fn offset(&self) -> u64 {
         self.base + self.pos as u64
     }

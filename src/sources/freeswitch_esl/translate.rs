@@ -530,6 +530,36 @@ impl Translator {
     }
 }
 
+/// The answer to `api callcenter_config queue list members <queue>`: a
+/// `|`-separated table whose first line names the columns, then `+OK`.
+/// Maps each member's `uuid` to its `state`; `None` for an error answer
+/// (`-ERR ...`) or a table without those columns.
+pub fn member_list(text: &str) -> Option<HashMap<String, String>> {
+    let mut lines = text.lines().map(str::trim_end).filter(|l| !l.is_empty());
+    let first = lines.next()?;
+    if first.starts_with("+OK") {
+        return Some(HashMap::new());
+    }
+    if first.starts_with('-') {
+        return None;
+    }
+    let columns: Vec<&str> = first.split('|').collect();
+    let uuid = columns.iter().position(|c| *c == "uuid")?;
+    let state = columns.iter().position(|c| *c == "state")?;
+    let mut out = HashMap::new();
+    for line in lines {
+        if line.starts_with("+OK") {
+            return Some(out);
+        }
+        let cells: Vec<&str> = line.split('|').collect();
+        if let (Some(u), Some(s)) = (cells.get(uuid), cells.get(state)) {
+            out.insert(u.to_string(), s.to_string());
+        }
+    }
+    // No closing +OK: a cut answer is not a list to drop calls by.
+    None
+}
+
 fn offer(t: &Translate, m: &Member, ts: Millis) -> Event {
     event(
         t,
@@ -934,6 +964,21 @@ mod tests {
         assert_eq!(dropped, ["fs:c:1", "fs:d:1"]);
         assert_eq!(tr.in_flight(), 2);
         assert_eq!(tr.queues_in_flight().len(), 1);
+    }
+
+    #[test]
+    fn member_lists_are_read_by_column_name() {
+        let text = "queue|instance_id|uuid|session_uuid|cid_number|cid_name|system_epoch|joined_epoch|rejoined_epoch|bridge_epoch|abandoned_epoch|base_score|skill_score|serving_agent|serving_system|state\n\
+            support@default|single_box|m1|s1|100|Ann|1|1|0|0|0|0|0|||Waiting\n\
+            support@default|single_box|m2|s2|101|Bob|1|1|0|2|0|0|0|1000@default|single_box|Answered\n\
+            +OK\n";
+        let l = member_list(text).unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l["m2"], "Answered");
+        assert_eq!(member_list("+OK\n").unwrap().len(), 0);
+        assert_eq!(member_list("-ERR Invalid!\n"), None);
+        assert_eq!(member_list("queue|uuid|state\nq|m|Waiting\n"), None);
+        assert_eq!(member_list(""), None);
     }
 
     #[test]
