@@ -4,6 +4,7 @@
 //! clients, `/metrics` scraped and parsed, and the golden scenarios.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod esl_server;
 mod in_process;
 mod process;
 
