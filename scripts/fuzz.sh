@@ -27,7 +27,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
 fi
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode_frame rules_engine)
+[ ${#targets[@]} -gt 0 ] || targets=(decode_frame rules_engine esl_frame)
 sanitizer="${FUZZ_SANITIZER:-none}"
 export CARGO_BUILD_JOBS="${FUZZ_JOBS:-2}"
 
