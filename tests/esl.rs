@@ -544,3 +544,38 @@ async fn a_restart_keeps_correlating_holds_on_the_agent_leg() {
         ],
     );
 }
+
+#[tokio::test]
+async fn a_quiet_socket_is_probed_with_api_status_and_a_dead_one_reconnected() {
+    let server = EslServer::start(PASSWORD).await;
+    let e = env(
+        &server,
+        &[
+            ("RINGWATCH__SOURCES__FS__PING_INTERVAL", "0.2"),
+            ("RINGWATCH__SOURCES__FS__IDLE_TIMEOUT", "0.7"),
+        ],
+    );
+    let d = common::start(&pairs(&e));
+    // Answered: the connection stays up across several probes.
+    let c = server.accept().await;
+    let commands = c.wait_commands(3).await;
+    assert!(commands.iter().all(|c| c == "api status"), "{commands:?}");
+    check(
+        &d.metrics().await,
+        &[(
+            r#"ringwatch_source_disconnects_total{reason="idle_timeout",source="fs"}"#,
+            0.0,
+        )],
+    );
+    // A switch that stops answering is dropped and connected to again.
+    server.mute.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _again = server.accept().await;
+    d.eventually(
+        r#"ringwatch_source_disconnects_total{reason="idle_timeout",source="fs"}"#,
+        1.0,
+    )
+    .await;
+    d.eventually(r#"ringwatch_source_reconnects_total{source="fs"}"#, 1.0)
+        .await;
+    drop(c);
+}

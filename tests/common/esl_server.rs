@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub struct EslServer {
     listener: TcpListener,
     password: Mutex<String>,
     pub members: Members,
+    /// While set, commands are recorded but never answered (a switch that
+    /// hangs).
+    pub mute: Arc<AtomicBool>,
 }
 
 /// One accepted connection after the handshake.
@@ -51,6 +55,7 @@ impl EslServer {
             listener,
             password: Mutex::new(password.to_string()),
             members: Arc::default(),
+            mute: Arc::default(),
         }
     }
 
@@ -110,6 +115,7 @@ impl EslServer {
             Arc::clone(&writer),
             Arc::clone(&commands),
             Arc::clone(&self.members),
+            Arc::clone(&self.mute),
         ));
         EslConn {
             auth: password,
@@ -152,6 +158,7 @@ async fn serve_commands(
     writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
     commands: Arc<Mutex<Vec<String>>>,
     members: Members,
+    mute: Arc<AtomicBool>,
 ) {
     loop {
         let mut buf = [0u8; 4096];
@@ -167,6 +174,9 @@ async fn serve_commands(
             }
         };
         commands.lock().unwrap().push(cmd.clone());
+        if mute.load(Ordering::SeqCst) {
+            continue;
+        }
         let body = if cmd == "api status" {
             "UP 0 years, 0 days, 1 hour, 2 minutes\nFreeSWITCH (Version 1.10.12) is ready\n"
                 .to_string()

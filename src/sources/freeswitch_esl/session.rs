@@ -31,6 +31,10 @@ const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 const READ_BUFFER: usize = 64 * 1024;
 
+/// The state is written after a delivered batch, at most this often: a
+/// busy switch delivers many batches a second, each would rewrite it all.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Why a connection attempt failed; never carries the password.
 #[derive(Debug, thiserror::Error)]
 enum ConnectError {
@@ -70,7 +74,7 @@ pub async fn run(s: Settings, ctx: Context) {
     let address = s.address.to_string();
     ctx.platform.reports_holds.set(1);
     ctx.platform.exact_time.set(1);
-    let store = Store::new(ctx.data_dir.as_deref(), &name);
+    let mut store = Store::new(ctx.data_dir.as_deref(), &name);
     let mut tr = store.load(&name).await;
     let mut deliverer = Deliverer::new(&s.common, &ctx);
     let mut backoff = Backoff::new(s.common.backoff_initial, s.common.backoff_max);
@@ -106,7 +110,7 @@ pub async fn run(s: Settings, ctx: Context) {
                     ctx: &ctx,
                     tr: &mut tr,
                     deliverer: &mut deliverer,
-                    store: &store,
+                    store: &mut store,
                     pending: VecDeque::new(),
                     events: 0,
                 };
@@ -122,6 +126,9 @@ pub async fn run(s: Settings, ctx: Context) {
                     events,
                     "event socket disconnected"
                 );
+                if tr.dirty() {
+                    store.save(&name, &mut tr).await;
+                }
                 if reason == CloseReason::Shutdown {
                     break;
                 }
@@ -257,7 +264,7 @@ struct Session<'a> {
     ctx: &'a Context,
     tr: &'a mut Translator,
     deliverer: &'a mut Deliverer,
-    store: &'a Store,
+    store: &'a mut Store,
     pending: VecDeque<Pending>,
     /// ESL events read on this connection.
     events: u64,
@@ -280,6 +287,7 @@ impl Session<'_> {
             if let Err(reason) = self.drain().await {
                 return reason;
             }
+            let save_in = self.store.due_in();
             tokio::select! {
                 biased;
                 _ = self.ctx.cancel.cancelled() => return CloseReason::Shutdown,
@@ -291,6 +299,9 @@ impl Session<'_> {
                     }
                     Err(_) => return CloseReason::IoError,
                 },
+                _ = tokio::time::sleep(save_in), if self.tr.dirty() => {
+                    self.store.save(&self.s.common.name, self.tr).await;
+                }
                 _ = ping.tick() => {
                     if last_seen.elapsed() > c.idle_timeout {
                         return CloseReason::IdleTimeout;
@@ -409,7 +420,7 @@ impl Session<'_> {
                 .map_err(|_| CloseReason::Shutdown)?;
             batch.clear();
         }
-        if self.tr.dirty() {
+        if self.tr.dirty() && self.store.due_in().is_zero() {
             self.store.save(&self.s.common.name, self.tr).await;
         }
         Ok(())
@@ -449,7 +460,7 @@ impl Session<'_> {
             dropped = r.dropped.len(),
             "calls in flight reconciled with the queue's member list"
         );
-        if self.tr.dirty() {
+        if self.tr.dirty() && self.store.due_in().is_zero() {
             self.store.save(name, self.tr).await;
         }
         Ok(())
@@ -461,6 +472,7 @@ impl Session<'_> {
 struct Store {
     path: Option<PathBuf>,
     errors: RateLimited,
+    last_save: Option<Instant>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -486,7 +498,15 @@ impl Store {
         Store {
             path: data_dir.map(|d| d.join("sources").join(format!("{file}.esl.json"))),
             errors: RateLimited::new(FAILURE_LOG_INTERVAL),
+            last_save: None,
         }
+    }
+
+    /// How long until the next save may be written (zero: now).
+    fn due_in(&self) -> Duration {
+        self.last_save.map_or(Duration::ZERO, |t| {
+            SAVE_INTERVAL.saturating_sub(t.elapsed())
+        })
     }
 
     async fn load(&self, name: &str) -> Translator {
@@ -528,7 +548,8 @@ impl Store {
     }
 
     /// Write the state; a failure is logged and retried at the next batch.
-    async fn save(&self, name: &str, tr: &mut Translator) {
+    async fn save(&mut self, name: &str, tr: &mut Translator) {
+        self.last_save = Some(Instant::now());
         let Some(path) = self.path.clone() else {
             tr.saved();
             return;
