@@ -306,7 +306,10 @@ impl Session<'_> {
                     if last_seen.elapsed() > c.idle_timeout {
                         return CloseReason::IdleTimeout;
                     }
-                    if last_seen.elapsed() >= c.ping_interval {
+                    // One probe at a time: a switch that takes the
+                    // command and never answers is caught by idle_timeout.
+                    let probing = self.pending.iter().any(|p| matches!(p, Pending::Ping));
+                    if last_seen.elapsed() >= c.ping_interval && !probing {
                         if let Err(reason) = self.send("api status").await {
                             return reason;
                         }
