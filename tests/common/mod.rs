@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod ami_server;
+pub mod esl_server;
 mod in_process;
 mod process;
 
