@@ -80,8 +80,3 @@ pub fn convert(text: &str, t: &Translate) -> Converted {
         skipped: out.skipped,
     }
 }
-
-pub(super) async fn unimplemented_source(kind: &str) {
-    tracing::error!(kind, "this source kind is not built yet");
-    std::future::pending::<()>().await
-}
