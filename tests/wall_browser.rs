@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, scenario, send, start_in, Samples};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder};
 use serde_json::json;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -104,16 +104,39 @@ async fn until(c: &Client, what: &str, check: &str) {
 }
 
 /// A figure as the page shows it: its visible text and the exact value.
+/// Read in one script run: the page re-renders every second, so an element
+/// found by one WebDriver call may be gone (stale) by the next.
 async fn figure(c: &Client, queue: &str, name: &str) -> (String, String) {
-    let el = c
-        .find(Locator::Css(&format!(
-            "article[data-queue=\"{queue}\"] [data-figure=\"{name}\"]"
-        )))
+    let selector = format!("article[data-queue=\"{queue}\"] [data-figure=\"{name}\"]");
+    let got = c
+        .execute(
+            "const el = document.querySelector(arguments[0]);
+             return el ? [el.innerText, el.getAttribute('data-value') || ''] : null;",
+            vec![serde_json::Value::String(selector)],
+        )
         .await
         .unwrap_or_else(|e| panic!("{queue} {name}: {e}"));
-    let text = el.text().await.unwrap();
-    let value = el.attr("data-value").await.unwrap().unwrap_or_default();
+    let pair = got
+        .as_array()
+        .unwrap_or_else(|| panic!("{queue} {name}: not on the page"));
+    let text = pair[0].as_str().unwrap_or_default().to_string();
+    let value = pair[1].as_str().unwrap_or_default().to_string();
     (text, value)
+}
+
+/// The visible text of the element `selector` names, read in one script run
+/// (see [`figure`]).
+async fn text_of(c: &Client, selector: &str) -> String {
+    let got = c
+        .execute(
+            "const el = document.querySelector(arguments[0]); return el ? el.innerText : null;",
+            vec![serde_json::Value::String(selector.to_string())],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{selector}: {e}"));
+    got.as_str()
+        .unwrap_or_else(|| panic!("{selector}: not on the page"))
+        .to_string()
 }
 
 fn pct(v: f64) -> String {
@@ -228,15 +251,11 @@ async fn the_wall_shows_the_scenario_in_chromium_and_says_when_it_is_stale() {
     let (text, _) = figure(&c, "*", "service_level_today").await;
     assert_eq!(text, pct(total[0] / (total[1] + total[2])));
     // Status in words (and a shape), not by colour alone.
-    let badge = c
-        .find(Locator::Css(
-            "article[data-queue=\"sales\"] [data-status=\"waiting_over_limit\"]",
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let badge = text_of(
+        &c,
+        "article[data-queue=\"sales\"] [data-status=\"waiting_over_limit\"]",
+    )
+    .await;
     assert_eq!(badge, "\u{2716} OVER");
     until(
         &c,
@@ -253,13 +272,7 @@ async fn the_wall_shows_the_scenario_in_chromium_and_says_when_it_is_stale() {
         "!document.getElementById('stale').hidden",
     )
     .await;
-    let stale = c
-        .find(Locator::Id("stale"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let stale = text_of(&c, "#stale").await;
     assert!(stale.starts_with("STALE since "), "{stale}");
 
     // Started again on the same address: the page reconnects by itself.
