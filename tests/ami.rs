@@ -1062,34 +1062,12 @@ async fn without_timestamps_events_are_timed_on_receipt_and_the_gauge_says_so() 
 
 #[tokio::test]
 async fn ami_over_tls_with_a_private_ca() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    use std::sync::Arc;
-
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let (ca_pem, acceptor) = common::private_ca_acceptor();
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("pbx-ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
-    .unwrap();
+    std::fs::write(&ca_file, ca_pem).unwrap();
     let mut server = AmiServer::bind(V13, USER, SECRET).await;
-    server.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)));
+    server.tls = Some(acceptor);
     let e = env(
         &server,
         &[

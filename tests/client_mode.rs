@@ -369,34 +369,11 @@ async fn shutdown_acknowledges_what_it_took_in_and_closes_cleanly() {
 
 #[tokio::test]
 async fn wss_with_a_private_ca_and_an_untrusted_platform_refused() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-
     // A private CA and a server certificate for 127.0.0.1 signed by it.
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let (ca_pem, acceptor) = common::private_ca_acceptor();
     let ca_file =
         std::env::temp_dir().join(format!("ringwatch-test-ca-{}.pem", std::process::id()));
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    std::fs::write(&ca_file, ca_pem).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // Accept every connection; only the ones whose TLS handshake succeeds

@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::process::{Command, Stdio};
 
 use common::{scenario, send, Samples};
 
@@ -384,37 +383,7 @@ async fn process_families_are_there_and_promtool_clean() {
     // promtool reads the text format only (its parser stops at the
     // OpenMetrics `\"` escape in help texts); the OpenMetrics answer is
     // parsed by the real Prometheus in tests/prometheus_e2e.rs.
-    let Ok(out) = Command::new("promtool").arg("--version").output() else {
-        assert!(
-            std::env::var_os("RINGWATCH_REQUIRE_PROMTOOL").is_none(),
-            "promtool is required (RINGWATCH_REQUIRE_PROMTOOL is set) but not installed"
-        );
-        eprintln!("promtool not installed: skipping its check");
-        return;
-    };
-    assert!(out.status.success());
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let complaints = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && complaints.trim().is_empty(),
-        "promtool: {complaints}"
-    );
+    if common::promtool_available() {
+        common::promtool_check_metrics(&text);
+    }
 }

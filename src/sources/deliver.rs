@@ -59,8 +59,9 @@ impl Deliverer {
 
     /// Apply `events` (in order) and return once the journal has them. A
     /// journal failure holds them and offers them again with backoff;
-    /// `Err` only when the pipeline stopped or `cancel` fired first (then
-    /// whatever was not yet delivered is not).
+    /// `Err` only when the pipeline stopped, or `cancel` fired while
+    /// waiting to offer them again (then whatever was not yet delivered is
+    /// not).
     pub async fn deliver(
         &mut self,
         events: &[Event],
@@ -114,11 +115,8 @@ impl Deliverer {
         }
         let mut backoff = Backoff::new(self.retry_initial, self.retry_max);
         loop {
-            let attempt = tokio::select! {
-                _ = cancel.cancelled() => return Err(Stopped),
-                r = self.pipeline.forget(calls.to_vec()) => r,
-            };
-            match attempt {
+            // Not raced against `cancel`: see `apply`.
+            match self.pipeline.forget(calls.to_vec()).await {
                 Ok(n) => return Ok(n),
                 Err(ApplyError::Stopped(s)) => return Err(s),
                 Err(ApplyError::Journal(_)) => self.wait(&mut backoff, cancel).await?,
@@ -153,11 +151,12 @@ impl Deliverer {
     ) -> Result<crate::verdict::Verdicts, Stopped> {
         let mut backoff = Backoff::new(self.retry_initial, self.retry_max);
         loop {
-            let attempt = tokio::select! {
-                _ = cancel.cancelled() => return Err(Stopped),
-                r = frame::apply(&text, &self.pipeline, &self.ingest) => r,
-            };
-            match attempt {
+            // Not raced against `cancel`: at shutdown the pipeline still
+            // answers what it was given (sources stop before it does), so
+            // a batch in flight ends delivered and the source can record
+            // it (a queue_log position, a translator's state) instead of
+            // reading it again at the next start.
+            match frame::apply(&text, &self.pipeline, &self.ingest).await {
                 Ok(v) => return Ok(v),
                 Err(ApplyError::Stopped(s)) => return Err(s),
                 Err(ApplyError::Journal(_)) => self.wait(&mut backoff, cancel).await?,

@@ -15,6 +15,7 @@ pub mod deliver;
 pub mod freeswitch_esl;
 pub mod ids;
 pub mod metrics;
+pub mod state;
 pub mod wire;
 
 use std::path::PathBuf;

@@ -508,9 +508,10 @@ impl Shared {
                 return;
             }
         };
-        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        let written =
+            tokio::task::spawn_blocking(move || crate::sources::state::write(&path, &bytes))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         if let Err(e) = written {
             // Tried again with the next batch (the state stays dirty).
             self.tr.mark_dirty();
@@ -535,26 +536,7 @@ fn is_stream_event(m: &Message) -> bool {
 
 /// `<data_dir>/sources/<name>.ami.json`.
 pub fn state_path(dir: &Path, name: &str) -> PathBuf {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    dir.join("sources").join(format!("{safe}.ami.json"))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    crate::sources::state::path(dir, name, "ami")
 }
 
 async fn load(path: PathBuf, name: &str) -> State {

@@ -53,19 +53,7 @@ pub struct Saved {
 
 /// Where the position of source `name` is kept.
 pub fn position_path(data_dir: &Path, name: &str) -> PathBuf {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    data_dir
-        .join("sources")
-        .join(format!("{safe}.queue_log.json"))
+    crate::sources::state::path(data_dir, name, "queue_log")
 }
 
 /// The file being read.
@@ -139,10 +127,7 @@ pub async fn run(s: Settings, ctx: Context) {
         skipped_log: RateLimited::new(Duration::from_secs(10)),
         io_log: RateLimited::new(Duration::from_secs(30)),
     };
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        _ = f.follow() => {}
-    }
+    f.follow().await;
     f.ctx.connection.connected.set(0);
     // A source task returns only once the daemon is stopping.
     cancel.cancelled().await;
@@ -271,15 +256,7 @@ async fn load(path: &Path) -> Result<Option<Saved>, String> {
 async fn store(path: &Path, saved: &Saved) -> io::Result<()> {
     let bytes = serde_json::to_vec(saved).map_err(io::Error::other)?;
     let path = path.to_path_buf();
-    blocking(move || {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &path)
-    })
-    .await
+    blocking(move || crate::sources::state::write(&path, &bytes)).await
 }
 
 impl Follower {
@@ -287,15 +264,26 @@ impl Follower {
         &self.s.common.name
     }
 
+    /// Read, deliver and save step by step until `cancel`. Cancellation is
+    /// looked at between steps only: a batch being delivered at shutdown is
+    /// finished and its position saved (the pipeline outlives the sources),
+    /// so the next start does not read it again.
     async fn follow(&mut self) {
-        self.resume().await;
-        loop {
+        let cancel = self.ctx.cancel.clone();
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = self.resume() => {}
+        }
+        while !cancel.is_cancelled() {
             match self.step().await {
                 Ok(Step::Read { more: true }) => continue,
                 Ok(Step::Read { more: false }) | Ok(Step::Idle) => {}
                 Err(Stop) => return,
             }
-            tokio::time::sleep(POLL).await;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
     }
 
@@ -715,12 +703,6 @@ struct Stop;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn position_files_have_safe_names() {
-        let p = position_path(Path::new("/data"), "pbx/../x y");
-        assert_eq!(p, Path::new("/data/sources/pbx____x_y.queue_log.json"));
-    }
 
     #[test]
     fn the_head_is_the_first_whole_line() {

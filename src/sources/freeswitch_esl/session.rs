@@ -471,7 +471,7 @@ impl Session<'_> {
 }
 
 /// The translator's state on disk: `<data_dir>/sources/<name>.esl.json`,
-/// replaced atomically (temporary file, fsync, rename).
+/// replaced atomically (see `crate::sources::state`).
 struct Store {
     path: Option<PathBuf>,
     errors: RateLimited,
@@ -488,18 +488,8 @@ const STORE_VERSION: u32 = 1;
 
 impl Store {
     fn new(data_dir: Option<&std::path::Path>, name: &str) -> Self {
-        let file: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         Store {
-            path: data_dir.map(|d| d.join("sources").join(format!("{file}.esl.json"))),
+            path: data_dir.map(|d| crate::sources::state::path(d, name, "esl")),
             errors: RateLimited::new(FAILURE_LOG_INTERVAL),
             last_save: None,
         }
@@ -568,7 +558,8 @@ impl Store {
                 return;
             }
         };
-        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await;
+        let written =
+            tokio::task::spawn_blocking(move || crate::sources::state::write(&path, &bytes)).await;
         match written {
             Ok(Ok(())) => tr.saved(),
             Ok(Err(e)) => {
@@ -579,18 +570,4 @@ impl Store {
             Err(e) => tracing::warn!(source = name, error = %e, "the state writer failed"),
         }
     }
-}
-
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
