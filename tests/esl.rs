@@ -95,7 +95,7 @@ async fn answers_abandons_holds_and_duplicates_are_measured_exactly() {
     assert!(c.accepted, "ringwatch sends the configured password");
     assert_eq!(
         c.subscription,
-        "event json CUSTOM callcenter::info CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_HANGUP_COMPLETE"
+        "event json CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_HANGUP_COMPLETE CUSTOM callcenter::info"
     );
     let mut fs = Fs::default();
     let q = "answer@default";

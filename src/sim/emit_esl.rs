@@ -324,6 +324,7 @@ pub struct Esl {
     password: Option<String>,
     authed: bool,
     body: Option<Body>,
+    events: Subscription,
 }
 
 impl Esl {
@@ -332,6 +333,49 @@ impl Esl {
             password,
             authed: false,
             body: None,
+            events: Subscription::default(),
+        }
+    }
+}
+
+/// What an `event <format> ...` command subscribes to, read as
+/// mod_event_socket reads it: event names until the word `CUSTOM`, and
+/// every word after it a subclass of CUSTOM events (so a name written after
+/// `CUSTOM x` is taken as a subclass, and never sent: the trap the
+/// simulator must not hide).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subscription {
+    pub all: bool,
+    pub names: Vec<String>,
+    pub subclasses: Vec<String>,
+}
+
+impl Subscription {
+    pub fn parse(words: &str) -> Subscription {
+        let mut s = Subscription::default();
+        let mut custom = false;
+        for w in words.split_whitespace() {
+            if custom {
+                s.subclasses.push(w.to_string());
+            } else if w == "CUSTOM" {
+                custom = true;
+            } else if w == "ALL" {
+                s.all = true;
+            } else {
+                s.names.push(w.to_string());
+            }
+        }
+        s
+    }
+
+    /// Whether an event of `name` (and `subclass`, for CUSTOM) is sent.
+    pub fn wants(&self, name: &str, subclass: Option<&str>) -> bool {
+        if self.all {
+            return true;
+        }
+        match (name, subclass) {
+            ("CUSTOM", Some(sub)) => self.subclasses.iter().any(|s| s == sub),
+            _ => self.names.iter().any(|n| n == name),
         }
     }
 }
@@ -390,6 +434,8 @@ impl Pbx for Esl {
                     }
                 };
                 self.body = Some(body);
+                let words = rest.split_once(' ').map_or("", |(_, w)| w);
+                self.events = Subscription::parse(words);
                 ok(command_reply(&format!(
                     "+OK event listener enabled {format}"
                 )))
@@ -416,7 +462,13 @@ impl Pbx for Esl {
         self.authed && self.body.is_some()
     }
 
+    /// Events the client did not subscribe to are not sent, as
+    /// FreeSWITCH would not send them.
     fn encode(&self, m: &Message) -> String {
+        let name = m.get("Event-Name").unwrap_or("");
+        if !self.events.wants(name, m.get("Event-Subclass")) {
+            return String::new();
+        }
         encode(m, self.body.unwrap_or(Body::Json))
     }
 }
@@ -550,6 +602,23 @@ mod tests {
     }
 
     #[test]
+    fn subscriptions_read_names_before_custom_and_subclasses_after() {
+        let wrong = Subscription::parse(
+            "CUSTOM callcenter::info CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_HANGUP_COMPLETE",
+        );
+        assert!(wrong.wants("CUSTOM", Some("callcenter::info")));
+        assert!(!wrong.wants("CHANNEL_HOLD", None), "taken as a subclass");
+        let right = Subscription::parse(crate::sources::freeswitch_esl::SUBSCRIBE_EVENTS);
+        for name in ["CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_HANGUP_COMPLETE"] {
+            assert!(right.wants(name, None), "{name}");
+        }
+        assert!(right.wants("CUSTOM", Some("callcenter::info")));
+        assert!(!right.wants("CUSTOM", Some("conference::maintenance")));
+        assert!(!right.wants("HEARTBEAT", None));
+        assert!(Subscription::parse("ALL").wants("HEARTBEAT", None));
+    }
+
+    #[test]
     fn the_dialogue_authenticates_and_subscribes() {
         let mut esl = Esl::new(Some("ClueCon".into()));
         assert_eq!(esl.greeting(), "Content-Type: auth/request\n\n");
@@ -565,7 +634,7 @@ mod tests {
         );
         assert!(!esl.ready(), "not subscribed yet");
         let a = esl.answer(
-            "event json CUSTOM callcenter::info CHANNEL_HOLD CHANNEL_UNHOLD\n",
+            "event json CHANNEL_HOLD CHANNEL_UNHOLD CUSTOM callcenter::info\n",
             T,
         );
         assert_eq!(

@@ -14,6 +14,13 @@ use crate::sources::metrics::Skip;
 use frame::{Decoder, Item};
 use translate::Translator;
 
+/// The events ringwatch subscribes to (`event json ...`). The core event
+/// names come before `CUSTOM`: mod_event_socket takes every word after
+/// `CUSTOM` as a subclass name, so `CUSTOM callcenter::info CHANNEL_HOLD`
+/// would never deliver a hold.
+pub const SUBSCRIBE_EVENTS: &str =
+    "CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_HANGUP_COMPLETE CUSTOM callcenter::info";
+
 /// One `[sources.NAME]` with `kind = "freeswitch_esl"`, its files read.
 #[derive(Clone)]
 pub struct Settings {

@@ -22,9 +22,7 @@ use crate::sources::deliver::Deliverer;
 use crate::sources::metrics::{Reconciled, Skip};
 use crate::sources::Context;
 
-/// What ringwatch subscribes to.
-pub const SUBSCRIBE: &str =
-    "event json CUSTOM callcenter::info CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_HANGUP_COMPLETE";
+use super::SUBSCRIBE_EVENTS;
 
 /// At most one warning per source this often about failed connects.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -201,7 +199,7 @@ async fn connect(s: &Settings) -> Result<(TcpStream, Decoder), ConnectError> {
         return Err(ConnectError::Refused(printable(&reply)));
     }
     stream
-        .write_all(format!("{SUBSCRIBE}\n\n").as_bytes())
+        .write_all(format!("event json {SUBSCRIBE_EVENTS}\n\n").as_bytes())
         .await?;
     loop {
         let f = next_frame(&mut stream, &mut decoder).await?;
