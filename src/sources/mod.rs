@@ -34,7 +34,9 @@ use metrics::{PlatformHandles, PlatformMetrics, Skip};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AbandonPolicy {
     /// `call.ended failed` (the default): the system, not the caller, gave
-    /// up, so the call is neither served nor a caller's abandon.
+    /// up. The reason is what is recorded; the figures count any call that
+    /// ends unanswered, other than a transfer, as abandoned (the event
+    /// contract's rule), so both policies give the same counters.
     #[default]
     Failed,
     /// `call.ended abandoned`, as Asterisk itself counts them.
