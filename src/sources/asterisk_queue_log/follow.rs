@@ -621,6 +621,14 @@ impl Follower {
             }
         }
         self.deliver(&events).await?;
+        let forget = self.tr.take_forget();
+        if !forget.is_empty() {
+            let cancel = self.ctx.cancel.clone();
+            self.deliverer
+                .forget(&forget, &cancel)
+                .await
+                .map_err(|_| Stop)?;
+        }
         let Some(cur) = &mut self.cur else {
             return Ok(Step::Idle);
         };
