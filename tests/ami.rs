@@ -968,6 +968,44 @@ async fn a_refused_login_is_counted_retried_and_the_secret_never_logged() {
     );
 }
 
+/// A manager that refuses the MD5 challenge gets the secret in clear
+/// text: said once per connection at warn, the secret itself never logged.
+#[tokio::test]
+async fn a_refused_challenge_warns_of_the_clear_text_secret() {
+    let mut server = AmiServer::bind(V13, USER, SECRET).await;
+    server.md5 = false;
+    let e = env(&server, &[]);
+    let d = common::start_process(&pairs(&e));
+    let _peer = connected(&server).await;
+    {
+        let logins = server.logins.lock().unwrap();
+        assert_eq!(logins.len(), 1);
+        assert!(!logins[0].md5 && logins[0].accepted);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let warned = loop {
+        let logs = d.log_lines();
+        let warned: Vec<String> = logs
+            .iter()
+            .filter(|l| l.contains("clear text"))
+            .cloned()
+            .collect();
+        if !warned.is_empty() || std::time::Instant::now() > deadline {
+            break warned;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(warned[0].contains("WARN"), "{}", warned[0]);
+    assert!(warned[0].contains("tls = true"), "{}", warned[0]);
+    assert!(warned[0].contains(USER), "{}", warned[0]);
+    let logs = d.log_lines();
+    assert!(
+        logs.iter().all(|l| !l.contains(SECRET)),
+        "the secret was logged: {logs:#?}"
+    );
+}
+
 #[tokio::test]
 async fn a_restart_mid_call_keeps_the_call_ids() {
     let server = AmiServer::bind(V13, USER, SECRET).await;

@@ -343,6 +343,45 @@ async fn rotation_by_rename_reads_the_old_file_to_its_end_then_the_new_one() {
     );
 }
 
+/// A rotated file whose last line never got its newline: Asterisk will
+/// not finish it, so it counts as a line, and the new file is followed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_file_ending_without_a_newline_is_left_for_the_new_one() {
+    let f = files();
+    let all = log(12);
+    let (a, rest) = all.split_at(10);
+    let (b, c) = rest.split_at(8);
+    append(&f.log, a);
+    let e = env(&f.log);
+    let d = start(&pairs(&e));
+    until(&d, r#"ringwatch_source_messages_total{source="ql"}"#, 10.0).await;
+    let (last, whole) = b.split_last().unwrap();
+    append(&f.log, whole);
+    let mut h = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&f.log)
+        .unwrap();
+    h.write_all(last.as_bytes()).unwrap();
+    drop(h);
+    // The whole lines are read; the partial one waits.
+    until(
+        &d,
+        r#"ringwatch_source_messages_total{source="ql"}"#,
+        (a.len() + whole.len()) as f64,
+    )
+    .await;
+    std::fs::rename(&f.log, f.log.with_extension("1")).unwrap();
+    append(&f.log, c);
+    let m = settle(&d, &expected(12)).await;
+    assert_eq!(
+        m.value(r#"ringwatch_source_file_changes_total{source="ql",change="rotated"}"#),
+        1.0
+    );
+    assert_eq!(src(&m, "ringwatch_source_messages_total"), all.len() as f64);
+    let size = std::fs::metadata(&f.log).unwrap().len() as f64;
+    assert_eq!(src(&m, "ringwatch_source_file_position_bytes"), size);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn truncation_starts_the_file_again() {
     let f = files();

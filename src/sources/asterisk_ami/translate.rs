@@ -40,6 +40,17 @@ pub const GONE_HORIZON_MS: Millis = 10 * 60_000;
 /// the translator (ringwatch's own `call_ttl` has evicted it long before).
 pub const MAX_CALLS: usize = 100_000;
 pub const CALL_HORIZON_MS: Millis = 12 * 3_600_000;
+/// The events that move a caller (by its `Uniqueid`) through the queue.
+const QUEUE_EVENTS: [&str; 8] = [
+    "QueueCallerJoin",
+    "Join",
+    "QueueCallerLeave",
+    "Leave",
+    "QueueCallerAbandon",
+    "AgentConnect",
+    "AgentComplete",
+    "Hangup",
+];
 /// Timestamped messages remembered to recognise one delivered twice.
 const RECENT: usize = 512;
 /// The contract's last instant (9999-12-31T23:59:59.999Z).
@@ -149,6 +160,11 @@ struct Reconcile {
     candidates: BTreeSet<String>,
     entries: Vec<Entry>,
     channels: BTreeSet<String>,
+    /// Uniqueids with an event since it began: what their events say is
+    /// newer than the answers' snapshot, so reconciliation leaves them be
+    /// (a listed waiting caller answered meanwhile is not dropped and
+    /// offered again, one that abandoned meanwhile is not offered again).
+    touched: BTreeSet<String>,
     queues: Option<bool>,
     chans: Option<bool>,
     /// The PBX's "now" for `Wait`.
@@ -260,6 +276,7 @@ impl Translator {
             candidates: self.state.calls.keys().cloned().collect(),
             entries: Vec::new(),
             channels: BTreeSet::new(),
+            touched: BTreeSet::new(),
             queues: None,
             chans: None,
             now,
@@ -291,6 +308,13 @@ impl Translator {
                 ))
             }
         };
+        if let (Some(r), Some(u)) = (self.reconcile.as_mut(), m.get("Uniqueid")) {
+            // Only what moves a caller through the queue: other events of
+            // its channel (music, DTMF) say nothing the snapshot does not.
+            if QUEUE_EVENTS.iter().any(|q| name.eq_ignore_ascii_case(q)) {
+                r.touched.insert(u.to_string());
+            }
+        }
         let ts = self.time(m, received)?;
         if let (Some(wall), Some(_)) = (received, m.get("Timestamp")) {
             self.state.clock = Some((ts, wall));
@@ -1121,6 +1145,10 @@ impl Translator {
             let Some(c) = self.state.calls.get(u) else {
                 continue;
             };
+            if r.touched.contains(u) {
+                kept += 1;
+                continue;
+            }
             let entry = waiting.get(u.as_str());
             let keep = match (c.phase, entry) {
                 (Phase::Answered, Some(_)) if queues_ok => false,
@@ -1139,7 +1167,10 @@ impl Translator {
         }
         if queues_ok {
             for e in &r.entries {
-                if self.state.calls.contains_key(&e.uniqueid) || label(&e.queue).is_none() {
+                if self.state.calls.contains_key(&e.uniqueid)
+                    || r.touched.contains(&e.uniqueid)
+                    || label(&e.queue).is_none()
+                {
                     continue;
                 }
                 let ts = r.now.saturating_sub(e.wait_s.saturating_mul(1000)).max(0);

@@ -724,6 +724,73 @@ fn reconciliation_keeps_offers_and_drops_without_outcomes() {
     assert_eq!(t.state().calls.len(), 4);
 }
 
+/// Events that arrive while the answers are collected are newer than the
+/// answers' snapshot: a listed waiting caller answered meanwhile is kept
+/// (not dropped and offered again as a phantom next visit), one that
+/// abandoned meanwhile stays ended (not offered again).
+#[test]
+fn events_during_reconciliation_win_over_its_snapshot() {
+    let mut t = Translator::new(Translate::default(), State::default());
+    let mut out = Output::default();
+    let j = |u: &str, secs: &str| ev("QueueCallerJoin", secs, &[("Uniqueid", u), ("Queue", "q")]);
+    for m in parse(&[j("w", "0"), j("x", "1")].concat()) {
+        t.message(&m, None, &mut out);
+    }
+    let now = (T0 + 50) * 1000;
+    t.begin_reconcile("qs", "ch", now);
+    let answers = [
+        "Response: Success\r\nActionID: qs\r\nEventList: start\r\n\r\n".to_string(),
+        "Event: QueueEntry\r\nActionID: qs\r\nQueue: q\r\nUniqueid: w\r\nWait: 50\r\n\r\n".into(),
+        "Event: QueueEntry\r\nActionID: qs\r\nQueue: q\r\nUniqueid: x\r\nWait: 49\r\n\r\n".into(),
+        "Event: QueueStatusComplete\r\nActionID: qs\r\nListItems: 2\r\n\r\n".into(),
+        "Response: Success\r\nActionID: ch\r\n\r\n".into(),
+        ev(
+            "AgentConnect",
+            "51",
+            &[("Uniqueid", "w"), ("MemberName", "m")],
+        ),
+        ev(
+            "QueueCallerAbandon",
+            "51",
+            &[("Uniqueid", "x"), ("Queue", "q"), ("HoldTime", "50")],
+        ),
+        ev("Hangup", "51.2", &[("Uniqueid", "x"), ("Cause", "16")]),
+        "Event: CoreShowChannel\r\nActionID: ch\r\nUniqueid: w\r\n\r\n".into(),
+        "Event: CoreShowChannel\r\nActionID: ch\r\nUniqueid: x\r\n\r\n".into(),
+        "Event: CoreShowChannelsComplete\r\nActionID: ch\r\n\r\n".into(),
+    ]
+    .concat();
+    let mut out = Output::default();
+    for m in parse(&answers) {
+        t.message(&m, None, &mut out);
+    }
+    assert!(!t.reconciling());
+    assert!(out.forget.is_empty(), "{:?}", out.forget);
+    let ids: Vec<String> = out
+        .events
+        .iter()
+        .map(|e| e.event_id.clone().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["ast:w:1:answered", "ast:x:1:ended"]);
+    assert!(matches!(
+        out.events[1].body,
+        Body::CallEnded {
+            reason: EndReason::Abandoned,
+            ..
+        }
+    ));
+    assert_eq!(
+        out.reconciled,
+        vec![
+            (Reconciled::Kept, 1),
+            (Reconciled::Offered, 0),
+            (Reconciled::Dropped, 0)
+        ]
+    );
+    assert_eq!(t.state().calls.len(), 1);
+    assert_eq!(t.state().calls["w"].phase, Phase::Answered);
+}
+
 #[test]
 fn a_refused_core_show_channels_keeps_answered_calls() {
     let mut t = Translator::new(Translate::default(), State::default());

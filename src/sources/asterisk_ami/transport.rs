@@ -222,11 +222,28 @@ async fn connect(s: &Settings) -> Result<Conn, ConnectError> {
                 s.username
             )
         }
-        _ => format!(
-            "Action: Login\r\nActionID: {LOGIN_ID}\r\nUsername: {}\r\nSecret: {}\r\nEvents: {EVENTS}\r\n\r\n",
-            s.username,
-            s.secret.expose()
-        ),
+        _ => {
+            // Once per connection (this runs once per attempt); never the
+            // secret itself.
+            if s.tls.is_some() {
+                tracing::warn!(
+                    source = s.common.name.as_str(),
+                    username = s.username.as_str(),
+                    "the AMI refused the MD5 challenge: logging in with the secret in clear text inside the TLS connection"
+                );
+            } else {
+                tracing::warn!(
+                    source = s.common.name.as_str(),
+                    username = s.username.as_str(),
+                    "the AMI refused the MD5 challenge: logging in with the secret sent in clear text over the network; tls = true avoids it"
+                );
+            }
+            format!(
+                "Action: Login\r\nActionID: {LOGIN_ID}\r\nUsername: {}\r\nSecret: {}\r\nEvents: {EVENTS}\r\n\r\n",
+                s.username,
+                s.secret.expose()
+            )
+        }
     };
     let m = exchange(&mut io, &mut parser, &mut items, &login, LOGIN_ID).await?;
     match m.kind() {

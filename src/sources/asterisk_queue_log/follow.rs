@@ -498,12 +498,20 @@ impl Follower {
             self.truncated(len).await;
             return Ok(Step::Read { more: true });
         }
+        let (dev, ino) = (cur.dev, cur.ino);
         if len > scan {
-            return self.read(false).await;
+            let before = (cur.offset, cur.skipping);
+            let step = self.read(false).await?;
+            let after = self.cur.as_ref().map(|c| (c.offset, c.skipping));
+            // Only a partial last line is pending: it may never get its
+            // newline (the file was rotated away), so look at the path too.
+            if after != Some(before) {
+                return Ok(step);
+            }
         }
-        // At the end of what the file holds: rotated away?
+        // At the end of what the file holds (or of its whole lines): rotated away?
         match stat(&self.s.path).await {
-            Ok((dev, ino, new_len)) if (dev, ino) != (cur.dev, cur.ino) && new_len > 0 => {
+            Ok((new_dev, new_ino, new_len)) if (new_dev, new_ino) != (dev, ino) && new_len > 0 => {
                 // Asterisk writes to the new file only once it reopened, so
                 // the old one is complete: read it to its very end (a last
                 // line without its newline too), then switch.
@@ -613,6 +621,14 @@ impl Follower {
             }
         }
         self.deliver(&events).await?;
+        let forget = self.tr.take_forget();
+        if !forget.is_empty() {
+            let cancel = self.ctx.cancel.clone();
+            self.deliverer
+                .forget(&forget, &cancel)
+                .await
+                .map_err(|_| Stop)?;
+        }
         let Some(cur) = &mut self.cur else {
             return Ok(Step::Idle);
         };

@@ -166,11 +166,23 @@ fn classify(verb: &str) -> Verb {
 pub struct Translator {
     t: Translate,
     state: State,
+    /// Calls ringwatch should forget without an outcome, taken by the
+    /// follower after it delivered the events before them.
+    forget: Vec<Id>,
 }
 
 impl Translator {
     pub fn new(t: Translate, state: State) -> Self {
-        Translator { t, state }
+        Translator {
+            t,
+            state,
+            forget: Vec::new(),
+        }
+    }
+
+    /// The calls to forget since the last call, in order.
+    pub fn take_forget(&mut self) -> Vec<Id> {
+        std::mem::take(&mut self.forget)
     }
 
     pub fn state(&self) -> &State {
@@ -326,8 +338,24 @@ impl Translator {
                 format!("{} of {}: the call already ended", l.verb, l.callid),
             ));
         }
+        let waiting = v.phase == Phase::Waiting;
         v.phase = Phase::Ended;
         let n = v.n;
+        if waiting && end == End::Completed {
+            // Completed without a CONNECT line: it was answered at a time
+            // the log does not give, and ending it unanswered would count
+            // a served call as an abandon. Forgotten, as the AMI adapter
+            // forgets an AgentComplete without its AgentConnect.
+            let call = self.call_id(l.callid, n);
+            self.forget.push(call);
+            return Err(skip(
+                Skip::UnknownCall,
+                format!(
+                    "{} of {} whose CONNECT line is missing: forgotten without an outcome",
+                    l.verb, l.callid
+                ),
+            ));
+        }
         let reason = match end {
             End::Completed => EndReason::Completed,
             End::Transferred => EndReason::Transferred,

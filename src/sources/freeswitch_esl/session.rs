@@ -421,6 +421,13 @@ impl Session<'_> {
                 .map_err(|_| CloseReason::Shutdown)?;
             batch.clear();
         }
+        let forget = self.tr.take_forget();
+        if !forget.is_empty() {
+            self.deliverer
+                .forget(&forget, &self.ctx.cancel)
+                .await
+                .map_err(|_| CloseReason::Shutdown)?;
+        }
         if self.tr.dirty() && self.store.due_in().is_zero() {
             self.store.save(&self.s.common.name, self.tr).await;
         }

@@ -74,6 +74,10 @@ pub struct Translator {
     legs: HashMap<String, String>,
     #[serde(skip)]
     dirty: bool,
+    /// Calls ringwatch should forget without an outcome, taken by the
+    /// session after it delivered the events before them.
+    #[serde(skip)]
+    forget: Vec<Id>,
 }
 
 /// What reconciliation decided for one queue's calls.
@@ -124,6 +128,11 @@ impl Translator {
         self.bound();
         self.dirty = false;
         self
+    }
+
+    /// The calls to forget since the last call, in order.
+    pub fn take_forget(&mut self) -> Vec<Id> {
+        std::mem::take(&mut self.forget)
     }
 
     /// Whether the state changed since the last [`Translator::saved`].
@@ -378,6 +387,16 @@ impl Translator {
             )
         })?;
         let call = m.call.clone();
+        // Served (`Terminated`) but never seen answered: the answer time is
+        // unknown, and ending it unanswered would count a served call as an
+        // abandon. Forgotten (once), as the AMI adapter does.
+        let forget = reason == EndReason::Completed && !m.answered;
+        if forget && m.ended {
+            return Err(skip(
+                Skip::UnknownCall,
+                "member-queue-end Terminated again for a call forgotten without an outcome",
+            ));
+        }
         if !m.ended {
             m.ended = true;
             m.on_hold = false;
@@ -391,6 +410,13 @@ impl Translator {
             self.ended.push_back((uuid.to_string(), visit));
             self.dirty = true;
             self.bound();
+        }
+        if forget {
+            self.forget.push(call);
+            return Err(skip(
+                Skip::UnknownCall,
+                "member-queue-end Terminated for a member whose bridge-agent-start was not seen: forgotten without an outcome",
+            ));
         }
         Ok(vec![event(
             t,
@@ -825,6 +851,9 @@ mod tests {
             };
             let mut tr = Translator::new();
             one(&mut tr, &cc("member-queue-start", "m", T0, &[]), &t);
+            if cause == "Terminated" {
+                one(&mut tr, &cc("bridge-agent-start", "m", T0, &[]), &t);
+            }
             let mut extra = vec![("CC-Cause", cause)];
             if let Some(w) = why {
                 extra.push(("CC-Cancel-Reason", w));
@@ -835,6 +864,40 @@ mod tests {
                 "{cause} {why:?}"
             );
         }
+    }
+
+    /// `Terminated` for a member never seen answered: served at a time
+    /// ringwatch does not know, so forgotten (once) rather than ended as
+    /// `completed`, which the contract would count as an abandon.
+    #[test]
+    fn terminated_without_a_seen_answer_is_forgotten() {
+        let t = Translate::default();
+        let mut tr = Translator::new();
+        one(&mut tr, &cc("member-queue-start", "m", T0, &[]), &t);
+        assert!(tr.take_forget().is_empty());
+        let end = cc(
+            "member-queue-end",
+            "m",
+            T0 + 30_000_000,
+            &[("CC-Cause", "Terminated")],
+        );
+        let r = tr.event(&end, &t);
+        assert_eq!(r.map_err(|s| s.reason), Err(Skip::UnknownCall));
+        let want = ids::call(Family::FreeSwitch, None, "m", 1);
+        assert_eq!(tr.take_forget(), vec![want]);
+        assert_eq!(tr.in_flight(), 0);
+        // Read again: nothing more to forget, no end.
+        let r = tr.event(&end, &t);
+        assert_eq!(r.map_err(|s| s.reason), Err(Skip::UnknownCall));
+        assert!(tr.take_forget().is_empty());
+        // A resume afterwards is the next visit.
+        let e = one(
+            &mut tr,
+            &cc("member-queue-resume", "m", T0 + 40_000_000, &[]),
+            &t,
+        );
+        let call2 = ids::call(Family::FreeSwitch, None, "m", 2);
+        assert!(matches!(e.body, Body::CallOffered { ref call, .. } if *call == call2));
     }
 
     #[test]

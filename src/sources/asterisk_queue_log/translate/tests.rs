@@ -136,6 +136,12 @@ fn end_reason(verb_name: &str, data: &str, policy: AbandonPolicy) -> Result<EndR
         State::default(),
     );
     let (_, _) = feed(&mut t, &[enter(T0, "c.1", "q")]);
+    if verb_name.starts_with("COMPLETE") {
+        let (_, _) = feed(
+            &mut t,
+            &[verb(T0 + 5, "c.1", "q", "PJSIP/1", "CONNECT", "5|u|1")],
+        );
+    }
     let l = verb(T0 + 9, "c.1", "q", "NONE", verb_name, data);
     let (events, skipped) = feed(&mut t, &[l]);
     match (events.first(), skipped.first()) {
@@ -215,6 +221,48 @@ fn every_exit_verb_has_its_reason() {
         assert_eq!(end_reason(v, "", Failed), Err(Skip::Ignored), "{v}");
     }
     assert_eq!(end_reason("NOSUCHVERB", "", Failed), Err(Skip::Unknown));
+}
+
+/// A COMPLETECALLER / COMPLETEAGENT with no CONNECT before it: the call
+/// was served at a time the log does not give; ending it unanswered would
+/// count it as an abandon, so it is forgotten, once.
+#[test]
+fn a_completed_call_never_seen_answered_is_forgotten() {
+    for v in ["COMPLETECALLER", "COMPLETEAGENT"] {
+        let mut t = tr();
+        let (events, _) = feed(&mut t, &[enter(T0, "c.1", "q")]);
+        assert_eq!(events.len(), 1);
+        assert!(t.take_forget().is_empty());
+        let done = verb(T0 + 40, "c.1", "q", "PJSIP/1", v, "9|30|1");
+        let (events, skipped) = feed(&mut t, std::slice::from_ref(&done));
+        assert!(events.is_empty(), "{v}: {events:?}");
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].reason, Skip::UnknownCall, "{v}");
+        let want = ids::call(Family::Asterisk, None, "c.1", 1);
+        assert_eq!(t.take_forget(), vec![want], "{v}");
+        assert!(t.take_forget().is_empty());
+        // Its later lines (the same line again, a late CONNECT) forget
+        // nothing more and end nothing.
+        let late = [
+            done.clone(),
+            verb(T0 + 41, "c.1", "q", "PJSIP/1", "CONNECT", "9|u|1"),
+            verb(T0 + 42, "c.1", "q", "NONE", "ABANDON", "1|1|9"),
+        ];
+        let (events, skipped) = feed(&mut t, &late);
+        assert!(events.is_empty(), "{v}: {events:?}");
+        assert_eq!(skipped.len(), 3);
+        assert!(t.take_forget().is_empty());
+        // A re-entry is still numbered after it.
+        let (events, _) = feed(&mut t, &[enter(T0 + 50, "c.1", "q")]);
+        let call2 = ids::call(Family::Asterisk, None, "c.1", 2);
+        assert_eq!(
+            events[0].body,
+            Body::CallOffered {
+                call: call2,
+                queue: Label::from("q")
+            }
+        );
+    }
 }
 
 #[test]
