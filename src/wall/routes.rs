@@ -430,11 +430,19 @@ pub fn landing_html(sources: Option<&[SourceState]>, ready: &str) -> String {
 }
 
 async fn landing(State(s): State<WallState>, headers: HeaderMap) -> Response {
-    let states = source_states(&s.registry);
-    let shown = authorize(&s.auth, &headers).is_ok().then_some(&states[..]);
+    // Gathering runs every collector, the process one reading /proc: only
+    // for a request allowed to see the states, and off the async workers.
+    let states = if authorize(&s.auth, &headers).is_ok() {
+        let registry = s.registry.clone();
+        tokio::task::spawn_blocking(move || source_states(&registry))
+            .await
+            .ok()
+    } else {
+        None
+    };
     (
         [(header::CACHE_CONTROL, "no-cache")],
-        Html(landing_html(shown, s.source.health.reason())),
+        Html(landing_html(states.as_deref(), s.source.health.reason())),
     )
         .into_response()
 }
