@@ -129,6 +129,38 @@ async fn queues_have_the_scenarios_exact_figures() {
     d.stop().await;
 }
 
+/// Many requests at once share the wall's one pipeline read (and, with a
+/// stream open, the producer's figures): every answer still has the
+/// scenario's exact figures, with and without a stream.
+#[tokio::test]
+async fn concurrent_requests_share_reads_and_answer_exactly() {
+    let d = three_rings(&[]).await;
+    let check = |doc: &Value| {
+        let billing = &doc["queues"][0];
+        assert_eq!(billing["queue"], "billing");
+        assert_eq!(billing["today"]["answered"], 3);
+        assert_eq!(billing["today"]["service_level"], 0.5);
+        assert_eq!(doc["queues"][1]["now"]["oldest_wait_seconds"], 50.0);
+        assert_eq!(doc["total"]["today"]["answered"], 4);
+        assert_eq!(doc["clock_ms"], 1_795_424_500_000i64);
+    };
+    let many = || futures_util::future::join_all((0..40).map(|_| json(&d, "/api/v1/queues")));
+    for doc in many().await {
+        check(&doc);
+    }
+    let mut stream = client()
+        .get(d.url("/api/v1/stream"))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(sse_messages(&mut stream, 1).await.len(), 1);
+    for doc in many().await {
+        check(&doc);
+    }
+    drop(stream);
+    d.stop().await;
+}
+
 /// "Today" is the monitor's clock's day in the zone: in Tokyo (UTC+9) the
 /// story's 09:00 UTC is 18:00 the same day; the figures are the same.
 #[tokio::test]

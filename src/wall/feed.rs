@@ -27,11 +27,60 @@ pub const PERIOD: Duration = Duration::from_secs(1);
 /// Streams open at once; more are answered 503.
 pub const MAX_SUBSCRIBERS: usize = 64;
 
-/// What the producer reads from.
+/// What the producer and `/api/v1/queues` read from.
 pub struct Source {
     pub pipeline: PipelineHandle,
     pub health: Arc<Health>,
     pub settings: WallSettings,
+    /// The wall's one pipeline read in flight, and the last one's result.
+    reads: tokio::sync::Mutex<Option<Read>>,
+}
+
+struct Read {
+    /// When the snapshot was asked for: the figures are no older.
+    asked: Instant,
+    done: Instant,
+    figures: Arc<Figures>,
+}
+
+impl Source {
+    pub fn new(pipeline: PipelineHandle, health: Arc<Health>, settings: WallSettings) -> Self {
+        Source {
+            pipeline,
+            health,
+            settings,
+            reads: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Figures from one pipeline read, with when it was asked for; `None`
+    /// when the pipeline has stopped. One read at a time for the whole
+    /// wall (the lock is fair: callers wait in turn): a caller that waited
+    /// while a read ran takes that read's result instead of queueing a
+    /// snapshot of its own, so however many requests arrive together, the
+    /// pipeline sees one; a caller that finds no read finished since it
+    /// arrived reads afresh, so figures are never older than the request.
+    pub async fn read(&self) -> Option<(Instant, Arc<Figures>)> {
+        let arrived = Instant::now();
+        let mut last = self.reads.lock().await;
+        if let Some(r) = last.as_ref().filter(|r| r.done > arrived) {
+            return Some((r.asked, Arc::clone(&r.figures)));
+        }
+        let asked = Instant::now();
+        let snapshot = self.pipeline.snapshot().await.ok()?;
+        let figures = Arc::new(Figures::of(
+            &snapshot,
+            &self.settings,
+            crate::clock::wall_now(),
+        ));
+        drop(snapshot);
+        *last = Some(Read {
+            asked,
+            done: Instant::now(),
+            figures: Arc::clone(&figures),
+        });
+        Some((asked, figures))
+    }
 }
 
 type Latest = Option<(Instant, Arc<Figures>)>;
@@ -68,6 +117,16 @@ impl Feed {
             latest: rx,
             subscribers,
         }
+    }
+
+    /// The producer's latest figures if read at most `max_age` ago (a
+    /// stream is open): a request served from them costs no pipeline read.
+    pub fn fresh(&self, max_age: Duration) -> Option<Arc<Figures>> {
+        self.latest
+            .borrow()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() <= max_age)
+            .map(|(_, f)| Arc::clone(f))
     }
 
     /// `None` when the producer has ended (shutting down) or
@@ -112,14 +171,13 @@ async fn produce(source: Weak<Source>, tx: watch::Sender<Latest>, subscribers: A
         if subscribers.load(Ordering::Acquire) == 0 {
             continue;
         }
-        let (pipeline, settings) = (src.pipeline.clone(), src.settings.clone());
-        drop(src);
-        let Ok(snapshot) = pipeline.snapshot().await else {
+        // Through the wall's one read: a request reading at the same time
+        // shares this read (or this tick shares the request's).
+        let Some(latest) = src.read().await else {
             break;
         };
-        drop(pipeline);
-        let figures = Figures::of(&snapshot, &settings, crate::clock::wall_now());
-        tx.send_replace(Some((Instant::now(), Arc::new(figures))));
+        drop(src);
+        tx.send_replace(Some(latest));
     }
     // Dropping `tx` ends every stream.
 }

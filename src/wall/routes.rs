@@ -26,7 +26,6 @@ use futures_util::stream::{self, Stream};
 
 use super::assets;
 use super::feed::{Feed, Source, Subscription, PERIOD};
-use super::figures::Figures;
 use super::WallSettings;
 use crate::auth::metrics::EdgeMetrics;
 use crate::auth::{Auth, Failure, Listener};
@@ -56,11 +55,7 @@ impl WallState {
         edge: Arc<EdgeMetrics>,
         registry: prometheus::Registry,
     ) -> Self {
-        let source = Arc::new(Source {
-            pipeline,
-            health,
-            settings,
-        });
+        let source = Arc::new(Source::new(pipeline, health, settings));
         let feed = Arc::new(Feed::start(Arc::downgrade(&source)));
         WallState {
             source,
@@ -247,14 +242,22 @@ async fn queues(State(s): State<WallState>, headers: HeaderMap, uri: Uri) -> Res
     if let Err(f) = authorize(&s.auth, &headers) {
         return s.refused(f, "/api/v1/queues");
     }
-    let Ok(snapshot) = s.source.pipeline.snapshot().await else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ringwatch is shutting down\n",
-        )
-            .into_response();
+    // Anyone reaching the port may loop this: it costs the pipeline no
+    // more than the streams do (the producer's figures of the last second
+    // while one is open), else one read shared by every request waiting.
+    let figures = match s.feed.fresh(PERIOD) {
+        Some(f) => f,
+        None => match s.source.read().await {
+            Some((_, f)) => f,
+            None => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ringwatch is shutting down\n",
+                )
+                    .into_response()
+            }
+        },
     };
-    let figures = Figures::of(&snapshot, &s.source.settings, crate::clock::wall_now());
     let doc = figures.document(selection(uri.query()).as_deref());
     json(&doc)
 }
