@@ -3,7 +3,10 @@
 //! [`Figures`] and published on a watch channel; each subscriber picks its
 //! queues from the latest figures, so a hundred wall screens cost the
 //! pipeline what one does, and a slow one only ever misses figures (a
-//! watch holds one value: nothing queues up).
+//! watch holds one value: nothing queues up). Each published value
+//! serialises a selection's document once, for every stream showing that
+//! selection ([`Published::message`]). `/api/v1/queues` reads through the
+//! same place ([`Source::read`]): one pipeline read in flight for the wall.
 //!
 //! The producer holds its pipeline handle only through a `Weak`: it ends
 //! when the HTTP router is dropped, so it never keeps the pipeline alive
@@ -11,11 +14,12 @@
 //! which ends every stream, so open wall screens do not hold up the HTTP
 //! server's graceful stop (they reconnect to the next daemon by themselves).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, OnceCell};
 
 use super::figures::Figures;
 use super::WallSettings;
@@ -83,7 +87,62 @@ impl Source {
     }
 }
 
-type Latest = Option<(Instant, Arc<Figures>)>;
+/// Documents of more queues than this are built and serialised on the
+/// blocking pool (a queue's document is some 7 KB, mostly its chart).
+pub const INLINE_QUEUES: usize = 4;
+
+/// A selection of queues as a stream asked for it (`None`: every queue).
+pub type Selection = Option<Vec<String>>;
+
+/// One published update: the figures, and each selection's message built
+/// from them by the first stream that needed it. The cache lives and dies
+/// with the update, so a new update starts with none; it holds at most one
+/// entry per open stream.
+pub struct Published {
+    pub at: Instant,
+    pub figures: Arc<Figures>,
+    messages: Mutex<HashMap<Selection, Arc<OnceCell<Arc<str>>>>>,
+}
+
+impl Published {
+    pub fn new(at: Instant, figures: Arc<Figures>) -> Self {
+        Published {
+            at,
+            figures,
+            messages: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The document for `picked` as one line of JSON, built once for all
+    /// the streams with that selection (those asking while it is built
+    /// wait for it).
+    pub async fn message(&self, picked: &Selection) -> Arc<str> {
+        let cell = {
+            let mut cache = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(cache.entry(picked.clone()).or_default())
+        };
+        let figures = Arc::clone(&self.figures);
+        let picked = picked.clone();
+        cell.get_or_init(|| async move {
+            let large = picked.as_ref().map_or(figures.queues.len(), Vec::len) > INLINE_QUEUES;
+            let render = move || -> Arc<str> {
+                serde_json::to_string(&figures.document(picked.as_deref()))
+                    .map_or_else(|_| Arc::from("{}"), Arc::from)
+            };
+            if large {
+                tokio::task::spawn_blocking(render)
+                    .await
+                    .unwrap_or_else(|_| Arc::from("{}"))
+            } else {
+                render()
+            }
+        })
+        .await
+        .clone()
+    }
+}
+
+type Latest = Option<Arc<Published>>;
 
 pub struct Feed {
     latest: watch::Receiver<Latest>,
@@ -125,8 +184,8 @@ impl Feed {
         self.latest
             .borrow()
             .as_ref()
-            .filter(|(at, _)| at.elapsed() <= max_age)
-            .map(|(_, f)| Arc::clone(f))
+            .filter(|p| p.at.elapsed() <= max_age)
+            .map(|p| Arc::clone(&p.figures))
     }
 
     /// `None` when the producer has ended (shutting down) or
@@ -146,7 +205,7 @@ impl Feed {
         let fresh = latest
             .borrow()
             .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < PERIOD * 2);
+            .is_some_and(|p| p.at.elapsed() < PERIOD * 2);
         if fresh {
             latest.mark_changed();
         } else {
@@ -173,11 +232,70 @@ async fn produce(source: Weak<Source>, tx: watch::Sender<Latest>, subscribers: A
         }
         // Through the wall's one read: a request reading at the same time
         // shares this read (or this tick shares the request's).
-        let Some(latest) = src.read().await else {
+        let Some((at, figures)) = src.read().await else {
             break;
         };
         drop(src);
-        tx.send_replace(Some(latest));
+        tx.send_replace(Some(Arc::new(Published::new(at, figures))));
     }
     // Dropping `tx` ends every stream.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Bounds, BucketConfig, EngineState, Store};
+    use crate::rules::{Limits, Observer, SeriesInfo, Settings};
+
+    fn figures(queues: usize) -> Arc<Figures> {
+        let mut store = Store::new(
+            Bounds::new(&Settings::default(), &BucketConfig::default()),
+            300_000,
+        );
+        for id in 0..queues {
+            store.new_series(
+                id as u32,
+                &SeriesInfo {
+                    queue: format!("q{id}").into(),
+                    site: None,
+                    limits: Limits::default(),
+                },
+            );
+        }
+        let snap = store.snapshot(
+            vec![],
+            EngineState {
+                clock: 1_795_424_500_000,
+                ..EngineState::default()
+            },
+        );
+        Arc::new(Figures::of(&snap, &WallSettings::default(), 0))
+    }
+
+    /// Streams with the same selection share one serialised message; each
+    /// selection's is the document's JSON exactly, small or large (built on
+    /// the blocking pool).
+    #[tokio::test]
+    async fn a_selection_is_serialised_once_per_update() {
+        for queues in [2, INLINE_QUEUES + 3] {
+            let f = figures(queues);
+            let published = Published::new(Instant::now(), Arc::clone(&f));
+            let all = published.message(&None).await;
+            assert!(Arc::ptr_eq(&all, &published.message(&None).await));
+            assert_eq!(&*all, serde_json::to_string(&f.document(None)).unwrap());
+            let one: Selection = Some(vec!["q1".into()]);
+            let picked = published.message(&one).await;
+            assert!(!Arc::ptr_eq(&all, &picked));
+            assert_eq!(
+                &*picked,
+                serde_json::to_string(&f.document(one.as_deref())).unwrap()
+            );
+            // Concurrent askers get the one message.
+            let (a, b) = tokio::join!(published.message(&one), published.message(&one));
+            assert!(Arc::ptr_eq(&a, &picked) && Arc::ptr_eq(&b, &picked));
+            // The next update starts with no messages of its own.
+            let next = Published::new(Instant::now(), f);
+            assert!(!Arc::ptr_eq(&all, &next.message(&None).await));
+        }
+    }
 }

@@ -312,14 +312,11 @@ fn messages(
                     return None;
                 }
             }
-            let figures = sub
-                .latest
-                .borrow_and_update()
-                .as_ref()
-                .map(|(_, f)| Arc::clone(f));
-            let data = figures
-                .and_then(|f| serde_json::to_string(&f.document(picked.as_deref())).ok())
-                .unwrap_or_else(|| "{}".into());
+            let published = sub.latest.borrow_and_update().clone();
+            let data: Arc<str> = match published {
+                Some(p) => p.message(&picked).await,
+                None => Arc::from("{}"),
+            };
             // The browser reconnects this long after the stream ends.
             let event = Event::default().data(data).retry(PERIOD);
             Some((Ok(event), (sub, picked, guard)))
