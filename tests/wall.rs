@@ -84,6 +84,7 @@ async fn queues_have_the_scenarios_exact_figures() {
         assert_eq!(w["average_answer_seconds"], 41.5 / 3.0);
         assert_eq!(w["callback_compliance"], Value::Null);
     }
+    assert_eq!(billing["limits"]["rings"], 3);
     assert_eq!(billing["limits"]["answer_seconds"], 18.0);
     assert_eq!(billing["limits"]["hold_seconds"], 17.0);
     assert_eq!(billing["status"]["service_level_today"], "over");
