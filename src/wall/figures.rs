@@ -544,6 +544,24 @@ mod tests {
         assert_eq!(f.queues[0].today.answered, 0);
     }
 
+    /// Antarctica/Troll's 2026-10-25 has 26 hours (UTC+2 back to UTC+0):
+    /// at 23:50 local, the call at 00:05 local, 25 h 45 min before, is
+    /// still today's; the one just before midnight the day before is not.
+    #[test]
+    fn the_longest_day_of_26_hours_is_kept_whole() {
+        let mut s = store(&[("q", None)]);
+        s.measure(0, ms("2026-10-24T21:55:00Z"), ANSWERED); // 23:55 +02, Oct 24
+        s.measure(0, ms("2026-10-24T22:05:00Z"), ANSWERED); // 00:05 +02
+                                                            // 25 hours after the 00:05 call: with fewer than 26 hours of
+                                                            // quarters, this one would take its place.
+        s.measure(0, ms("2026-10-25T23:05:00Z"), ANSWERED); // 23:05 +00
+        let troll = zone("Antarctica/Troll");
+        let f = at(&mut s, ms("2026-10-25T23:50:00Z"), &troll, vec![]);
+        assert_eq!(f.day_start_text, "2026-10-25T00:00:00+02:00");
+        assert_eq!(f.now_text, "2026-10-25T23:50:00+00:00");
+        assert_eq!(f.queues[0].today.answered, 2);
+    }
+
     /// "Last 15 minutes" is the current minute and the 14 before it; the
     /// chart the current minute and the 59 before it, oldest first.
     #[test]
