@@ -320,11 +320,23 @@ async fn tokens_guard_the_wall_and_its_json() {
         .unwrap();
     assert_eq!(signed.status(), 204);
     let set = signed.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert_eq!(
-        set,
-        format!("ringwatch_wall={SCRAPER}; Path=/; HttpOnly; SameSite=Strict; Max-Age=34560000")
-    );
-    let cookie = format!("theme=dark; ringwatch_wall={SCRAPER}");
+    // A random session id, never the token.
+    let id = set
+        .strip_prefix("ringwatch_wall=")
+        .and_then(|r| r.strip_suffix("; Path=/; HttpOnly; SameSite=Strict; Max-Age=34560000"))
+        .unwrap_or_else(|| panic!("{set}"))
+        .to_string();
+    assert_eq!(id.len(), 96, "{set}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()) && !set.contains(SCRAPER));
+    // The token itself is no cookie.
+    let raw = c
+        .get(d.url("/api/v1/queues"))
+        .header("cookie", format!("ringwatch_wall={SCRAPER}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 401);
+    let cookie = format!("theme=dark; ringwatch_wall={id}");
     for path in ["/wall", "/api/v1/queues", "/api/v1/stream"] {
         let resp = c
             .get(d.url(path))
@@ -437,9 +449,17 @@ async fn a_revoked_token_ends_its_stream() {
         "RINGWATCH__HTTP__METRICS_TOKENS_FILE",
         file.to_str().unwrap(),
     )]);
+    let signed = client()
+        .post(d.url("/wall/session"))
+        .bearer_auth(SCRAPER)
+        .send()
+        .await
+        .unwrap();
+    let set = signed.headers()["set-cookie"].to_str().unwrap();
+    let cookie = set.split(';').next().unwrap().to_string();
     let mut resp = client()
         .get(d.url("/api/v1/stream"))
-        .header("cookie", format!("ringwatch_wall={SCRAPER}"))
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
@@ -453,7 +473,7 @@ async fn a_revoked_token_ends_its_stream() {
         .expect("the stream ends after the revocation");
     let again = client()
         .get(d.url("/api/v1/stream"))
-        .header("cookie", format!("ringwatch_wall={SCRAPER}"))
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
