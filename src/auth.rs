@@ -118,6 +118,20 @@ impl Source {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// A MAC of `message` keyed by this source's token digest (the wall's
+    /// session ids): only someone who knows the token can make one, and
+    /// none verifies once the token is revoked or changed.
+    pub fn tag(&self, message: &[u8]) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.digest);
+        let mut ctx = ring::hmac::Context::with_key(&key);
+        ctx.update(self.name.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(message);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
 }
 
 impl fmt::Debug for Source {
@@ -223,6 +237,10 @@ impl TokenSet {
 
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
+    }
+
+    pub fn sources(&self) -> impl Iterator<Item = &Arc<Source>> {
+        self.sources.iter()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

@@ -141,7 +141,7 @@ impl Scrapes {
                 previous.await;
             }
             close(&shut);
-            let snapshot = pipeline.snapshot().await.ok()?;
+            let snapshot = pipeline.snapshot_without_windows().await.ok()?;
             // Encoding happens here, off the pipeline task, so a large
             // scrape does not hold up ingest; and on a blocking thread, since
             // it is megabytes of CPU work and the process collector reads

@@ -47,6 +47,10 @@ enum Command {
     },
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
+        /// With the wall's windows (`/metrics` has no use for them, and a
+        /// snapshot holding them pins a copy of each window changed
+        /// meanwhile).
+        windows: bool,
     },
     Alerts {
         reply: oneshot::Sender<Vec<Alert>>,
@@ -148,10 +152,20 @@ impl PipelineHandle {
         rx.await.map_err(|_| Stopped)
     }
 
+    /// Everything, the wall's windows included (the wall's read).
     pub async fn snapshot(&self) -> Result<Snapshot, Stopped> {
+        self.read(true).await
+    }
+
+    /// Everything but the wall's windows (a scrape of `/metrics`).
+    pub async fn snapshot_without_windows(&self) -> Result<Snapshot, Stopped> {
+        self.read(false).await
+    }
+
+    async fn read(&self, windows: bool) -> Result<Snapshot, Stopped> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Snapshot { reply })
+            .send(Command::Snapshot { reply, windows })
             .await
             .map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
@@ -407,8 +421,13 @@ impl Pipeline {
             Input::Command(Command::Forget { calls, reply }) => {
                 let _ = reply.send(Ok(forget(&mut self.engine, &mut self.store, &calls)));
             }
-            Input::Command(Command::Snapshot { reply }) => {
-                let _ = reply.send(snapshot(&self.engine, &mut self.store));
+            Input::Command(Command::Snapshot { reply, windows }) => {
+                let mut s = snapshot(&self.engine, &mut self.store);
+                if !windows {
+                    // Dropped here, before the next measure: no copy pinned.
+                    s.windows = Vec::new();
+                }
+                let _ = reply.send(s);
             }
             Input::Command(Command::Alerts { reply }) => {
                 let _ = reply.send(alerts(&self.engine));

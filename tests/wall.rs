@@ -84,6 +84,7 @@ async fn queues_have_the_scenarios_exact_figures() {
         assert_eq!(w["average_answer_seconds"], 41.5 / 3.0);
         assert_eq!(w["callback_compliance"], Value::Null);
     }
+    assert_eq!(billing["limits"]["rings"], 3);
     assert_eq!(billing["limits"]["answer_seconds"], 18.0);
     assert_eq!(billing["limits"]["hold_seconds"], 17.0);
     assert_eq!(billing["status"]["service_level_today"], "over");
@@ -126,6 +127,38 @@ async fn queues_have_the_scenarios_exact_figures() {
     let only = json(&d, "/api/v1/queues?queues=sales").await;
     assert_eq!(only["queues"].as_array().unwrap().len(), 1);
     assert_eq!(only["total"]["today"]["answered"], 1);
+    d.stop().await;
+}
+
+/// Many requests at once share the wall's one pipeline read (and, with a
+/// stream open, the producer's figures): every answer still has the
+/// scenario's exact figures, with and without a stream.
+#[tokio::test]
+async fn concurrent_requests_share_reads_and_answer_exactly() {
+    let d = three_rings(&[]).await;
+    let check = |doc: &Value| {
+        let billing = &doc["queues"][0];
+        assert_eq!(billing["queue"], "billing");
+        assert_eq!(billing["today"]["answered"], 3);
+        assert_eq!(billing["today"]["service_level"], 0.5);
+        assert_eq!(doc["queues"][1]["now"]["oldest_wait_seconds"], 50.0);
+        assert_eq!(doc["total"]["today"]["answered"], 4);
+        assert_eq!(doc["clock_ms"], 1_795_424_500_000i64);
+    };
+    let many = || futures_util::future::join_all((0..40).map(|_| json(&d, "/api/v1/queues")));
+    for doc in many().await {
+        check(&doc);
+    }
+    let mut stream = client()
+        .get(d.url("/api/v1/stream"))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(sse_messages(&mut stream, 1).await.len(), 1);
+    for doc in many().await {
+        check(&doc);
+    }
+    drop(stream);
     d.stop().await;
 }
 
@@ -287,11 +320,23 @@ async fn tokens_guard_the_wall_and_its_json() {
         .unwrap();
     assert_eq!(signed.status(), 204);
     let set = signed.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert_eq!(
-        set,
-        format!("ringwatch_wall={SCRAPER}; Path=/; HttpOnly; SameSite=Strict; Max-Age=34560000")
-    );
-    let cookie = format!("theme=dark; ringwatch_wall={SCRAPER}");
+    // A random session id, never the token.
+    let id = set
+        .strip_prefix("ringwatch_wall=")
+        .and_then(|r| r.strip_suffix("; Path=/; HttpOnly; SameSite=Strict; Max-Age=34560000"))
+        .unwrap_or_else(|| panic!("{set}"))
+        .to_string();
+    assert_eq!(id.len(), 96, "{set}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()) && !set.contains(SCRAPER));
+    // The token itself is no cookie.
+    let raw = c
+        .get(d.url("/api/v1/queues"))
+        .header("cookie", format!("ringwatch_wall={SCRAPER}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 401);
+    let cookie = format!("theme=dark; ringwatch_wall={id}");
     for path in ["/wall", "/api/v1/queues", "/api/v1/stream"] {
         let resp = c
             .get(d.url(path))
@@ -404,9 +449,17 @@ async fn a_revoked_token_ends_its_stream() {
         "RINGWATCH__HTTP__METRICS_TOKENS_FILE",
         file.to_str().unwrap(),
     )]);
+    let signed = client()
+        .post(d.url("/wall/session"))
+        .bearer_auth(SCRAPER)
+        .send()
+        .await
+        .unwrap();
+    let set = signed.headers()["set-cookie"].to_str().unwrap();
+    let cookie = set.split(';').next().unwrap().to_string();
     let mut resp = client()
         .get(d.url("/api/v1/stream"))
-        .header("cookie", format!("ringwatch_wall={SCRAPER}"))
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
@@ -420,7 +473,7 @@ async fn a_revoked_token_ends_its_stream() {
         .expect("the stream ends after the revocation");
     let again = client()
         .get(d.url("/api/v1/stream"))
-        .header("cookie", format!("ringwatch_wall={SCRAPER}"))
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();

@@ -257,6 +257,21 @@ async fn the_wall_shows_the_scenario_in_chromium_and_says_when_it_is_stale() {
     )
     .await;
     assert_eq!(badge, "\u{2716} OVER");
+    // The labels name the queues' limits, from the document.
+    for q in ["sales", "*"] {
+        let label =
+            |f: &str| format!("article[data-queue=\"{q}\"] .fig:has([data-figure=\"{f}\"]) .label");
+        assert_eq!(
+            text_of(&c, &label("waiting_over_limit")).await,
+            "past 3 rings",
+            "{q}"
+        );
+        assert_eq!(
+            text_of(&c, &label("on_hold_over_limit")).await,
+            "hold past 17 s",
+            "{q}"
+        );
+    }
     until(
         &c,
         "a fresh page",

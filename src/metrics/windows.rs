@@ -1,7 +1,8 @@
 //! The wallboard's windows: per queue, what the engine measured in each of
 //! the last 60 minutes (the hourly chart and "last 15 minutes") and in each
-//! of the last 100 quarter hours (25 hours: "today" in any time zone, DST
-//! days included). Recorded by the [`Store`](super::Store) from the same
+//! of the last 104 quarter hours (26 hours: "today" in any time zone, DST
+//! days included; Antarctica/Troll's day when it leaves +2 for +0 has 26
+//! hours). Recorded by the [`Store`](super::Store) from the same
 //! measures as the counters, on the monitor's clock passed with each, so a
 //! journal replay rebuilds them exactly; carried in snapshots as a trailing
 //! part of the body.
@@ -26,8 +27,9 @@ pub const MINUTE: Millis = 60_000;
 pub const QUARTER: Millis = 15 * MINUTE;
 /// One-minute slots: the hourly chart.
 pub const MINUTES: usize = 60;
-/// Quarter-hour slots: 25 hours, the longest local day.
-pub const QUARTERS: usize = 100;
+/// Quarter-hour slots: 26 hours, the longest local day (Antarctica/Troll
+/// goes from UTC+2 back to UTC+0 in one step; the usual DST day has 25).
+pub const QUARTERS: usize = 104;
 
 /// What was measured in one slot of time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -356,7 +358,7 @@ mod tests {
         assert_eq!(q.minute(m0), Tally::default());
         assert_eq!(q.minute(m0 + 60).offered, 1);
         assert_eq!(q.minutes_sum(m0, m0 + 60).offered, 1);
-        // The quarters still have both (25 hours).
+        // The quarters still have both (26 hours).
         assert_eq!(q.quarters_sum(t0 / QUARTER, t0 / QUARTER + 4).offered, 2);
     }
 
@@ -425,12 +427,12 @@ mod tests {
     #[test]
     fn window_memory_is_bounded() {
         assert_eq!(std::mem::size_of::<Slot>(), 64);
-        // 160 slots of 64 bytes, the struct (104), its Arc's counters and
-        // pointer (24): 10,368 bytes a queue, 10,378,368 (9.9 MiB) at the
+        // 164 slots of 64 bytes, the struct (104), its Arc's counters and
+        // pointer (24): 10,624 bytes a queue, 10,634,624 (10.1 MiB) at the
         // default max_queues = 1000 plus `other`.
         assert_eq!(std::mem::size_of::<QueueWindow>(), 104);
-        assert_eq!(QueueWindow::BYTES, 10_368);
-        assert_eq!(QueueWindow::BYTES * 1_001, 10_378_368);
+        assert_eq!(QueueWindow::BYTES, 10_624);
+        assert_eq!(QueueWindow::BYTES * 1_001, 10_634_624);
         let w = one("q");
         let q = &w.queues()[0];
         assert_eq!(q.minutes.capacity(), MINUTES);

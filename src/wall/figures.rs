@@ -148,7 +148,13 @@ impl Figures {
         total_doc.queue = None;
         total_doc.limits = None;
         // A live figure's status for all queues is the worst of the
-        // queues' (each has its own limits).
+        // queues' (each has its own limits): never judged against limits
+        // of its own, so it starts at the best level.
+        total_doc.status.waiting_over_limit = Level::Ok;
+        total_doc.status.oldest_wait = Level::Ok;
+        total_doc.status.on_hold_over_limit = Level::Ok;
+        total_doc.status.longest_hold = Level::Ok;
+        total_doc.status.callbacks_overdue = Level::Ok;
         for q in &queues {
             total_doc.status.worst_of(&q.status);
         }
@@ -210,6 +216,8 @@ pub struct QueueDoc {
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct LimitsDoc {
+    /// `max_rings`: the rings a caller may hear before the answer is late.
+    pub rings: u32,
     pub answer_seconds: f64,
     pub hold_seconds: f64,
 }
@@ -409,6 +417,7 @@ impl QueueDoc {
         QueueDoc {
             queue: Some(q.queue.clone()),
             limits: Some(LimitsDoc {
+                rings: q.limits.max_rings,
                 answer_seconds: seconds(answer_limit),
                 hold_seconds: seconds(q.limits.hold_limit),
             }),
@@ -533,6 +542,24 @@ mod tests {
         // And at the next midnight, today starts again.
         let f = at(&mut s, ms("2026-11-02T05:00:00Z"), &ny, vec![]);
         assert_eq!(f.queues[0].today.answered, 0);
+    }
+
+    /// Antarctica/Troll's 2026-10-25 has 26 hours (UTC+2 back to UTC+0):
+    /// at 23:50 local, the call at 00:05 local, 25 h 45 min before, is
+    /// still today's; the one just before midnight the day before is not.
+    #[test]
+    fn the_longest_day_of_26_hours_is_kept_whole() {
+        let mut s = store(&[("q", None)]);
+        s.measure(0, ms("2026-10-24T21:55:00Z"), ANSWERED); // 23:55 +02, Oct 24
+        s.measure(0, ms("2026-10-24T22:05:00Z"), ANSWERED); // 00:05 +02
+                                                            // 25 hours after the 00:05 call: with fewer than 26 hours of
+                                                            // quarters, this one would take its place.
+        s.measure(0, ms("2026-10-25T23:05:00Z"), ANSWERED); // 23:05 +00
+        let troll = zone("Antarctica/Troll");
+        let f = at(&mut s, ms("2026-10-25T23:50:00Z"), &troll, vec![]);
+        assert_eq!(f.day_start_text, "2026-10-25T00:00:00+02:00");
+        assert_eq!(f.now_text, "2026-10-25T23:50:00+00:00");
+        assert_eq!(f.queues[0].today.answered, 2);
     }
 
     /// "Last 15 minutes" is the current minute and the 14 before it; the
@@ -681,6 +708,7 @@ mod tests {
         assert_eq!(
             b.limits,
             Some(LimitsDoc {
+                rings: 3,
                 answer_seconds: 18.0,
                 hold_seconds: 17.0
             })
@@ -710,6 +738,74 @@ mod tests {
         assert_eq!(v["generated_at"], "2026-11-23T09:00:30+00:00");
         assert_eq!(v["queues"][0]["status"]["oldest_wait"], "warn");
         assert_eq!(v["total"]["queue"], serde_json::Value::Null);
+    }
+
+    /// The total judges nothing against limits of its own: with five rings
+    /// (30 s) and a 40 s hold limit, a 20 s wait and a 20 s hold are OK on
+    /// the queue and on the total (the built-in 18 s and 17 s play no
+    /// part); and the total is as bad as its worst queue.
+    #[test]
+    fn the_total_status_is_only_the_worst_of_the_queues() {
+        let mut s = Store::new(
+            Bounds::new(&Settings::default(), &BucketConfig::default()),
+            300_000,
+        );
+        let loose = Limits {
+            max_rings: 5,
+            hold_limit: 40_000,
+            ..Limits::default()
+        };
+        for (id, q, limits) in [(0, "loose", loose), (1, "strict", Limits::default())] {
+            s.new_series(
+                id,
+                &SeriesInfo {
+                    queue: q.into(),
+                    site: None,
+                    limits,
+                },
+            );
+        }
+        let long = Live {
+            waiting: 1,
+            oldest_wait: 20_000,
+            on_hold: 1,
+            longest_hold: 20_000,
+            ..Live::default()
+        };
+        let t = ms("2026-11-23T09:00:00Z");
+        let f = at(&mut s, t, &zone("UTC"), vec![long, Live::default()]);
+        let only_loose = f.document(Some(&["loose".into()]));
+        let q = &only_loose.queues[0];
+        assert_eq!(
+            q.limits,
+            Some(LimitsDoc {
+                rings: 5,
+                answer_seconds: 30.0,
+                hold_seconds: 40.0
+            })
+        );
+        assert_eq!(q.status.oldest_wait, Level::Ok);
+        assert_eq!(q.status.longest_hold, Level::Ok);
+        let total = &only_loose.total.status;
+        assert_eq!(total.oldest_wait, Level::Ok);
+        assert_eq!(total.longest_hold, Level::Ok);
+        assert_eq!(total.waiting_over_limit, Level::Ok);
+        assert_eq!(total.on_hold_over_limit, Level::Ok);
+        assert_eq!(total.callbacks_overdue, Level::Ok);
+        // Both queues: the strict one is idle, the total stays OK.
+        let both = f.document(None);
+        assert_eq!(both.total.now.oldest_wait_seconds, 20.0);
+        assert_eq!(both.total.status.oldest_wait, Level::Ok);
+        assert_eq!(both.total.status.longest_hold, Level::Ok);
+        // The same wait on the strict queue is over, and so is the total.
+        let f = at(&mut s, t, &zone("UTC"), vec![Live::default(), long]);
+        let both = f.document(None);
+        assert_eq!(both.queues[1].status.oldest_wait, Level::Over);
+        assert_eq!(both.total.status.oldest_wait, Level::Over);
+        assert_eq!(both.total.status.longest_hold, Level::Over);
+        // No queue picked: nothing is over.
+        let none = f.document(Some(&["nope".into()]));
+        assert_eq!(none.total.status.oldest_wait, Level::Ok);
     }
 
     /// Before its first event the monitor's clock has no value: the wall

@@ -10,6 +10,7 @@ pub mod assets;
 pub mod feed;
 pub mod figures;
 pub mod routes;
+pub mod session;
 
 pub use routes::{router, WallState};
 

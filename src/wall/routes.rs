@@ -5,10 +5,13 @@
 //! With `http.metrics_tokens_file` set, `/wall` and `/api/v1/*` take the
 //! `/metrics` tokens: as `Authorization: Bearer` (tools), or as the
 //! HttpOnly, SameSite=Strict cookie `/wall/session` sets for a valid bearer
-//! token (a browser's EventSource cannot send a header). The cookie holds
-//! the token itself and is checked like a header on every request (and an
-//! open stream checks it again each second), so a token revoked by a
-//! reload stops its wall screens within a second.
+//! token (a browser's EventSource cannot send a header). The cookie holds a
+//! session id, never the token (browsers send a host's cookies to every
+//! port of it): a random nonce and a MAC of it keyed by the token's digest
+//! (`session`), so it holds only while that token does (checked on every request, and each second
+//! by an open stream), so a token revoked by a reload stops its wall
+//! screens within a second. Under TLS the cookie is `__Host-` prefixed and
+//! `Secure`.
 //! The page's files hold no figures and are open, as are `/` (without the
 //! sources' states unless the request is authorized) and the probes.
 
@@ -26,15 +29,18 @@ use futures_util::stream::{self, Stream};
 
 use super::assets;
 use super::feed::{Feed, Source, Subscription, PERIOD};
-use super::figures::Figures;
+use super::session;
 use super::WallSettings;
 use crate::auth::metrics::EdgeMetrics;
-use crate::auth::{Auth, Failure, Listener};
+use crate::auth::{Auth, Failure, Listener, Source as AuthSource};
 use crate::health::Health;
 use crate::pipeline::PipelineHandle;
 
-/// The session cookie of a wall screen.
+/// The session cookie of a wall screen (plain HTTP).
 pub const COOKIE: &str = "ringwatch_wall";
+/// The session cookie under TLS: the prefix makes browsers keep it only if
+/// `Secure`, host-only and for `Path=/`.
+pub const COOKIE_TLS: &str = "__Host-ringwatch_wall";
 /// How long a browser keeps the cookie (a wall screen runs for months).
 const COOKIE_MAX_AGE: u64 = 400 * 86_400;
 
@@ -56,11 +62,7 @@ impl WallState {
         edge: Arc<EdgeMetrics>,
         registry: prometheus::Registry,
     ) -> Self {
-        let source = Arc::new(Source {
-            pipeline,
-            health,
-            settings,
-        });
+        let source = Arc::new(Source::new(pipeline, health, settings));
         let feed = Arc::new(Feed::start(Arc::downgrade(&source)));
         WallState {
             source,
@@ -101,15 +103,15 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// The token of the request's cookie `ringwatch_wall`, if any.
-pub fn cookie_token(headers: &HeaderMap) -> Option<&[u8]> {
+/// The value of the request's cookie `name`, if any.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .map(<[u8]>::trim_ascii)
         .find_map(|pair| {
-            pair.strip_prefix(COOKIE.as_bytes())
+            pair.strip_prefix(name.as_bytes())
                 .and_then(|rest| rest.strip_prefix(b"="))
         })
         .filter(|t| !t.is_empty())
@@ -117,36 +119,50 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// Whether the request may read the figures: always when `/metrics` is
 /// open; else a bearer header (checked as `/metrics` checks it) or the
-/// session cookie. `Ok(Some(token))`: the token it was let in with.
-fn authorize(auth: &Auth, headers: &HeaderMap) -> Result<Option<Vec<u8>>, Failure> {
-    if auth.is_open() {
+/// session cookie. `Ok(Some(source))`: the token source it was let in as.
+fn authorize(s: &WallState, headers: &HeaderMap) -> Result<Option<Arc<AuthSource>>, Failure> {
+    if s.auth.is_open() {
         return Ok(None);
     }
     if headers.contains_key(header::AUTHORIZATION) {
-        auth.check(headers)?;
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .map(|(_, t)| t.trim().as_bytes().to_vec());
-        return token.map(Some).ok_or(Failure::Malformed);
+        return s.auth.check(headers);
     }
-    let token = cookie_token(headers).ok_or(Failure::Missing)?;
-    if admits(auth, token) {
-        Ok(Some(token.to_vec()))
+    let id = cookie_value(headers, s.cookie_name()).ok_or(Failure::Missing)?;
+    let tokens = s.auth.subscribe().ok_or(Failure::Invalid)?;
+    let current = Arc::clone(&tokens.borrow());
+    session::find(id, &current)
+        .map(Some)
+        .ok_or(Failure::Invalid)
+}
+
+fn cookie_name(tls: bool) -> &'static str {
+    if tls {
+        COOKIE_TLS
     } else {
-        Err(Failure::Invalid)
+        COOKIE
     }
 }
 
-/// Whether `token` is in the current set (hashed and compared in constant
-/// time by the token set).
-fn admits(auth: &Auth, token: &[u8]) -> bool {
+/// The `Set-Cookie` value for session `id`.
+fn session_cookie(id: &str, tls: bool) -> String {
+    let secure = if tls { "; Secure" } else { "" };
+    format!(
+        "{name}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={COOKIE_MAX_AGE}{secure}",
+        name = cookie_name(tls)
+    )
+}
+
+/// Whether `source` (let in earlier) still holds under the current tokens.
+fn admits(auth: &Auth, source: &AuthSource) -> bool {
     auth.subscribe()
-        .is_some_and(|tokens| tokens.borrow().find(token).is_some())
+        .is_some_and(|tokens| tokens.borrow().admits(source))
 }
 
 impl WallState {
+    fn cookie_name(&self) -> &'static str {
+        cookie_name(self.source.settings.secure_cookie)
+    }
+
     fn refused(&self, f: Failure, what: &str) -> Response {
         tracing::debug!(reason = f.as_str(), "{what} refused: token");
         self.edge.auth_failure(Listener::Http, f);
@@ -202,7 +218,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 async fn wall(State(s): State<WallState>, headers: HeaderMap) -> Response {
-    match authorize(&s.auth, &headers) {
+    match authorize(&s, &headers) {
         Ok(_) => (
             [(header::CACHE_CONTROL, "no-cache")],
             Html(assets::WALL_HTML),
@@ -225,36 +241,39 @@ async fn session(State(s): State<WallState>, headers: HeaderMap) -> Response {
     if s.auth.is_open() {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let token = match authorize(&s.auth, &headers) {
-        Ok(Some(token)) if headers.contains_key(header::AUTHORIZATION) => token,
+    let source = match authorize(&s, &headers) {
+        Ok(Some(source)) if headers.contains_key(header::AUTHORIZATION) => source,
         Ok(_) => return s.refused(Failure::Missing, "/wall/session"),
         Err(f) => return s.refused(f, "/wall/session"),
     };
-    // Valid tokens are of RFC 6750's alphabet: nothing that ends a cookie.
-    let token = String::from_utf8_lossy(&token);
-    let secure = if s.source.settings.secure_cookie {
-        "; Secure"
-    } else {
-        ""
+    let Some(id) = session::create(&source) else {
+        tracing::error!("no random session id: the system's random source failed");
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    let cookie = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={COOKIE_MAX_AGE}{secure}"
-    );
+    let cookie = session_cookie(&id, s.source.settings.secure_cookie);
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
 async fn queues(State(s): State<WallState>, headers: HeaderMap, uri: Uri) -> Response {
-    if let Err(f) = authorize(&s.auth, &headers) {
+    if let Err(f) = authorize(&s, &headers) {
         return s.refused(f, "/api/v1/queues");
     }
-    let Ok(snapshot) = s.source.pipeline.snapshot().await else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ringwatch is shutting down\n",
-        )
-            .into_response();
+    // Anyone reaching the port may loop this: it costs the pipeline no
+    // more than the streams do (the producer's figures of the last second
+    // while one is open), else one read shared by every request waiting.
+    let figures = match s.feed.fresh(PERIOD) {
+        Some(f) => f,
+        None => match s.source.read().await {
+            Some((_, f)) => f,
+            None => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ringwatch is shutting down\n",
+                )
+                    .into_response()
+            }
+        },
     };
-    let figures = Figures::of(&snapshot, &s.source.settings, crate::clock::wall_now());
     let doc = figures.document(selection(uri.query()).as_deref());
     json(&doc)
 }
@@ -274,7 +293,7 @@ fn json(doc: &impl serde::Serialize) -> Response {
 }
 
 async fn stream(State(s): State<WallState>, headers: HeaderMap, uri: Uri) -> Response {
-    let credential = match authorize(&s.auth, &headers) {
+    let credential = match authorize(&s, &headers) {
         Ok(c) => c,
         Err(f) => return s.refused(f, "/api/v1/stream"),
     };
@@ -287,7 +306,7 @@ async fn stream(State(s): State<WallState>, headers: HeaderMap, uri: Uri) -> Res
             .into_response();
     };
     let picked = selection(uri.query());
-    let guard = credential.map(|token| (s.auth.clone(), token));
+    let guard = credential.map(|source| (s.auth.clone(), source));
     Sse::new(messages(sub, picked, guard))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -298,25 +317,22 @@ async fn stream(State(s): State<WallState>, headers: HeaderMap, uri: Uri) -> Res
 fn messages(
     sub: Subscription,
     picked: Option<Vec<String>>,
-    guard: Option<(Auth, Vec<u8>)>,
+    guard: Option<(Auth, Arc<AuthSource>)>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(
         (sub, picked, guard),
         |(mut sub, picked, guard)| async move {
             sub.latest.changed().await.ok()?;
-            if let Some((auth, token)) = &guard {
-                if !admits(auth, token) {
+            if let Some((auth, source)) = &guard {
+                if !admits(auth, source) {
                     return None;
                 }
             }
-            let figures = sub
-                .latest
-                .borrow_and_update()
-                .as_ref()
-                .map(|(_, f)| Arc::clone(f));
-            let data = figures
-                .and_then(|f| serde_json::to_string(&f.document(picked.as_deref())).ok())
-                .unwrap_or_else(|| "{}".into());
+            let published = sub.latest.borrow_and_update().clone();
+            let data: Arc<str> = match published {
+                Some(p) => p.message(&picked).await,
+                None => Arc::from("{}"),
+            };
             // The browser reconnects this long after the stream ends.
             let event = Event::default().data(data).retry(PERIOD);
             Some((Ok(event), (sub, picked, guard)))
@@ -430,11 +446,19 @@ pub fn landing_html(sources: Option<&[SourceState]>, ready: &str) -> String {
 }
 
 async fn landing(State(s): State<WallState>, headers: HeaderMap) -> Response {
-    let states = source_states(&s.registry);
-    let shown = authorize(&s.auth, &headers).is_ok().then_some(&states[..]);
+    // Gathering runs every collector, the process one reading /proc: only
+    // for a request allowed to see the states, and off the async workers.
+    let states = if authorize(&s, &headers).is_ok() {
+        let registry = s.registry.clone();
+        tokio::task::spawn_blocking(move || source_states(&registry))
+            .await
+            .ok()
+    } else {
+        None
+    };
     (
         [(header::CACHE_CONTROL, "no-cache")],
-        Html(landing_html(shown, s.source.health.reason())),
+        Html(landing_html(states.as_deref(), s.source.health.reason())),
     )
         .into_response()
 }
@@ -461,18 +485,41 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        assert_eq!(cookie_token(&h), None);
+        assert_eq!(cookie_value(&h, COOKIE), None);
         h.append(
             header::COOKIE,
             "a=1; ringwatch_wall=tok+/=; b=2".parse().unwrap(),
         );
-        assert_eq!(cookie_token(&h), Some(&b"tok+/="[..]));
+        assert_eq!(cookie_value(&h, COOKIE), Some(&b"tok+/="[..]));
         let mut h = HeaderMap::new();
         h.append(
             header::COOKIE,
             "ringwatch_wallx=1; ringwatch_wall=".parse().unwrap(),
         );
-        assert_eq!(cookie_token(&h), None);
+        assert_eq!(cookie_value(&h, COOKIE), None);
+    }
+
+    /// Under TLS the cookie is `__Host-` prefixed (host-only, `Path=/`, no
+    /// `Domain`) and `Secure`, and found under that name only.
+    #[test]
+    fn the_session_cookie_is_host_only_under_tls() {
+        assert_eq!(
+            session_cookie("ab12", true),
+            "__Host-ringwatch_wall=ab12; Path=/; HttpOnly; SameSite=Strict; Max-Age=34560000; Secure"
+        );
+        assert_eq!(
+            session_cookie("ab12", false),
+            "ringwatch_wall=ab12; Path=/; HttpOnly; SameSite=Strict; Max-Age=34560000"
+        );
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "ringwatch_wall=plain; __Host-ringwatch_wall=tls"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(cookie_value(&h, cookie_name(true)), Some(&b"tls"[..]));
+        assert_eq!(cookie_value(&h, cookie_name(false)), Some(&b"plain"[..]));
     }
 
     #[test]

@@ -79,8 +79,23 @@
     svg.appendChild(line);
     return svg;
   }
-  function card(q, title) {
+  // The limits a card's labels name: the queue's own; for the total, the
+  // queues' when they all have the same, else none (the labels say
+  // "the limit").
+  function limitsOf(q, doc) {
+    if (q.limits) return q.limits;
+    var first = doc.queues.length ? doc.queues[0].limits : null;
+    var same = first && doc.queues.every(function (o) {
+      return o.limits && o.limits.rings === first.rings &&
+        o.limits.answer_seconds === first.answer_seconds && o.limits.hold_seconds === first.hold_seconds;
+    });
+    return same ? first : null;
+  }
+  function card(q, title, doc) {
     var c = el("article", "card");
+    var lim = limitsOf(q, doc);
+    var pastRings = lim ? "past " + lim.rings + (lim.rings === 1 ? " ring" : " rings") : "past ring limit";
+    var pastHold = lim ? "hold past " + lim.hold_seconds + " s" : "hold past limit";
     c.dataset.queue = q.queue === null ? "*" : q.queue;
     c.appendChild(el("h2", "", title));
     var s = q.status, t = q.today, r = q.last_15m, n = q.now;
@@ -88,10 +103,10 @@
     grid.appendChild(figure("service_level_today", "service level today", pct(t.service_level), t.service_level, s.service_level_today, true));
     grid.appendChild(figure("service_level_last_15m", "last 15 min", pct(r.service_level), r.service_level, s.service_level_last_15m, true));
     grid.appendChild(figure("waiting", "waiting", String(n.waiting), n.waiting));
-    grid.appendChild(figure("waiting_over_limit", "past 3 rings", String(n.waiting_over_limit), n.waiting_over_limit, s.waiting_over_limit));
+    grid.appendChild(figure("waiting_over_limit", pastRings, String(n.waiting_over_limit), n.waiting_over_limit, s.waiting_over_limit));
     grid.appendChild(figure("oldest_wait", "oldest wait", secs(n.oldest_wait_seconds), n.oldest_wait_seconds, s.oldest_wait));
     grid.appendChild(figure("on_hold", "on hold", String(n.on_hold), n.on_hold));
-    grid.appendChild(figure("on_hold_over_limit", "hold past 17 s", String(n.on_hold_over_limit), n.on_hold_over_limit, s.on_hold_over_limit));
+    grid.appendChild(figure("on_hold_over_limit", pastHold, String(n.on_hold_over_limit), n.on_hold_over_limit, s.on_hold_over_limit));
     grid.appendChild(figure("longest_hold", "longest hold", secs(n.longest_hold_seconds), n.longest_hold_seconds, s.longest_hold));
     grid.appendChild(figure("abandon_rate_today", "abandoned today", pct(t.abandon_rate), t.abandon_rate));
     grid.appendChild(figure("abandon_rate_last_15m", "abandoned 15 min", pct(r.abandon_rate), r.abandon_rate));
@@ -109,8 +124,8 @@
   function draw(doc) {
     var cards = document.getElementById("cards");
     var frag = document.createDocumentFragment();
-    frag.appendChild(card(doc.total, doc.queues.length === 1 ? "total" : "all queues"));
-    doc.queues.forEach(function (q) { frag.appendChild(card(q, q.queue)); });
+    frag.appendChild(card(doc.total, doc.queues.length === 1 ? "total" : "all queues", doc));
+    doc.queues.forEach(function (q) { frag.appendChild(card(q, q.queue, doc)); });
     cards.replaceChildren(frag);
     document.getElementById("today-since").textContent = doc.today_since + " (" + doc.timezone + ")";
     document.getElementById("as-of").textContent = doc.generated_at;
