@@ -28,30 +28,15 @@ pub struct Frame {
 /// Cut `events` into frames of at most `batch` events and `max_bytes`
 /// bytes (one event alone may be bigger: the daemon then refuses it).
 pub fn frames(events: &[Event], origins: &[Origin], batch: usize, max_bytes: usize) -> Vec<Frame> {
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut here: Vec<Origin> = Vec::new();
-    let flush = |text: &mut String, here: &mut Vec<Origin>, out: &mut Vec<Frame>| {
-        if !here.is_empty() {
-            text.push(']');
-            out.push(Frame {
-                text: std::mem::take(text),
-                origins: std::mem::take(here),
-            });
-        }
-    };
-    for (i, ev) in events.iter().enumerate() {
-        let one = wire::to_json(ev);
-        let full = here.len() >= batch.max(1) || text.len() + one.len() + 2 > max_bytes;
-        if !here.is_empty() && full {
-            flush(&mut text, &mut here, &mut out);
-        }
-        text.push(if here.is_empty() { '[' } else { ',' });
-        text.push_str(&one);
-        here.push(origins.get(i).copied().unwrap_or_default());
-    }
-    flush(&mut text, &mut here, &mut out);
-    out
+    wire::frames(events, batch, max_bytes)
+        .into_iter()
+        .map(|(text, range)| Frame {
+            text,
+            origins: range
+                .map(|i| origins.get(i).copied().unwrap_or_default())
+                .collect(),
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug)]

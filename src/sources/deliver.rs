@@ -68,17 +68,14 @@ impl Deliverer {
         cancel: &CancellationToken,
     ) -> Result<Delivered, Stopped> {
         let mut out = Delivered::default();
-        let mut start = 0;
-        while start < events.len() {
-            let (text, n) = self.frame(&events[start..]);
-            let v = self.apply(text, cancel).await?;
+        for (text, range) in wire::frames(events, usize::MAX, self.max_frame_bytes) {
+            let v = self.apply(Utf8Bytes::from(text), cancel).await?;
             out.accepted += u64::from(v.accepted);
             out.duplicates += u64::from(v.duplicates);
             out.rejected.extend(v.rejected.into_iter().map(|mut r| {
-                r.index += start as u32;
+                r.index += range.start as u32;
                 r
             }));
-            start += n;
         }
         self.platform.translated.inc_by(events.len() as u64);
         if !events.is_empty() {
@@ -122,26 +119,6 @@ impl Deliverer {
                 Err(ApplyError::Journal(_)) => self.wait(&mut backoff, cancel).await?,
             }
         }
-    }
-
-    /// The longest prefix of `events` (at least one) that fits one frame.
-    fn frame(&self, events: &[Event]) -> (Utf8Bytes, usize) {
-        let budget = self.max_frame_bytes.saturating_sub(2).max(1);
-        let mut s = String::from("[");
-        let mut n = 0;
-        for ev in events {
-            let one = wire::to_json(ev);
-            if n > 0 && s.len() + 1 + one.len() + 1 > budget {
-                break;
-            }
-            if n > 0 {
-                s.push(',');
-            }
-            s.push_str(&one);
-            n += 1;
-        }
-        s.push(']');
-        (Utf8Bytes::from(s), n)
     }
 
     async fn apply(

@@ -69,16 +69,41 @@ pub fn to_json(ev: &Event) -> String {
 
 /// Several events as one frame: a JSON array.
 pub fn frame(events: &[Event]) -> String {
-    let mut s = String::with_capacity(events.len() * 128 + 2);
-    s.push('[');
+    frames(events, usize::MAX, usize::MAX)
+        .pop()
+        .map_or_else(|| "[]".to_string(), |(text, _)| text)
+}
+
+/// `events` cut, in order, into frames (JSON arrays) of at most
+/// `max_events` events and `max_bytes` bytes, each with the range of
+/// `events` it holds. An event bigger than `max_bytes` on its own is a frame
+/// of its own (the daemon then refuses it, counted, rather than it being
+/// lost here).
+pub fn frames(
+    events: &[Event],
+    max_events: usize,
+    max_bytes: usize,
+) -> Vec<(String, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut start = 0;
     for (i, ev) in events.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
+        let one = to_json(ev);
+        let n = i - start;
+        // `[`/`,` before it and `]` after.
+        if n > 0 && (n >= max_events.max(1) || text.len() + one.len() + 2 > max_bytes) {
+            text.push(']');
+            out.push((std::mem::take(&mut text), start..i));
+            start = i;
         }
-        s.push_str(&to_json(ev));
+        text.push(if i == start { '[' } else { ',' });
+        text.push_str(&one);
     }
-    s.push(']');
-    s
+    if start < events.len() {
+        text.push(']');
+        out.push((text, start..events.len()));
+    }
+    out
 }
 
 pub fn reason_str(r: EndReason) -> &'static str {
@@ -148,5 +173,35 @@ mod tests {
             .map(|d| d.expect("decodes"))
             .collect();
         assert_eq!(back, events);
+        assert_eq!(frame(&[]), "[]");
+    }
+
+    /// Frames keep every event once, in order, under both limits.
+    #[test]
+    fn frames_respect_both_limits() {
+        let events: Vec<Event> = (0..10)
+            .map(|i| {
+                ev(Body::CallAnswered {
+                    call: format!("c{i}").into(),
+                })
+            })
+            .collect();
+        let one = to_json(&events[0]).len();
+        let by_count = frames(&events, 4, usize::MAX);
+        let ranges: Vec<_> = by_count.iter().map(|(_, r)| r.clone()).collect();
+        assert_eq!(ranges, vec![0..4, 4..8, 8..10]);
+        // Room for two events and the brackets and comma, not three.
+        let by_bytes = frames(&events, usize::MAX, 2 * one + 3);
+        assert!(by_bytes
+            .iter()
+            .all(|(t, r)| r.len() == 2 && t.len() <= 2 * one + 3));
+        let back: Vec<Event> = by_bytes
+            .iter()
+            .flat_map(|(t, _)| decode_frame(t))
+            .map(|d| d.expect("decodes"))
+            .collect();
+        assert_eq!(back, events);
+        // Too small for even one: one event per frame, nothing dropped.
+        assert_eq!(frames(&events, 100, 1).len(), 10);
     }
 }

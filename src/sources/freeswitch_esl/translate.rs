@@ -469,57 +469,35 @@ impl Translator {
             ));
         }
         let call = m.call.clone();
-        let e = match (start, m.on_hold) {
-            (true, false) => {
-                m.holds = m.holds.saturating_add(1);
-                m.on_hold = true;
-                self.dirty = true;
-                let n = m.holds;
-                event(
-                    t,
-                    ts,
-                    &call,
-                    Step::HoldStarted(n),
+        // A hold read again, or reported by both legs, is the same hold:
+        // it keeps its number and changes nothing.
+        let (step, body) = match (start, m.on_hold) {
+            (true, on_hold) => {
+                if !on_hold {
+                    m.holds = m.holds.saturating_add(1);
+                    m.on_hold = true;
+                    self.dirty = true;
+                }
+                (
+                    Step::HoldStarted(m.holds),
                     Body::HoldStarted { call: call.clone() },
                 )
             }
-            // Read again, or reported by both legs: the same hold.
-            (true, true) => {
-                let n = m.holds;
-                event(
-                    t,
-                    ts,
-                    &call,
-                    Step::HoldStarted(n),
-                    Body::HoldStarted { call: call.clone() },
-                )
-            }
-            (false, true) => {
-                m.on_hold = false;
-                self.dirty = true;
-                let n = m.holds;
-                event(
-                    t,
-                    ts,
-                    &call,
-                    Step::HoldEnded(n),
+            (false, on_hold) if on_hold || m.holds > 0 => {
+                if on_hold {
+                    m.on_hold = false;
+                    self.dirty = true;
+                }
+                (
+                    Step::HoldEnded(m.holds),
                     Body::HoldEnded { call: call.clone() },
                 )
             }
-            (false, false) if m.holds > 0 => {
-                let n = m.holds;
-                event(
-                    t,
-                    ts,
-                    &call,
-                    Step::HoldEnded(n),
-                    Body::HoldEnded { call: call.clone() },
-                )
-            }
-            (false, false) => {
+            (false, _) => {
                 return Err(skip(Skip::Ignored, "CHANNEL_UNHOLD of a call never held"));
             }
         };
+        let e = event(t, ts, &call, step, body);
         Ok(vec![e])
     }
 
