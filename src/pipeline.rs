@@ -99,6 +99,25 @@ pub fn channel() -> (PipelineHandle, Inbox) {
     (PipelineHandle { tx }, Inbox(rx))
 }
 
+/// The verdicts of a frame handed to the pipeline, once it is journaled
+/// and applied: a future, so a connection can keep reading and submitting
+/// while earlier frames wait for the journal.
+pub struct Reply(oneshot::Receiver<Result<Verdicts, JournalFailed>>);
+
+impl Future for Reply {
+    type Output = Result<Verdicts, ApplyError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(ApplyError::Journal(e)),
+            Err(_) => Err(ApplyError::Stopped(Stopped)),
+        })
+    }
+}
+
 impl PipelineHandle {
     /// Apply a decoded frame; the verdicts come back once the frame is in
     /// the journal (when durability is on), never before.
@@ -108,6 +127,19 @@ impl PipelineHandle {
         events: Vec<(u32, Event)>,
         decode_rejects: Vec<Reason>,
     ) -> Result<Verdicts, ApplyError> {
+        self.submit(text, events, decode_rejects).await?.await
+    }
+
+    /// Queue a decoded frame (waiting while the queue is full: that is the
+    /// backpressure) and return the future of its verdicts. Frames queued
+    /// by one caller are journaled and applied in the order they were
+    /// queued, so their replies come in that order too.
+    pub async fn submit(
+        &self,
+        text: Utf8Bytes,
+        events: Vec<(u32, Event)>,
+        decode_rejects: Vec<Reason>,
+    ) -> Result<Reply, Stopped> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Apply {
@@ -118,7 +150,7 @@ impl PipelineHandle {
             })
             .await
             .map_err(|_| Stopped)?;
-        Ok(rx.await.map_err(|_| Stopped)??)
+        Ok(Reply(rx))
     }
 
     /// Forget calls a platform no longer reports, without an outcome
@@ -334,16 +366,24 @@ impl Pipeline {
             _ if self.health.is_failed() => Written::Ready(Err(JournalFailed)),
             None => Written::Ready(Ok(())),
             Some(journal) => {
-                let mut bytes = Vec::new();
+                let mut batch = journal::Batch::default();
                 for input in burst.iter() {
-                    if let Some(rec) = self.record(input, now) {
-                        journal::encode(&rec, &mut bytes);
+                    match input {
+                        // The frame's own buffer goes to the writer: no copy.
+                        Input::Command(Command::Apply { text, .. }) => {
+                            batch.frame(now, text.clone().into())
+                        }
+                        other => {
+                            if let Some(rec) = self.record(other, now) {
+                                batch.record(&rec);
+                            }
+                        }
                     }
                 }
-                if bytes.is_empty() {
+                if batch.is_empty() {
                     Written::Ready(Ok(()))
                 } else {
-                    match journal.submit(bytes).await {
+                    match journal.submit(batch).await {
                         Ok(pending) => Written::Waiting(pending),
                         Err(e) => Written::Ready(Err(e)),
                     }

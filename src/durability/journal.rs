@@ -12,9 +12,11 @@
 //! never acknowledged (see docs/durability.md).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::event::Millis;
 
@@ -104,12 +106,17 @@ pub fn segment_seq(name: &str) -> Option<u64> {
         .ok()
 }
 
-/// Encode one record onto `out` (the pipeline encodes a burst of records
-/// into one buffer; the writer thread hands it to the file in one write).
+/// Encode one record onto `out` (tests and tools; the pipeline builds a
+/// [`Batch`], which shares frame texts instead of copying them).
 pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) {
-    let text = rec.text();
-    let tag = [rec.tag()];
-    let now = rec.now().to_le_bytes();
+    head(rec.tag(), rec.now(), rec.text(), out);
+    out.extend_from_slice(rec.text());
+}
+
+/// A record's length, checksum, tag and time, which precede its text.
+fn head(tag: u8, now: Millis, text: &[u8], out: &mut Vec<u8>) {
+    let tag = [tag];
+    let now = now.to_le_bytes();
     let mut crc = crc32fast::Hasher::new();
     crc.update(&tag);
     crc.update(&now);
@@ -119,7 +126,89 @@ pub fn encode(rec: &Record<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.extend_from_slice(&tag);
     out.extend_from_slice(&now);
-    out.extend_from_slice(text);
+}
+
+/// Records bound for one write. A frame's text is kept as the buffer it
+/// arrived in (reference-counted, never copied) and written with the
+/// records' heads in one `writev`; small records are copied in.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Heads and copied records, back to back.
+    inline: Vec<u8>,
+    /// Shared texts, each with the length of `inline` written before it.
+    shared: Vec<(usize, Bytes)>,
+    len: usize,
+}
+
+impl Batch {
+    /// A frame received as `text`, applied at `now`.
+    pub fn frame(&mut self, now: Millis, text: Bytes) {
+        head(1, now, &text, &mut self.inline);
+        self.len += HEAD + text.len();
+        self.shared.push((self.inline.len(), text));
+    }
+
+    /// Any record, copied.
+    pub fn record(&mut self, rec: &Record<'_>) {
+        encode(rec, &mut self.inline);
+        self.len += HEAD + rec.text().len();
+    }
+
+    /// Bytes the write appends to the segment.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The write's pieces in order (what `writev` takes).
+    fn slices(&self) -> Vec<IoSlice<'_>> {
+        let mut out = Vec::with_capacity(self.shared.len() * 2 + 1);
+        let mut at = 0;
+        for (until, text) in &self.shared {
+            out.push(IoSlice::new(&self.inline[at..*until]));
+            out.push(IoSlice::new(text));
+            at = *until;
+        }
+        out.push(IoSlice::new(&self.inline[at..]));
+        out.retain(|s| !s.is_empty());
+        out
+    }
+
+    /// The whole write as one buffer (fault injection cuts it short).
+    fn flatten(&self) -> Vec<u8> {
+        self.slices().iter().flat_map(|s| s.iter().copied()).collect()
+    }
+}
+
+/// Bytes already encoded (by [`encode`]), written as they are.
+impl From<Vec<u8>> for Batch {
+    fn from(inline: Vec<u8>) -> Batch {
+        Batch {
+            len: inline.len(),
+            inline,
+            shared: Vec::new(),
+        }
+    }
+}
+
+/// A record's head: length, CRC, tag, time.
+const HEAD: usize = 4 + 4 + 1 + 8;
+
+/// `write_all` over several buffers (std's `write_all_vectored` is not
+/// stable yet).
+fn write_all_vectored(mut file: &File, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match file.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A write that failed, and whether the segment could be cut back to its
@@ -190,16 +279,19 @@ impl Writer {
     /// last complete write, so no half record sits before the ones that
     /// follow; `fail_after` (fault injection) writes that many bytes and
     /// then fails as a full disk does.
-    pub fn write(&mut self, bytes: &[u8], fail_after: Option<usize>) -> Result<(), WriteFailed> {
+    pub fn write(&mut self, batch: &Batch, fail_after: Option<usize>) -> Result<(), WriteFailed> {
         let result = match fail_after {
-            None => (&*self.file).write_all(bytes),
-            Some(n) => (&*self.file)
-                .write_all(&bytes[..n.min(bytes.len())])
-                .and(Err(io::Error::from_raw_os_error(28))),
+            None => write_all_vectored(&self.file, &mut batch.slices()),
+            Some(n) => {
+                let bytes = batch.flatten();
+                (&*self.file)
+                    .write_all(&bytes[..n.min(bytes.len())])
+                    .and(Err(io::Error::from_raw_os_error(28)))
+            }
         };
         match result {
             Ok(()) => {
-                self.len += bytes.len() as u64;
+                self.len += batch.len() as u64;
                 Ok(())
             }
             Err(error) => Err(WriteFailed {
@@ -341,11 +433,24 @@ mod tests {
 
     fn written(dir: &Path) -> PathBuf {
         let mut w = Writer::create(dir, 3).unwrap();
-        let mut bytes = Vec::new();
+        // Frames shared (written from their own buffers), the rest copied:
+        // the segment reads back the same either way.
+        let mut batch = Batch::default();
         for r in records() {
-            encode(&r, &mut bytes);
+            match r {
+                Record::Frame { now, text } => {
+                    batch.frame(now, Bytes::copy_from_slice(text.as_bytes()))
+                }
+                other => batch.record(&other),
+            }
         }
-        w.write(&bytes, None).unwrap();
+        let mut flat = Vec::new();
+        for r in records() {
+            encode(&r, &mut flat);
+        }
+        assert_eq!(batch.flatten(), flat);
+        assert_eq!(batch.len(), flat.len());
+        w.write(&batch, None).unwrap();
         assert_eq!(
             std::fs::metadata(dir.join(segment_name(3))).unwrap().len(),
             w.size()
@@ -420,6 +525,7 @@ mod tests {
         };
         let mut bytes = Vec::new();
         encode(&Record::Tick { now: 1 }, &mut bytes);
+        let bytes = Batch::from(bytes);
         let failed = w.write(&bytes, Some(5)).unwrap_err();
         assert_eq!(failed.error.raw_os_error(), Some(28));
         assert!(failed.undo.is_ok());
@@ -449,7 +555,7 @@ mod tests {
             },
             &mut bytes,
         );
-        w.write(&bytes, None).unwrap();
+        w.write(&Batch::from(bytes), None).unwrap();
         let (seen, r) = {
             let mut n = 0;
             let r = read_segment(&dir.path().join(segment_name(1)), |rec| {

@@ -411,9 +411,13 @@ impl Journal {
     /// Hand encoded records (see [`journal::encode`]) to the writer thread;
     /// the answer comes once they are written (with `fsync = "batch"`, once
     /// they are on disk). Only then may the pipeline apply them.
-    pub async fn submit(&self, bytes: Vec<u8>) -> Result<writer::Pending, JournalFailed> {
+    pub async fn submit(
+        &self,
+        batch: impl Into<journal::Batch>,
+    ) -> Result<writer::Pending, JournalFailed> {
         let (done, rx) = oneshot::channel();
-        match self.thread.send(Job::Write { bytes, done }).await {
+        let batch = batch.into();
+        match self.thread.send(Job::Write { batch, done }).await {
             Ok(()) => Ok(writer::Pending {
                 rx,
                 health: Arc::clone(&self.health),

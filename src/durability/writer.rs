@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::journal::Writer;
+use super::journal::{Batch, Writer};
 use super::metrics::{DiskMetrics, JournalOp};
 use super::{snapshot, DataDir, Fsync, JournalFailed};
 use crate::fault::{self, Point};
@@ -37,7 +37,7 @@ const QUEUE: usize = 16;
 pub(super) enum Job {
     /// Append these encoded records; answered once written (batch: synced).
     Write {
-        bytes: Vec<u8>,
+        batch: Batch,
         done: oneshot::Sender<Result<(), JournalFailed>>,
     },
     /// Start a new segment; answered with its sequence number and the old
@@ -182,11 +182,11 @@ impl WriterThread {
     /// Do one job. Batch-policy writes wait in `waiting` for the next fsync.
     fn job(&mut self, job: Job, waiting: &mut Vec<oneshot::Sender<Result<(), JournalFailed>>>) {
         match job {
-            Job::Write { bytes, done } => {
+            Job::Write { batch, done } => {
                 if fault::hit(Point::WriterPanic) {
                     panic!("fault injection: writer_panic");
                 }
-                let written = self.write(&bytes);
+                let written = self.write(&batch);
                 match (written, self.fsync) {
                     (Ok(()), Fsync::Batch) => waiting.push(done),
                     (result, _) => {
@@ -227,16 +227,16 @@ impl WriterThread {
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), JournalFailed> {
+    fn write(&mut self, batch: &Batch) -> Result<(), JournalFailed> {
         // After any fatal failure nothing more is acknowledged.
         if self.health.is_failed() {
             return Err(JournalFailed);
         }
-        let fail_after = fault::hit(Point::JournalWrite).then_some(bytes.len() / 2);
-        match self.writer.write(bytes, fail_after) {
+        let fail_after = fault::hit(Point::JournalWrite).then_some(batch.len() / 2);
+        match self.writer.write(batch, fail_after) {
             Ok(()) => {
                 self.dirty = true;
-                self.metrics.journal_bytes.inc_by(bytes.len() as u64);
+                self.metrics.journal_bytes.inc_by(batch.len() as u64);
                 self.health.set_journal_writable(true);
                 Ok(())
             }

@@ -42,33 +42,115 @@ impl DecodeError {
 /// a single event or an unparseable frame has index 0).
 pub type Decoded = Vec<Result<Event, DecodeError>>;
 
-/// Decode one text frame.
-///
-/// Fast path: the whole frame is deserialized once into typed fields. When
-/// that fails (a field of the wrong JSON type, a non-object element, invalid
-/// JSON), every element is taken apart field by field to say exactly what is
-/// wrong. Both paths end in the same `validate`, reading the fields in the
-/// same order, so they always agree.
+/// A decoded frame split for the pipeline: the events to apply and the
+/// elements that failed, each with its index in the frame, in index order.
+#[derive(Debug, Default)]
+pub struct Split {
+    pub events: Vec<(u32, Event)>,
+    pub rejected: Vec<(u32, DecodeError)>,
+}
+
+impl Split {
+    fn push(&mut self, index: u32, result: Result<Event, DecodeError>) {
+        match result {
+            Ok(ev) => self.events.push((index, ev)),
+            Err(e) => self.rejected.push((index, e)),
+        }
+    }
+}
+
+/// Events a frame's first allocation holds: a guess from its length (an
+/// event is rarely under 80 bytes of JSON), capped so that a huge frame
+/// grows as it goes rather than reserving for what it may not hold.
+fn capacity(text: &str) -> usize {
+    (text.len() / 80).clamp(1, 1024)
+}
+
+/// Decode one text frame, every element in wire order.
 pub fn decode_frame(text: &str) -> Decoded {
+    let split = decode_split(text);
+    let mut out: Decoded = Vec::with_capacity(split.events.len() + split.rejected.len());
+    let mut rejected = split.rejected.into_iter().peekable();
+    for (index, ev) in split.events {
+        while let Some((_, e)) = rejected.next_if(|(i, _)| *i < index) {
+            out.push(Err(e));
+        }
+        out.push(Ok(ev));
+    }
+    out.extend(rejected.map(|(_, e)| Err(e)));
+    out
+}
+
+/// Decode one text frame into the events to apply and the rejected elements.
+///
+/// Fast path: the frame is deserialized once, each element validated as
+/// soon as it is parsed (no intermediate list). When that fails (a field of
+/// the wrong JSON type, a non-object element, invalid JSON), every element
+/// is taken apart field by field to say exactly what is wrong. Both paths
+/// end in the same `validate`, reading the fields in the same order, so
+/// they always agree.
+pub fn decode_split(text: &str) -> Split {
+    let mut out = Split {
+        events: Vec::with_capacity(capacity(text)),
+        rejected: Vec::new(),
+    };
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        if let Ok(items) = serde_json::from_str::<Vec<Typed>>(text) {
-            return items.iter().map(validate_with_id).collect();
+        let mut de = serde_json::Deserializer::from_str(text);
+        if serde::de::DeserializeSeed::deserialize(Each(&mut out), &mut de).is_ok()
+            && de.end().is_ok()
+        {
+            return out;
         }
+        out.events.clear();
+        out.rejected.clear();
         match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => items.into_iter().map(decode_element).collect(),
-            Err(e) => vec![Err(malformed(&e))],
+            Ok(items) => {
+                for (index, raw) in (0u32..).zip(items) {
+                    out.push(index, decode_element(raw));
+                }
+            }
+            Err(e) => out.push(0, Err(malformed(&e))),
         }
     } else {
         if trimmed.starts_with('{') {
             if let Ok(t) = serde_json::from_str::<Typed>(text) {
-                return vec![validate_with_id(&t)];
+                out.push(0, validate_with_id(&t));
+                return out;
             }
         }
         match serde_json::from_str::<&RawValue>(text) {
-            Ok(raw) => vec![decode_element(raw)],
-            Err(e) => vec![Err(malformed(&e))],
+            Ok(raw) => out.push(0, decode_element(raw)),
+            Err(e) => out.push(0, Err(malformed(&e))),
         }
+    }
+    out
+}
+
+/// The fast path over an array: each element is parsed into [`Typed`] and
+/// validated at once. Any element that does not fit `Typed` fails the whole
+/// pass (and the caller starts over on the field-by-field path).
+struct Each<'o>(&'o mut Split);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Each<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Each<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of event objects")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0u32;
+        while let Some(t) = seq.next_element::<Typed<'de>>()? {
+            self.0.push(index, validate_with_id(&t));
+            index = index.saturating_add(1);
+        }
+        Ok(())
     }
 }
 
@@ -430,6 +512,11 @@ fn string<'a>(field: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, DecodeErro
 }
 
 fn check_length(field: &str, v: &str, min: usize, max: usize) -> Result<(), DecodeError> {
+    // A char is 1 to 4 bytes: within `max` bytes is within `max` chars, and
+    // a non-empty string has at least one (every `min` here is 0 or 1).
+    if v.len() <= max && (min == 0 || (min == 1 && !v.is_empty())) {
+        return Ok(());
+    }
     let chars = v.chars().count();
     if chars < min || chars > max {
         return Err(invalid(

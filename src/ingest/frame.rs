@@ -2,15 +2,18 @@
 //! pipeline, and build the acknowledgement. The server endpoint and every
 //! client-mode source go through here, so they count and answer alike.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use prometheus::Histogram;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::metrics::IngestMetrics;
 use super::{ack, decode};
 use crate::clock::wall_now;
-use crate::event::Event;
-use crate::pipeline::{ApplyError, PipelineHandle};
+use crate::pipeline::{ApplyError, PipelineHandle, Reply, Stopped};
 use crate::verdict::{Rejection, Verdicts};
 
 /// Decode, apply and acknowledge one text frame; returns the ack text. The
@@ -22,7 +25,7 @@ pub async fn process(
     metrics: &IngestMetrics,
 ) -> Result<String, ApplyError> {
     let v = apply(text, pipeline, metrics).await?;
-    Ok(ack::encode(v.accepted, v.duplicates, &v.rejected))
+    Ok(ack::of(&v))
 }
 
 /// Decode and apply one text frame: the verdicts of every element (decoding
@@ -35,51 +38,97 @@ pub async fn apply(
     pipeline: &PipelineHandle,
     metrics: &IngestMetrics,
 ) -> Result<Verdicts, ApplyError> {
+    submit(text.clone(), pipeline, metrics).await?.await
+}
+
+/// Decode a frame and queue it on the pipeline; the returned future gives
+/// its verdicts. A connection keeps reading and submitting while earlier
+/// frames wait for the journal; their verdicts come back in the order the
+/// frames were submitted.
+pub async fn submit(
+    text: Utf8Bytes,
+    pipeline: &PipelineHandle,
+    metrics: &IngestMetrics,
+) -> Result<InFlight, Stopped> {
     let started = Instant::now();
     metrics.frames.inc();
     metrics.frame_bytes.inc_by(text.len() as u64);
     let now = wall_now();
-    let (events, mut rejected) = split(decode::decode_frame(text.as_str()));
-    for (_, ev) in &events {
+    let decoded = decode::decode_split(text.as_str());
+    for (_, ev) in &decoded.events {
         metrics
             .event_lag
             .observe((now - ev.ts).max(0) as f64 / 1000.0);
     }
-    let decode_rejects = rejected.iter().map(|r| r.reason).collect();
-    let mut verdicts = pipeline.apply(text.clone(), events, decode_rejects).await?;
-    if !verdicts.rejected.is_empty() {
-        rejected.extend(std::mem::take(&mut verdicts.rejected));
-        rejected.sort_by_key(|r| r.index);
+    let elements = decoded.events.len() + decoded.rejected.len();
+    let decode_rejects = decoded.rejected.iter().map(|(_, e)| e.reason).collect();
+    let rejected = rejections(decoded.rejected);
+    let reply = pipeline
+        .submit(text, decoded.events, decode_rejects)
+        .await?;
+    Ok(InFlight {
+        reply,
+        elements,
+        rejected,
+        started,
+        duration: metrics.frame_duration.clone(),
+    })
+}
+
+/// A frame the pipeline has, until its verdicts come back.
+pub struct InFlight {
+    reply: Reply,
+    elements: usize,
+    /// The elements that failed decoding, merged into the verdicts.
+    rejected: Vec<Rejection>,
+    started: Instant,
+    duration: Histogram,
+}
+
+impl InFlight {
+    /// The frame's elements, valid or not: each has exactly one outcome in
+    /// the ack (wire contract), so this is what the ack will answer for,
+    /// known before it comes (the rate limit charges it).
+    pub fn elements(&self) -> usize {
+        self.elements
     }
-    verdicts.rejected = rejected;
-    metrics
-        .frame_duration
-        .observe(started.elapsed().as_secs_f64());
-    Ok(verdicts)
+}
+
+impl Future for InFlight {
+    type Output = Result<Verdicts, ApplyError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let mut verdicts = match Pin::new(&mut this.reply).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r?,
+        };
+        if !this.rejected.is_empty() {
+            let mut rejected = std::mem::take(&mut this.rejected);
+            rejected.append(&mut verdicts.rejected);
+            rejected.sort_by_key(|r| r.index);
+            verdicts.rejected = rejected;
+        }
+        this.duration.observe(this.started.elapsed().as_secs_f64());
+        Poll::Ready(Ok(verdicts))
+    }
 }
 
 /// Decode a journaled frame for [`crate::pipeline::replay`]: the same
 /// decoding as live, so a replay applies what live applied.
 pub fn decode_for_replay(text: &str) -> crate::pipeline::Decoded {
-    let (events, rejected) = split(decode::decode_frame(text));
-    (events, rejected.iter().map(|r| r.reason).collect())
+    let decoded = decode::decode_split(text);
+    let reasons = decoded.rejected.iter().map(|(_, e)| e.reason).collect();
+    (decoded.events, reasons)
 }
 
-/// A decoded frame split into the events to apply (with their index in the
-/// frame) and the elements that failed decoding.
-pub fn split(decoded: decode::Decoded) -> (Vec<(u32, Event)>, Vec<Rejection>) {
-    let mut events = Vec::new();
-    let mut rejected = Vec::new();
-    for (index, d) in (0u32..).zip(decoded) {
-        match d {
-            Ok(ev) => events.push((index, ev)),
-            Err(e) => rejected.push(Rejection {
-                index,
-                event_id: e.event_id,
-                reason: e.reason,
-                detail: e.detail,
-            }),
-        }
-    }
-    (events, rejected)
+fn rejections(failed: Vec<(u32, decode::DecodeError)>) -> Vec<Rejection> {
+    failed
+        .into_iter()
+        .map(|(index, e)| Rejection {
+            index,
+            event_id: e.event_id,
+            reason: e.reason,
+            detail: e.detail,
+        })
+        .collect()
 }

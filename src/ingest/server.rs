@@ -6,11 +6,12 @@
 //! rate. Protocol errors close only the connection that made them, with the
 //! matching close code; bad events never close anything.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -24,13 +25,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ending::{self, Ending};
-use super::frame;
+use super::{ack, frame};
 use super::metrics::{CloseReason, IngestMetrics, ProtocolError};
-use super::throttle::{self, Bucket, RateLimit};
+use super::throttle::{Bucket, RateLimit};
 use crate::auth::metrics::EdgeMetrics;
 use crate::auth::{Auth, Failure, Listener, Source, TokenSet};
 use crate::logging::RateLimited;
-use crate::pipeline::PipelineHandle;
+use crate::pipeline::{ApplyError, PipelineHandle};
+use crate::verdict::Verdicts;
 
 pub const PATH: &str = "/v1/events";
 
@@ -401,6 +403,14 @@ struct Connection<'a> {
 }
 
 /// Resolves when `source`'s token is no longer in the token set.
+/// The verdicts of the oldest frame in flight (there is one).
+async fn oldest(in_flight: &mut VecDeque<frame::InFlight>) -> Result<Verdicts, ApplyError> {
+    match in_flight.front_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn revoked(tokens: Option<&mut watch::Receiver<Arc<TokenSet>>>, source: Option<&Source>) {
     let (Some(rx), Some(source)) = (tokens, source) else {
         return std::future::pending().await;
@@ -415,6 +425,21 @@ async fn revoked(tokens: Option<&mut watch::Receiver<Arc<TokenSet>>>, source: Op
     }
 }
 
+/// Frames one connection may have in the pipeline at once. Reading goes on
+/// while earlier frames wait for the journal (a sender that streams is not
+/// held to one round trip per frame); past this, the connection stops
+/// reading until the oldest is answered, which is the backpressure a sender
+/// sees as a full socket.
+const FRAMES_IN_FLIGHT: usize = 64;
+
+/// Why a connection stopped reading before it closes: what is in flight is
+/// answered first, then the connection closes with this.
+#[derive(Clone, Copy)]
+enum Stop {
+    Shutdown,
+    Revoked,
+}
+
 impl Connection<'_> {
     /// Serve frames until the connection ends; returns the close reason.
     async fn run(mut self) -> CloseReason {
@@ -426,19 +451,44 @@ impl Connection<'_> {
         let mut last_seen = Instant::now();
         // While set, the connection is over its event rate and reads nothing.
         let mut paused_until: Option<tokio::time::Instant> = None;
+        // Submitted, in order, not yet acknowledged: the pipeline answers a
+        // connection's frames in the order they were submitted.
+        let mut in_flight: VecDeque<frame::InFlight> = VecDeque::new();
+        let mut stopping: Option<Stop> = None;
         loop {
-            // A frame being processed is finished (and acknowledged) before
-            // shutdown is looked at again: nothing in flight is dropped.
+            if let (Some(stop), true) = (stopping, in_flight.is_empty()) {
+                // Every frame read was answered: nothing in flight is dropped.
+                return match stop {
+                    Stop::Shutdown => {
+                        self.close(CloseCode::Away, "ringwatch is shutting down").await;
+                        CloseReason::Shutdown
+                    }
+                    Stop::Revoked => {
+                        self.close(CloseCode::Policy, "the bearer token of this source was revoked")
+                            .await;
+                        CloseReason::Revoked
+                    }
+                };
+            }
+            let reading =
+                stopping.is_none() && paused_until.is_none() && in_flight.len() < FRAMES_IN_FLIGHT;
             let resume = paused_until.unwrap_or_else(tokio::time::Instant::now);
             let msg = tokio::select! {
                 biased;
-                _ = self.ctx.cancel.cancelled() => {
-                    self.close(CloseCode::Away, "ringwatch is shutting down").await;
-                    return CloseReason::Shutdown;
+                _ = self.ctx.cancel.cancelled(), if stopping.is_none() => {
+                    stopping = Some(Stop::Shutdown);
+                    continue;
                 }
-                _ = revoked(self.tokens.as_mut(), self.source.as_deref()) => {
-                    self.close(CloseCode::Policy, "the bearer token of this source was revoked").await;
-                    return CloseReason::Revoked;
+                _ = revoked(self.tokens.as_mut(), self.source.as_deref()), if stopping.is_none() => {
+                    stopping = Some(Stop::Revoked);
+                    continue;
+                }
+                answer = oldest(&mut in_flight), if !in_flight.is_empty() => {
+                    in_flight.pop_front();
+                    if let Err(reason) = self.answer(answer, &mut in_flight).await {
+                        return reason;
+                    }
+                    continue;
                 }
                 // In an async block so that no timer is made unless paused.
                 _ = async { tokio::time::sleep_until(resume).await }, if paused_until.is_some() => {
@@ -447,9 +497,10 @@ impl Connection<'_> {
                     last_seen = Instant::now();
                     continue;
                 }
-                msg = self.ws.next(), if paused_until.is_none() => msg,
+                msg = self.ws.next(), if reading => msg,
                 _ = ping.tick() => {
-                    if paused_until.is_none() && last_seen.elapsed() > s.limits.idle_timeout {
+                    let waiting = paused_until.is_some() || !in_flight.is_empty();
+                    if !waiting && last_seen.elapsed() > s.limits.idle_timeout {
                         self.close(CloseCode::Away, "idle timeout: no frame or pong received").await;
                         return CloseReason::IdleTimeout;
                     }
@@ -462,14 +513,19 @@ impl Connection<'_> {
             last_seen = Instant::now();
             match msg {
                 None => return CloseReason::Peer,
-                Some(Ok(Message::Text(text))) => match self.frame(&text).await {
-                    Ok(pause) if !pause.is_zero() => {
-                        paused_until = Some(tokio::time::Instant::now() + pause);
+                Some(Ok(Message::Text(text))) => match self.submit(text).await {
+                    Ok((frame, pause)) => {
+                        in_flight.push_back(frame);
+                        if !pause.is_zero() {
+                            paused_until = Some(tokio::time::Instant::now() + pause);
+                        }
                     }
-                    Ok(_) => {}
                     Err(reason) => return reason,
                 },
                 Some(Ok(Message::Binary(_))) => {
+                    if let Err(reason) = self.drain(&mut in_flight).await {
+                        return reason;
+                    }
                     return Ending::binary()
                         .finish(&mut self.ws, &self.ctx.metrics)
                         .await;
@@ -480,6 +536,10 @@ impl Connection<'_> {
                     Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_),
                 )) => {}
                 Some(Err(e)) => {
+                    // The frames before the bad one are answered first.
+                    if let Err(reason) = self.drain(&mut in_flight).await {
+                        return reason;
+                    }
                     let end = Ending::read_error(&e, self.ctx.settings.limits.max_frame_bytes);
                     return end.finish(&mut self.ws, &self.ctx.metrics).await;
                 }
@@ -487,18 +547,18 @@ impl Connection<'_> {
         }
     }
 
-    /// Decode, apply and acknowledge one text frame; returns how long to
-    /// stop reading to stay within the event rate.
-    async fn frame(&mut self, text: &Utf8Bytes) -> Result<Duration, CloseReason> {
-        let ack = match frame::process(text, &self.ctx.pipeline, &self.ctx.metrics).await {
-            Ok(ack) => ack,
-            Err(e) => {
-                let end = Ending::unacknowledged(&e);
+    /// Decode a text frame and hand it to the pipeline; returns it in
+    /// flight, and how long to stop reading to stay within the event rate.
+    async fn submit(&mut self, text: Utf8Bytes) -> Result<(frame::InFlight, Duration), CloseReason> {
+        let frame = match frame::submit(text, &self.ctx.pipeline, &self.ctx.metrics).await {
+            Ok(f) => f,
+            Err(stopped) => {
+                let end = Ending::unacknowledged(&stopped.into());
                 return Err(end.finish(&mut self.ws, &self.ctx.metrics).await);
             }
         };
         let pause = match &mut self.bucket {
-            Some(b) => b.charge(throttle::events_in_ack(&ack), Instant::now()),
+            Some(b) => b.charge(frame.elements(), Instant::now()),
             None => Duration::ZERO,
         };
         if !pause.is_zero() {
@@ -516,10 +576,49 @@ impl Connection<'_> {
                 );
             }
         }
-        if self.ws.send(Message::text(ack)).await.is_err() {
+        Ok((frame, pause))
+    }
+
+    /// Write the ack of the oldest frame, and of those after it whose
+    /// verdicts are already in, then flush once: under load one write
+    /// carries many acks.
+    async fn answer(
+        &mut self,
+        first: Result<Verdicts, ApplyError>,
+        in_flight: &mut VecDeque<frame::InFlight>,
+    ) -> Result<(), CloseReason> {
+        let mut next = Some(first);
+        while let Some(answer) = next.take() {
+            let verdicts = match answer {
+                Ok(v) => v,
+                Err(e) => {
+                    // Unacknowledged: the sender resends it, and every frame
+                    // after it (which event_ids make safe).
+                    let end = Ending::unacknowledged(&e);
+                    return Err(end.finish(&mut self.ws, &self.ctx.metrics).await);
+                }
+            };
+            if self.ws.feed(Message::text(ack::of(&verdicts))).await.is_err() {
+                return Err(CloseReason::IoError);
+            }
+            if let Some(ready) = in_flight.front_mut().and_then(|f| f.now_or_never()) {
+                in_flight.pop_front();
+                next = Some(ready);
+            }
+        }
+        if self.ws.flush().await.is_err() {
             return Err(CloseReason::IoError);
         }
-        Ok(pause)
+        Ok(())
+    }
+
+    /// Answer every frame in flight (before the connection closes).
+    async fn drain(&mut self, in_flight: &mut VecDeque<frame::InFlight>) -> Result<(), CloseReason> {
+        while let Some(mut frame) = in_flight.pop_front() {
+            let answer = (&mut frame).await;
+            self.answer(answer, in_flight).await?;
+        }
+        Ok(())
     }
 
     /// Send a close frame and wait (briefly) for the peer's answer.

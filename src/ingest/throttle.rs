@@ -9,9 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-
 /// A rate of `1 / per_event` events per second with a burst of `burst` events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
@@ -59,25 +56,6 @@ impl Bucket {
     }
 }
 
-/// How many events an acknowledgement answers for. Every element of a frame
-/// has exactly one outcome (wire contract), so this is the number of events
-/// in the frame, valid or not; it is read from the ack so the rate limit
-/// charges exactly what the sender was told about.
-pub fn events_in_ack(ack: &str) -> usize {
-    #[derive(Deserialize)]
-    struct Outcomes {
-        accepted: usize,
-        duplicates: usize,
-        rejected: Vec<IgnoredAny>,
-    }
-    match serde_json::from_str::<Outcomes>(ack) {
-        Ok(o) => o.accepted + o.duplicates + o.rejected.len(),
-        // Acks are made by ack::encode; this is unreachable, and charging
-        // one event is the safe answer if it ever were not.
-        Err(_) => 1,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,23 +92,6 @@ mod tests {
         let mut b = Bucket::new(RateLimit::new(1.0, 1), t0);
         assert_eq!(b.charge(0, t0), Duration::ZERO);
         assert_eq!(b.charge(0, t0), 1_000 * MS);
-    }
-
-    #[test]
-    fn events_are_counted_from_the_ack() {
-        use crate::event::Reason;
-        use crate::ingest::ack;
-        use crate::verdict::Rejection;
-        let rejected: Vec<Rejection> = (0..3)
-            .map(|index| Rejection {
-                index,
-                event_id: Some("e\"]}".into()),
-                reason: Reason::InvalidField,
-                detail: "field `queue`: [not] {an} \"ack\"".into(),
-            })
-            .collect();
-        assert_eq!(events_in_ack(&ack::encode(98, 1, &rejected)), 102);
-        assert_eq!(events_in_ack(&ack::encode(0, 0, &[])), 0);
     }
 
     #[test]
