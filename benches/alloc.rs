@@ -133,7 +133,7 @@ fn main() {
         ("RINGWATCH__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
         ("RINGWATCH__RULES__CLOCK".into(), "event".into()),
         ("RINGWATCH__RULES__CALL_TTL".into(), "2592000".into()),
-        ("RINGWATCH__LOGGING__LEVEL".into(), "warn".into()),
+        ("RINGWATCH__LOG__LEVEL".into(), "warn".into()),
         (
             "RINGWATCH__DURABILITY__DIR".into(),
             data.path().to_str().unwrap().into(),

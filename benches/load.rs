@@ -4,8 +4,10 @@
 //! 127.0.0.1 ports chosen by the kernel, drives them over real WebSockets and
 //! kills them when a case ends. Figures are printed as Markdown tables.
 //!
-//! `cargo bench --bench load -- [throughput] [latency] [memory] [quick]`
-//! (no mode: all three; `quick`: 1 s per case instead of 3 s).
+//! `cargo bench --bench load -- [throughput] [latency] [memory] [pipelined] [quick]`
+//! (no mode: the first three; `quick`: 1 s per case instead of 3 s;
+//! `pipelined`: issue 11's cases alone, the pipelined throughput and the
+//! open-loop latency at half its maximum).
 //!
 //! Throughput runs each case three times, alternating ringwatch and the bare
 //! server, and reports medians, so a ratio always compares two servers in the
@@ -85,6 +87,21 @@ fn build() -> Bins {
     }
 }
 
+/// The command that starts a server binary. With `LOAD_SERVER_CPUS` set
+/// (a `taskset -c` list such as `0`), both servers run pinned to those
+/// cores, and the client keeps all of them: one core against two is how
+/// the bench shows what a second core buys.
+fn server_command(bin: &PathBuf) -> Command {
+    match std::env::var("LOAD_SERVER_CPUS") {
+        Ok(cpus) if !cpus.is_empty() => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", &cpus]).arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
+
 /// A server process, killed (and reaped) when dropped.
 struct Server {
     child: Child,
@@ -107,7 +124,7 @@ impl Server {
             .prefix("ringwatch-bench-")
             .tempdir()
             .expect("temporary data directory");
-        let mut cmd = Command::new(&bins.ringwatch);
+        let mut cmd = server_command(&bins.ringwatch);
         cmd.env_clear()
             .env("RINGWATCH__DURABILITY__DIR", data.path())
             .env("RINGWATCH__INGEST__LISTEN", "127.0.0.1:0")
@@ -160,7 +177,7 @@ impl Server {
     }
 
     fn bare(bins: &Bins) -> Server {
-        let mut child = Command::new(&bins.bare)
+        let mut child = server_command(&bins.bare)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -555,6 +572,74 @@ async fn latency(
     }
 }
 
+/// As [`latency`], but open loop: each connection writes its frames on the
+/// schedule whatever the acks do (a late ack never delays the next frame),
+/// and a reader matches acks to send times in order. This is how a
+/// platform's firehose loads a server, and it does not hide a slow ack
+/// behind the frame it held back.
+async fn latency_open(
+    server: &Server,
+    tag: &str,
+    conns: usize,
+    batch: usize,
+    rate: f64,
+    run: Duration,
+) -> Latency {
+    let sockets = connect_many(&server.url(), conns).await;
+    let interval = Duration::from_secs_f64(conns as f64 * batch as f64 / rate);
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let end = start + run;
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| {
+            let mut gen = Gen::new(format!("{tag}c{i}-"));
+            let (mut tx, mut rx) = ws.split();
+            let (times, mut sent_at) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+            tokio::spawn(async move {
+                let writer = tokio::spawn(async move {
+                    let mut next = start + interval.mul_f64(i as f64 / conns as f64);
+                    let mut frames = 0u64;
+                    while next < end {
+                        tokio::time::sleep_until(next).await;
+                        let frame = gen.frame(batch);
+                        times.send(Instant::now()).expect("reader alive");
+                        tx.send(Message::text(frame)).await.expect("send");
+                        frames += 1;
+                        next += interval;
+                    }
+                    (tx, frames)
+                });
+                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+                let mut events = 0u64;
+                while let Some(sent) = sent_at.recv().await {
+                    let ack = next_ack(&mut rx).await;
+                    hist.saturating_record(sent.elapsed().as_micros() as u64);
+                    assert_eq!(accepted(&ack), batch as u64, "ack {ack}");
+                    events += batch as u64;
+                }
+                let (tx, frames) = writer.await.unwrap();
+                assert_eq!(hist.len(), frames);
+                if let Ok(mut ws) = tx.reunite(rx) {
+                    let _ = ws.close(None).await;
+                }
+                (hist, events)
+            })
+        })
+        .collect();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut events = 0;
+    for t in tasks {
+        let (h, e) = t.await.unwrap();
+        hist.add(h).unwrap();
+        events += e;
+    }
+    Latency {
+        hist,
+        events_per_s: events as f64 / run.as_secs_f64(),
+    }
+}
+
 /// Check "ack means counted": a frame of offered calls on a queue of its
 /// own, then a scrape right after each ack must already count them.
 async fn verify_ack_means_counted(server: &Server, rounds: u64) -> (u64, u64) {
@@ -617,14 +702,18 @@ struct Opts {
 /// Every case runs `rounds` times, alternating ringwatch and the bare
 /// server, and reports the median of each: the ratio is always taken in the
 /// same run, on the same machine state.
-async fn run_throughput(bins: &Bins, o: &Opts) -> Vec<((usize, usize, usize), f64)> {
+async fn run_throughput(
+    bins: &Bins,
+    o: &Opts,
+    only_pipelined: bool,
+) -> Vec<((usize, usize, usize), f64)> {
     println!(
         "\n## Throughput (events/s, median of {} alternating rounds; depth 1 sends a frame and waits for its ack, W frames in flight otherwise, unlimited = no window)\n",
         o.rounds
     );
     println!("| frame | conns | depth | ringwatch ev/s | bare ev/s | ratio | ringwatch frames/s | not accepted |");
     println!("|---|---|---|---|---|---|---|---|");
-    let cases = [
+    let all_cases = [
         (1, 1, 1),
         (16, 1, 1),
         (256, 1, 1),
@@ -636,6 +725,11 @@ async fn run_throughput(bins: &Bins, o: &Opts) -> Vec<((usize, usize, usize), f6
         (1, 1, 8),
         (1, 1, UNLIMITED),
     ];
+    // Issue 11's cases: a firehose over 16 connections and over one.
+    let cases: Vec<_> = all_cases
+        .into_iter()
+        .filter(|&(_, _, depth)| !only_pipelined || depth != 1)
+        .collect();
     // Nothing is evicted during a case, whatever its event times.
     let env = [("RINGWATCH__RULES__CALL_TTL", "2592000")];
     let mut out = Vec::new();
@@ -685,6 +779,50 @@ async fn run_throughput(bins: &Bins, o: &Opts) -> Vec<((usize, usize, usize), f6
         out.push(((conns, batch, depth), rw_events));
     }
     out
+}
+
+/// p99 send -> ack of 16 connections x 100-event frames, open loop, at half
+/// ringwatch's pipelined maximum of the same run, for ringwatch and the bare
+/// server alternately (`rounds` times each; every round's figures printed).
+async fn run_open_latency(bins: &Bins, o: &Opts, max: &[((usize, usize, usize), f64)]) {
+    let Some(&(_, rate)) = max.iter().find(|(k, _)| *k == (16, 100, UNLIMITED)) else {
+        return;
+    };
+    let target = rate / 2.0;
+    println!("\n## Latency send -> ack, open loop, 16 x 100-event frames at half the pipelined max ({})\n", fmt_rate(target));
+    println!("| round | server | achieved ev/s | p50 ms | p99 ms | p99.9 ms | max ms | frames |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let env = [("RINGWATCH__RULES__CALL_TTL", "2592000")];
+    let mut p99 = [Vec::new(), Vec::new()];
+    for round in 0..o.rounds {
+        for (k, kind) in [Kind::Ringwatch, Kind::Bare].into_iter().enumerate() {
+            let server = Server::start(bins, kind, &env);
+            let tag = format!("o{round}");
+            let l = latency_open(&server, &tag, 16, 100, target, o.run).await;
+            let h = &l.hist;
+            p99[k].push(h.value_at_quantile(0.99));
+            println!(
+                "| {round} | {} | {} | {} | {} | {} | {} | {} |",
+                kind.name(),
+                fmt_rate(l.events_per_s),
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.value_at_quantile(0.999)),
+                ms(h.max()),
+                h.len(),
+            );
+        }
+    }
+    for v in &mut p99 {
+        v.sort();
+    }
+    let (rw, bare) = (p99[0][p99[0].len() / 2], p99[1][p99[1].len() / 2]);
+    println!(
+        "\nmedian p99: ringwatch {} ms, bare {} ms, ratio {:.2} (target <= 2)",
+        ms(rw),
+        ms(bare),
+        rw as f64 / bare as f64
+    );
 }
 
 async fn run_latency(bins: &Bins, o: &Opts, max: &[((usize, usize, usize), f64)]) {
@@ -932,7 +1070,7 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let has = |m: &str| args.iter().any(|a| a == m);
-    let all = !(has("throughput") || has("latency") || has("memory"));
+    let all = !(has("throughput") || has("latency") || has("memory") || has("pipelined"));
     let o = if has("quick") {
         Opts {
             warm: Duration::from_millis(300),
@@ -963,11 +1101,18 @@ fn main() {
     );
     rt.block_on(async {
         let mut max = Vec::new();
+        if has("pipelined") {
+            // Issue 11's figures alone: the pipelined cases, then the open
+            // loop latency at half their maximum.
+            max = run_throughput(&bins, &o, true).await;
+            run_open_latency(&bins, &o, &max).await;
+        }
         if all || has("throughput") || has("latency") {
-            max = run_throughput(&bins, &o).await;
+            max = run_throughput(&bins, &o, false).await;
         }
         if all || has("latency") {
             run_latency(&bins, &o, &max).await;
+            run_open_latency(&bins, &o, &max).await;
         }
         if all || has("memory") {
             run_memory(&bins).await;

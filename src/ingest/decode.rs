@@ -189,33 +189,57 @@ impl<'de: 'a, 'a> Deserialize<'de> for Stamp<'a> {
     }
 }
 
+/// A JSON string, borrowed from the frame unless it has escapes. (serde's
+/// own `Option<Cow<str>>` always copies, even with `#[serde(borrow)]`: that
+/// was several allocations per event.)
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// The envelope with every field already of the right JSON type (the fast
 /// path). Unknown fields are ignored (forward compatibility); `null` counts
 /// as absent.
 #[derive(Deserialize)]
 struct Typed<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<CowStr<'a>>,
     #[serde(borrow)]
     ts: Option<Stamp<'a>>,
     #[serde(borrow)]
-    event_id: Option<Cow<'a, str>>,
+    event_id: Option<CowStr<'a>>,
     #[serde(borrow)]
-    call_id: Option<Cow<'a, str>>,
+    call_id: Option<CowStr<'a>>,
     #[serde(borrow)]
-    queue: Option<Cow<'a, str>>,
+    queue: Option<CowStr<'a>>,
     #[serde(borrow)]
-    agent: Option<Cow<'a, str>>,
+    agent: Option<CowStr<'a>>,
     #[serde(borrow)]
-    site: Option<Cow<'a, str>>,
+    site: Option<CowStr<'a>>,
     #[serde(borrow)]
-    caller: Option<Cow<'a, str>>,
+    caller: Option<CowStr<'a>>,
     #[serde(borrow)]
-    customer: Option<Cow<'a, str>>,
+    customer: Option<CowStr<'a>>,
     #[serde(borrow)]
-    reason: Option<Cow<'a, str>>,
+    reason: Option<CowStr<'a>>,
     #[serde(borrow)]
-    promise_id: Option<Cow<'a, str>>,
+    promise_id: Option<CowStr<'a>>,
     #[serde(borrow)]
     due: Option<Stamp<'a>>,
 }
@@ -308,16 +332,16 @@ trait Fields<'a> {
 impl<'a> Fields<'a> for Typed<'a> {
     fn text(&self, field: Text) -> Result<Option<Cow<'a, str>>, DecodeError> {
         Ok(match field {
-            Text::Type => self.kind.clone(),
-            Text::EventId => self.event_id.clone(),
-            Text::CallId => self.call_id.clone(),
-            Text::Queue => self.queue.clone(),
-            Text::Agent => self.agent.clone(),
-            Text::Site => self.site.clone(),
-            Text::Caller => self.caller.clone(),
-            Text::Customer => self.customer.clone(),
-            Text::Reason => self.reason.clone(),
-            Text::PromiseId => self.promise_id.clone(),
+            Text::Type => self.kind.as_ref().map(|c| c.0.clone()),
+            Text::EventId => self.event_id.as_ref().map(|c| c.0.clone()),
+            Text::CallId => self.call_id.as_ref().map(|c| c.0.clone()),
+            Text::Queue => self.queue.as_ref().map(|c| c.0.clone()),
+            Text::Agent => self.agent.as_ref().map(|c| c.0.clone()),
+            Text::Site => self.site.as_ref().map(|c| c.0.clone()),
+            Text::Caller => self.caller.as_ref().map(|c| c.0.clone()),
+            Text::Customer => self.customer.as_ref().map(|c| c.0.clone()),
+            Text::Reason => self.reason.as_ref().map(|c| c.0.clone()),
+            Text::PromiseId => self.promise_id.as_ref().map(|c| c.0.clone()),
         })
     }
 
@@ -785,6 +809,11 @@ mod tests {
         assert!(serde_json::from_str::<Vec<Typed>>(&batch).is_ok());
         let escaped = r#"{"type":"clock","ts":"2026-11-23T09:00:00Z","site":"a\"b"}"#;
         assert!(serde_json::from_str::<Typed>(escaped).is_ok());
+        // Unescaped strings are borrowed from the frame, never copied.
+        let t = serde_json::from_str::<Typed>(one).unwrap();
+        assert!(matches!(t.call_id, Some(CowStr(Cow::Borrowed("c1")))));
+        let t = serde_json::from_str::<Typed>(escaped).unwrap();
+        assert!(matches!(t.site, Some(CowStr(Cow::Owned(s))) if s == "a\"b"));
     }
 
     mod fast_and_slow_paths_agree {
