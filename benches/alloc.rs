@@ -97,7 +97,9 @@ fn frames(conn: usize, batch: usize, n: usize) -> Vec<String> {
 
 /// Send `frames` with 8 in flight; returns once every ack is in.
 async fn send(url: &str, frames: Vec<String>) {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
     let (mut tx, mut rx) = ws.split();
     let n = frames.len();
     let window = Arc::new(Semaphore::new(8));
@@ -129,7 +131,10 @@ fn main() {
     }
     let data = tempfile::tempdir().unwrap();
     let env = vec![
-        ("RINGWATCH__INGEST__LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        (
+            "RINGWATCH__INGEST__LISTEN".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
         ("RINGWATCH__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
         ("RINGWATCH__RULES__CLOCK".into(), "event".into()),
         ("RINGWATCH__RULES__CALL_TTL".into(), "2592000".into()),
@@ -139,7 +144,7 @@ fn main() {
             data.path().to_str().unwrap().into(),
         ),
     ];
-    let cfg = ringwatch::config::Config::load(None, env.into_iter())
+    let cfg = ringwatch::config::Config::load(None, env)
         .and_then(|c| c.validate())
         .expect("config");
     let files = cfg.read_files().expect("files");
@@ -166,9 +171,15 @@ fn main() {
         let mut all = frames(conn, batch, warm + n);
         let measured = all.split_off(warm);
         client.block_on(send(&url, all));
-        let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+        let (a0, b0) = (
+            ALLOCS.load(Ordering::Relaxed),
+            BYTES.load(Ordering::Relaxed),
+        );
         client.block_on(send(&url, measured));
-        let (a1, b1) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+        let (a1, b1) = (
+            ALLOCS.load(Ordering::Relaxed),
+            BYTES.load(Ordering::Relaxed),
+        );
         let allocs = (a1 - a0) as f64;
         println!(
             "| {batch} event{} | {n} | {:.2} | {:.3} | {:.0} |",

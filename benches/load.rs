@@ -697,6 +697,21 @@ struct Opts {
     rounds: usize,
 }
 
+/// `LOAD_CASE=CONNSxBATCHxDEPTH` (depth a number or `unlimited`) runs that
+/// throughput case alone: for profiling one case (`perf record -p` on the
+/// server while it runs, with `LOAD_RUN_SECS` long enough).
+fn keep_case((conns, batch, depth): (usize, usize, usize)) -> bool {
+    let Ok(only) = std::env::var("LOAD_CASE") else {
+        return true;
+    };
+    let depth = if depth == UNLIMITED {
+        "unlimited".to_string()
+    } else {
+        depth.to_string()
+    };
+    only == format!("{conns}x{batch}x{depth}")
+}
+
 /// Max rates, returned for the latency runs: (conns, batch, depth) -> ringwatch rate.
 ///
 /// Every case runs `rounds` times, alternating ringwatch and the bare
@@ -729,6 +744,7 @@ async fn run_throughput(
     let cases: Vec<_> = all_cases
         .into_iter()
         .filter(|&(_, _, depth)| !only_pipelined || depth != 1)
+        .filter(|&case| keep_case(case))
         .collect();
     // Nothing is evicted during a case, whatever its event times.
     let env = [("RINGWATCH__RULES__CALL_TTL", "2592000")];
@@ -1083,6 +1099,16 @@ fn main() {
             run: Duration::from_secs(3),
             rounds: 3,
         }
+    };
+    let o = match std::env::var("LOAD_RUN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(secs) => Opts {
+            run: Duration::from_secs(secs),
+            ..o
+        },
+        None => o,
     };
     let bins = build();
     let rt = tokio::runtime::Builder::new_multi_thread()

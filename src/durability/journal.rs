@@ -179,7 +179,10 @@ impl Batch {
 
     /// The whole write as one buffer (fault injection cuts it short).
     fn flatten(&self) -> Vec<u8> {
-        self.slices().iter().flat_map(|s| s.iter().copied()).collect()
+        self.slices()
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect()
     }
 }
 

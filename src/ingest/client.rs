@@ -23,8 +23,9 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::ending::{self, Ending};
-use super::frame;
+use super::frame::{self, InFlight};
 use super::metrics::{CloseReason, IngestMetrics, SourceHandles};
+use super::window::Window;
 use crate::clock::wall_now;
 use crate::pipeline::PipelineHandle;
 
@@ -395,18 +396,34 @@ impl Session<'_> {
             s.conn.ping_interval,
         );
         let mut last_seen = Instant::now();
+        // Submitted, not yet answered: reading goes on while earlier frames
+        // wait for the journal.
+        let mut in_flight = Window::default();
+        let mut stopping = false;
         loop {
-            // A frame being processed is finished (and acknowledged) before
-            // shutdown is looked at again.
+            if stopping && in_flight.is_empty() {
+                // Every frame read was answered: nothing in flight is dropped.
+                self.close(CloseCode::Away, "ringwatch is shutting down", true)
+                    .await;
+                return CloseReason::Shutdown;
+            }
+            let reading = !stopping && !in_flight.is_full();
             let msg = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => {
-                    self.close(CloseCode::Away, "ringwatch is shutting down", true).await;
-                    return CloseReason::Shutdown;
+                _ = self.cancel.cancelled(), if !stopping => {
+                    stopping = true;
+                    continue;
                 }
-                msg = self.ws.next() => msg,
+                answer = in_flight.oldest(), if !in_flight.is_empty() => {
+                    let acks = self.s.conn.acks;
+                    if let Err(reason) = in_flight.answer(answer, &mut self.ws, acks, self.metrics).await {
+                        return reason;
+                    }
+                    continue;
+                }
+                msg = self.ws.next(), if reading => msg,
                 _ = ping.tick() => {
-                    if last_seen.elapsed() > s.conn.idle_timeout {
+                    if in_flight.is_empty() && last_seen.elapsed() > s.conn.idle_timeout {
                         // A dead peer will not answer a close handshake.
                         self.close(CloseCode::Away, "idle timeout: no frame or pong received", false).await;
                         return CloseReason::IdleTimeout;
@@ -420,18 +437,26 @@ impl Session<'_> {
             last_seen = Instant::now();
             match msg {
                 None => return CloseReason::Peer,
-                Some(Ok(Message::Text(text))) => {
-                    if let Err(reason) = self.frame(&text).await {
+                Some(Ok(Message::Text(text))) => match self.submit(text).await {
+                    Ok(frame) => in_flight.push(frame),
+                    Err(reason) => return reason,
+                },
+                Some(Ok(Message::Binary(_))) => {
+                    let acks = self.s.conn.acks;
+                    if let Err(reason) = in_flight.drain(&mut self.ws, acks, self.metrics).await {
                         return reason;
                     }
-                }
-                Some(Ok(Message::Binary(_))) => {
                     return Ending::binary().finish(&mut self.ws, self.metrics).await;
                 }
                 Some(Ok(
                     Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_),
                 )) => {}
                 Some(Err(e)) => {
+                    // The frames before the bad one are answered first.
+                    let acks = self.s.conn.acks;
+                    if let Err(reason) = in_flight.drain(&mut self.ws, acks, self.metrics).await {
+                        return reason;
+                    }
                     let end = Ending::read_error(&e, self.s.conn.max_frame_bytes);
                     return end.finish(&mut self.ws, self.metrics).await;
                 }
@@ -439,25 +464,18 @@ impl Session<'_> {
         }
     }
 
-    /// Decode, apply and (when acks are on) acknowledge one event frame.
-    async fn frame(&mut self, text: &Utf8Bytes) -> Result<(), CloseReason> {
+    /// Decode an event frame and hand it to the pipeline; it is answered
+    /// (acknowledged, when acks are on) once its verdicts come back.
+    async fn submit(&mut self, text: Utf8Bytes) -> Result<InFlight, CloseReason> {
         self.source.frames.inc();
         self.source.last_event.set(wall_now() as f64 / 1000.0);
         self.frames += 1;
-        let ack = match frame::process(text, self.pipeline, self.metrics).await {
-            Ok(ack) => ack,
-            // A journal failure leaves the frame unacknowledged: reconnecting
-            // makes the platform resend it.
-            Err(e) => {
-                return Err(Ending::unacknowledged(&e)
-                    .finish(&mut self.ws, self.metrics)
-                    .await)
-            }
-        };
-        if self.s.conn.acks && self.ws.send(Message::text(ack)).await.is_err() {
-            return Err(CloseReason::IoError);
+        match frame::submit(text, self.pipeline, self.metrics).await {
+            Ok(f) => Ok(f),
+            Err(stopped) => Err(Ending::unacknowledged(&stopped.into())
+                .finish(&mut self.ws, self.metrics)
+                .await),
         }
-        Ok(())
     }
 
     /// Send a close frame; with `wait`, give the platform a moment to answer.

@@ -10,23 +10,11 @@ use std::time::Instant;
 use prometheus::Histogram;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::decode;
 use super::metrics::IngestMetrics;
-use super::{ack, decode};
 use crate::clock::wall_now;
 use crate::pipeline::{ApplyError, PipelineHandle, Reply, Stopped};
 use crate::verdict::{Rejection, Verdicts};
-
-/// Decode, apply and acknowledge one text frame; returns the ack text. The
-/// ack is only returned once the pipeline has applied (and journaled) the
-/// frame, so a sender that has it may forget the frame.
-pub async fn process(
-    text: &Utf8Bytes,
-    pipeline: &PipelineHandle,
-    metrics: &IngestMetrics,
-) -> Result<String, ApplyError> {
-    let v = apply(text, pipeline, metrics).await?;
-    Ok(ack::of(&v))
-}
 
 /// Decode and apply one text frame: the verdicts of every element (decoding
 /// and engine rejections together, in index order), once the pipeline has

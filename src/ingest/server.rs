@@ -6,12 +6,11 @@
 //! rate. Protocol errors close only the connection that made them, with the
 //! matching close code; bad events never close anything.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -25,14 +24,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ending::{self, Ending};
-use super::{ack, frame};
+use super::frame;
 use super::metrics::{CloseReason, IngestMetrics, ProtocolError};
 use super::throttle::{Bucket, RateLimit};
+use super::window::Window;
 use crate::auth::metrics::EdgeMetrics;
 use crate::auth::{Auth, Failure, Listener, Source, TokenSet};
 use crate::logging::RateLimited;
-use crate::pipeline::{ApplyError, PipelineHandle};
-use crate::verdict::Verdicts;
+use crate::pipeline::PipelineHandle;
 
 pub const PATH: &str = "/v1/events";
 
@@ -403,14 +402,6 @@ struct Connection<'a> {
 }
 
 /// Resolves when `source`'s token is no longer in the token set.
-/// The verdicts of the oldest frame in flight (there is one).
-async fn oldest(in_flight: &mut VecDeque<frame::InFlight>) -> Result<Verdicts, ApplyError> {
-    match in_flight.front_mut() {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn revoked(tokens: Option<&mut watch::Receiver<Arc<TokenSet>>>, source: Option<&Source>) {
     let (Some(rx), Some(source)) = (tokens, source) else {
         return std::future::pending().await;
@@ -424,13 +415,6 @@ async fn revoked(tokens: Option<&mut watch::Receiver<Arc<TokenSet>>>, source: Op
         }
     }
 }
-
-/// Frames one connection may have in the pipeline at once. Reading goes on
-/// while earlier frames wait for the journal (a sender that streams is not
-/// held to one round trip per frame); past this, the connection stops
-/// reading until the oldest is answered, which is the backpressure a sender
-/// sees as a full socket.
-const FRAMES_IN_FLIGHT: usize = 64;
 
 /// Why a connection stopped reading before it closes: what is in flight is
 /// answered first, then the connection closes with this.
@@ -453,25 +437,28 @@ impl Connection<'_> {
         let mut paused_until: Option<tokio::time::Instant> = None;
         // Submitted, in order, not yet acknowledged: the pipeline answers a
         // connection's frames in the order they were submitted.
-        let mut in_flight: VecDeque<frame::InFlight> = VecDeque::new();
+        let mut in_flight = Window::default();
         let mut stopping: Option<Stop> = None;
         loop {
             if let (Some(stop), true) = (stopping, in_flight.is_empty()) {
                 // Every frame read was answered: nothing in flight is dropped.
                 return match stop {
                     Stop::Shutdown => {
-                        self.close(CloseCode::Away, "ringwatch is shutting down").await;
+                        self.close(CloseCode::Away, "ringwatch is shutting down")
+                            .await;
                         CloseReason::Shutdown
                     }
                     Stop::Revoked => {
-                        self.close(CloseCode::Policy, "the bearer token of this source was revoked")
-                            .await;
+                        self.close(
+                            CloseCode::Policy,
+                            "the bearer token of this source was revoked",
+                        )
+                        .await;
                         CloseReason::Revoked
                     }
                 };
             }
-            let reading =
-                stopping.is_none() && paused_until.is_none() && in_flight.len() < FRAMES_IN_FLIGHT;
+            let reading = stopping.is_none() && paused_until.is_none() && !in_flight.is_full();
             let resume = paused_until.unwrap_or_else(tokio::time::Instant::now);
             let msg = tokio::select! {
                 biased;
@@ -483,9 +470,8 @@ impl Connection<'_> {
                     stopping = Some(Stop::Revoked);
                     continue;
                 }
-                answer = oldest(&mut in_flight), if !in_flight.is_empty() => {
-                    in_flight.pop_front();
-                    if let Err(reason) = self.answer(answer, &mut in_flight).await {
+                answer = in_flight.oldest(), if !in_flight.is_empty() => {
+                    if let Err(reason) = in_flight.answer(answer, &mut self.ws, true, &self.ctx.metrics).await {
                         return reason;
                     }
                     continue;
@@ -515,7 +501,7 @@ impl Connection<'_> {
                 None => return CloseReason::Peer,
                 Some(Ok(Message::Text(text))) => match self.submit(text).await {
                     Ok((frame, pause)) => {
-                        in_flight.push_back(frame);
+                        in_flight.push(frame);
                         if !pause.is_zero() {
                             paused_until = Some(tokio::time::Instant::now() + pause);
                         }
@@ -523,7 +509,9 @@ impl Connection<'_> {
                     Err(reason) => return reason,
                 },
                 Some(Ok(Message::Binary(_))) => {
-                    if let Err(reason) = self.drain(&mut in_flight).await {
+                    if let Err(reason) =
+                        in_flight.drain(&mut self.ws, true, &self.ctx.metrics).await
+                    {
                         return reason;
                     }
                     return Ending::binary()
@@ -537,7 +525,9 @@ impl Connection<'_> {
                 )) => {}
                 Some(Err(e)) => {
                     // The frames before the bad one are answered first.
-                    if let Err(reason) = self.drain(&mut in_flight).await {
+                    if let Err(reason) =
+                        in_flight.drain(&mut self.ws, true, &self.ctx.metrics).await
+                    {
                         return reason;
                     }
                     let end = Ending::read_error(&e, self.ctx.settings.limits.max_frame_bytes);
@@ -549,7 +539,10 @@ impl Connection<'_> {
 
     /// Decode a text frame and hand it to the pipeline; returns it in
     /// flight, and how long to stop reading to stay within the event rate.
-    async fn submit(&mut self, text: Utf8Bytes) -> Result<(frame::InFlight, Duration), CloseReason> {
+    async fn submit(
+        &mut self,
+        text: Utf8Bytes,
+    ) -> Result<(frame::InFlight, Duration), CloseReason> {
         let frame = match frame::submit(text, &self.ctx.pipeline, &self.ctx.metrics).await {
             Ok(f) => f,
             Err(stopped) => {
@@ -577,48 +570,6 @@ impl Connection<'_> {
             }
         }
         Ok((frame, pause))
-    }
-
-    /// Write the ack of the oldest frame, and of those after it whose
-    /// verdicts are already in, then flush once: under load one write
-    /// carries many acks.
-    async fn answer(
-        &mut self,
-        first: Result<Verdicts, ApplyError>,
-        in_flight: &mut VecDeque<frame::InFlight>,
-    ) -> Result<(), CloseReason> {
-        let mut next = Some(first);
-        while let Some(answer) = next.take() {
-            let verdicts = match answer {
-                Ok(v) => v,
-                Err(e) => {
-                    // Unacknowledged: the sender resends it, and every frame
-                    // after it (which event_ids make safe).
-                    let end = Ending::unacknowledged(&e);
-                    return Err(end.finish(&mut self.ws, &self.ctx.metrics).await);
-                }
-            };
-            if self.ws.feed(Message::text(ack::of(&verdicts))).await.is_err() {
-                return Err(CloseReason::IoError);
-            }
-            if let Some(ready) = in_flight.front_mut().and_then(|f| f.now_or_never()) {
-                in_flight.pop_front();
-                next = Some(ready);
-            }
-        }
-        if self.ws.flush().await.is_err() {
-            return Err(CloseReason::IoError);
-        }
-        Ok(())
-    }
-
-    /// Answer every frame in flight (before the connection closes).
-    async fn drain(&mut self, in_flight: &mut VecDeque<frame::InFlight>) -> Result<(), CloseReason> {
-        while let Some(mut frame) = in_flight.pop_front() {
-            let answer = (&mut frame).await;
-            self.answer(answer, in_flight).await?;
-        }
-        Ok(())
     }
 
     /// Send a close frame and wait (briefly) for the peer's answer.
