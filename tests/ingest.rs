@@ -245,3 +245,87 @@ async fn a_stalled_upgrade_is_cut_off_at_the_handshake_timeout() {
     // The upgraded connection is untouched by the handshake deadline.
     assert_eq!(send(&mut upgraded, OFFER).await["accepted"], 1);
 }
+
+/// The next text message (an ack) as JSON, skipping pings and pongs.
+async fn next_ack(ws: &mut common::Ws) -> serde_json::Value {
+    loop {
+        match ws.next().await.expect("ack").expect("ack frame") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("ack is JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+}
+
+/// A sender that streams (many frames written before any ack is read) gets
+/// one ack per frame, in frame order, each with that frame's own figures;
+/// more frames than the connection keeps in flight just wait in the socket.
+#[tokio::test]
+async fn streamed_frames_are_acknowledged_in_order() {
+    let d = start(&[("RINGWATCH__RULES__CLOCK", "event")]);
+    let mut ws = d.connect().await;
+    let frames = 300; // over the 64 a connection keeps in flight
+    for i in 0..frames {
+        // Frame i holds i % 5 offers and, every third frame, a bad element
+        // at the end: every ack is told apart from its neighbours.
+        let mut events: Vec<String> = (0..i % 5)
+            .map(|k| {
+                format!(
+                    r#"{{"type":"call.offered","ts":{},"call_id":"s{i}-{k}","queue":"q"}}"#,
+                    1_795_424_400_000i64 + i as i64
+                )
+            })
+            .collect();
+        if i % 3 == 0 {
+            events.push(format!(r#"{{"type":"nope","ts":1,"event_id":"bad-{i}"}}"#));
+        }
+        ws.feed(Message::text(format!("[{}]", events.join(","))))
+            .await
+            .unwrap();
+    }
+    ws.flush().await.unwrap();
+    let mut offered = 0;
+    for i in 0..frames {
+        let ack = next_ack(&mut ws).await;
+        assert_eq!(ack["accepted"], i % 5, "frame {i}: {ack}");
+        assert_eq!(ack["duplicates"], 0, "frame {i}: {ack}");
+        let rejected = ack["rejected"].as_array().unwrap();
+        if i % 3 == 0 {
+            assert_eq!(rejected.len(), 1, "frame {i}: {ack}");
+            assert_eq!(rejected[0]["index"], i % 5, "frame {i}: {ack}");
+            assert_eq!(rejected[0]["event_id"], format!("bad-{i}"));
+            assert_eq!(rejected[0]["reason"], "unknown_type");
+        } else {
+            assert!(rejected.is_empty(), "frame {i}: {ack}");
+        }
+        offered += i % 5;
+    }
+    let m = d.metrics().await;
+    assert_eq!(
+        m.value(r#"ringwatch_calls_offered_total{queue="q"}"#),
+        offered as f64
+    );
+    assert_eq!(m.value("ringwatch_ingest_frames_total"), frames as f64);
+}
+
+/// Frames streamed ahead of a binary frame are all answered before the
+/// connection closes with 1003: nothing read is left unacknowledged.
+#[tokio::test]
+async fn frames_before_a_protocol_error_are_answered_first() {
+    let d = start(&[]);
+    let mut ws = d.connect().await;
+    for i in 0..20 {
+        ws.feed(Message::text(offer_now(&format!("p{i}"))))
+            .await
+            .unwrap();
+    }
+    ws.feed(Message::binary(vec![1, 2, 3])).await.unwrap();
+    ws.flush().await.unwrap();
+    for i in 0..20 {
+        assert_eq!(next_ack(&mut ws).await["accepted"], 1, "frame {i}");
+    }
+    let (code, _) = close_frame(&mut ws).await;
+    assert_eq!(code, CloseCode::Unsupported);
+    let m = d.metrics().await;
+    assert_eq!(m.value(r#"ringwatch_calls_offered_total{queue="q"}"#), 20.0);
+}
