@@ -24,7 +24,7 @@ use prometheus::proto::{MetricFamily, MetricType};
 use super::histogram::{Buckets, QUANTILES};
 pub use super::openmetrics::Format;
 use super::openmetrics::{self, label_float, label_float_string};
-use super::{AgentCounters, Counters, SeriesSnapshot, Snapshot};
+use super::{AgentCounters, Bounds, Counters, SeriesSnapshot, Snapshot};
 use crate::event::{EventKind, Reason};
 use crate::rules::{FoldedLabel, Live, Outcome};
 
@@ -52,9 +52,18 @@ pub fn render_as(
 ) -> String {
     // Gathered first: the process collector reads /proc here.
     let families = self_metrics.gather();
-    // ~6.5 KiB per queue: reserve once instead of growing through copies.
-    let mut t = Text::with_capacity(16 * 1024 + snapshot.series.len() * 7 * 1024, format);
-    call_center(&mut t, snapshot);
+    let series: Vec<Series> = snapshot
+        .series
+        .iter()
+        .map(|x| (x, series_labels(x)))
+        .collect();
+    // Reserved once instead of grown through copies of megabytes, and
+    // generously: a line is some 48 bytes besides its series' labels, and
+    // pages never written are never touched.
+    let lines = lines_per_series(&snapshot.bounds);
+    let bytes: usize = series.iter().map(|(_, l)| lines * (l.len() + 96)).sum();
+    let mut t = Text::with_capacity(64 * 1024 + bytes, format);
+    call_center(&mut t, snapshot, &series);
     registry(&mut t, &families);
     if format == Format::OpenMetrics {
         t.out.push_str("# EOF\n");
@@ -89,32 +98,38 @@ impl<'a> Text<'a> {
 
     /// Start a sample line: the pending header, then `name` `suffix`.
     fn start(&mut self, name: &str, suffix: &str) {
-        if let Some((name, help, kind)) = self.header.take() {
-            let format = self.format;
-            let family = openmetrics::family_name(format, name, kind);
-            self.out.push_str("# HELP ");
-            self.out.push_str(family);
-            self.out.push(' ');
-            // OpenMetrics escapes `"` in help texts too.
-            escape(&mut self.out, help, format == Format::OpenMetrics);
-            self.out.push_str("\n# TYPE ");
-            self.out.push_str(family);
-            self.out.push(' ');
-            self.out.push_str(kind);
-            self.out.push('\n');
-            if format == Format::OpenMetrics {
-                if let Some(unit) = openmetrics::unit(family) {
-                    self.out.push_str("# UNIT ");
-                    self.out.push_str(family);
-                    self.out.push(' ');
-                    self.out.push_str(unit);
-                    self.out.push('\n');
-                }
-            }
+        if let Some(header) = self.header.take() {
+            self.write_header(header);
         }
         self.out.push_str(name);
         self.out.push_str(suffix);
         self.first = true;
+    }
+
+    /// Once per family, so out of the way of the per-line path.
+    #[cold]
+    fn write_header(&mut self, (name, help, kind): (&str, &str, &str)) {
+        let format = self.format;
+        let family = openmetrics::family_name(format, name, kind);
+        self.out.push_str("# HELP ");
+        self.out.push_str(family);
+        self.out.push(' ');
+        // OpenMetrics escapes `"` in help texts too.
+        escape(&mut self.out, help, format == Format::OpenMetrics);
+        self.out.push_str("\n# TYPE ");
+        self.out.push_str(family);
+        self.out.push(' ');
+        self.out.push_str(kind);
+        self.out.push('\n');
+        if format == Format::OpenMetrics {
+            if let Some(unit) = openmetrics::unit(family) {
+                self.out.push_str("# UNIT ");
+                self.out.push_str(family);
+                self.out.push(' ');
+                self.out.push_str(unit);
+                self.out.push('\n');
+            }
+        }
     }
 
     fn label(&mut self, k: &str, v: &str) {
@@ -148,7 +163,7 @@ impl<'a> Text<'a> {
     /// One sample of a series: `name{labels,extra} value`, both label sets
     /// already written out (see [`series_labels`], [`pair`]; `extra` may be
     /// empty).
-    fn line(&mut self, name: &str, suffix: &str, labels: &str, extra: &str, value: f64) {
+    fn line(&mut self, name: &str, suffix: &str, labels: &str, extra: &str, value: impl Spell) {
         self.start(name, suffix);
         let out = &mut self.out;
         out.push('{');
@@ -158,7 +173,7 @@ impl<'a> Text<'a> {
             out.push_str(extra);
         }
         out.push_str("} ");
-        number(out, value);
+        value.spell(out);
         out.push('\n');
     }
 
@@ -179,11 +194,11 @@ impl<'a> Text<'a> {
         for (x, labels) in series {
             let data = get(x);
             for (le, n) in les.iter().zip(data.cumulative()) {
-                self.line(name, "_bucket", labels, le, n as f64);
+                self.line(name, "_bucket", labels, le, n);
             }
-            self.line(name, "_bucket", labels, "le=\"+Inf\"", data.count as f64);
+            self.line(name, "_bucket", labels, "le=\"+Inf\"", data.count);
             self.line(name, "_sum", labels, "", data.sum as f64 / unit);
-            self.line(name, "_count", labels, "", data.count as f64);
+            self.line(name, "_count", labels, "", data.count);
         }
     }
 
@@ -206,7 +221,7 @@ impl<'a> Text<'a> {
                 self.line(name, "", labels, q, *v);
             }
             self.line(name, "_sum", labels, "", totals.sum as f64 / 1000.0);
-            self.line(name, "_count", labels, "", totals.count as f64);
+            self.line(name, "_count", labels, "", totals.count);
         }
     }
 
@@ -356,44 +371,91 @@ fn pair(k: &str, v: &str) -> String {
 /// digits are its own digits and itoa spells it as `{v}` does.
 const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
 
+/// A sample's value, written as the text format spells it.
+trait Spell {
+    fn spell(self, out: &mut String);
+}
+
+impl Spell for f64 {
+    fn spell(self, out: &mut String) {
+        number(out, self);
+    }
+}
+
+/// A count, spelled as the `f64` it was always shown as.
+impl Spell for u64 {
+    fn spell(self, out: &mut String) {
+        if self < EXACT_INTEGERS as u64 {
+            out.push_str(itoa::Buffer::new().format(self));
+        } else {
+            number(out, self as f64);
+        }
+    }
+}
+
 /// Values as the text format spells them: `format!("{v}")` (never an
 /// exponent), but for NaN and the infinities. Integers (counts, mostly)
 /// go through itoa and other finite values through zmij's shortest
 /// digits, which are Rust's; zmij's exponent form (tiny and huge values),
 /// its `.0` on integers and its ties (below) are left to `{v}`.
 fn number(out: &mut String, v: f64) {
+    // One conversion tells integers from the rest (`fract` is a libm call).
+    if v.abs() < EXACT_INTEGERS {
+        let i = v as i64;
+        if i as f64 == v {
+            if i != 0 || v.is_sign_positive() {
+                out.push_str(itoa::Buffer::new().format(i));
+                return;
+            }
+        } else {
+            fraction(out, v);
+            return;
+        }
+    }
     if v.is_nan() {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else if v.fract() != 0.0 {
-        let mut buffer = zmij::Buffer::new();
-        let digits = buffer.format_finite(v);
-        // With 16 or 17 significant digits, two shortest candidates can be
-        // equally near `v`, and zmij and Rust break that tie differently;
-        // with 15 or fewer the rounding interval is too narrow to hold two.
-        let significant = digits
-            .trim_start_matches(['-', '0', '.'])
-            .bytes()
-            .filter(u8::is_ascii_digit)
-            .count();
-        if digits.contains('e') || significant > 15 {
-            let _ = write!(out, "{v}");
-        } else {
-            out.push_str(digits);
-        }
-    } else if v.abs() < EXACT_INTEGERS && (v >= 1.0 || v <= -1.0 || v.is_sign_positive()) {
-        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         // -0, and integers past 2^53 (whose shortest digits end in zeros).
         let _ = write!(out, "{v}");
     }
 }
 
-fn call_center(t: &mut Text, s: &Snapshot) {
-    let series: Vec<Series> = s.series.iter().map(|x| (x, series_labels(x))).collect();
-    let series = &series[..];
+/// A finite value with a fractional part.
+fn fraction(out: &mut String, v: f64) {
+    let mut buffer = zmij::Buffer::new();
+    let digits = buffer.format_finite(v);
+    // With 16 or 17 significant digits, two shortest candidates can be
+    // equally near `v`, and zmij and Rust break that tie differently;
+    // with 15 or fewer the rounding interval is too narrow to hold two.
+    let significant = digits
+        .trim_start_matches(['-', '0', '.'])
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .count();
+    if digits.contains('e') || significant > 15 {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(digits);
+    }
+}
 
+/// Sample lines each series has (see [`call_center`]).
+fn lines_per_series(b: &Bounds) -> usize {
+    // A histogram: its buckets, +Inf, _sum and _count.
+    let histogram = |bounds: &[i64]| bounds.len() + 3;
+    2 * histogram(&b.time_to_answer)
+        + histogram(&b.rings)
+        + histogram(&b.hold)
+        + histogram(&b.lateness)
+        // counters, abandoned by short, resolved by outcome, evicted
+        + 6 + 2 + Outcome::ALL.len() + 1
+        // live gauges, two summaries
+        + 9 + 2 * (QUANTILES.len() + 2)
+}
+
+fn call_center(t: &mut Text, s: &Snapshot, series: &[Series]) {
     // Histograms: durations are kept in milliseconds and shown in seconds.
     let b = &s.bounds;
     t.histogram(
@@ -469,7 +531,7 @@ fn call_center(t: &mut Text, s: &Snapshot) {
     for (name, help, get) in counters {
         t.family(name, help, "counter");
         for (x, labels) in series {
-            t.line(name, "", labels, "", get(&x.counters) as f64);
+            t.line(name, "", labels, "", get(&x.counters));
         }
     }
     let name = "ringwatch_calls_abandoned_total";
@@ -480,8 +542,8 @@ fn call_center(t: &mut Text, s: &Snapshot) {
     );
     for (x, labels) in series {
         let c = &x.counters;
-        t.line(name, "", labels, "short=\"true\"", c.abandoned_short as f64);
-        t.line(name, "", labels, "short=\"false\"", c.abandoned_long as f64);
+        t.line(name, "", labels, "short=\"true\"", c.abandoned_short);
+        t.line(name, "", labels, "short=\"false\"", c.abandoned_long);
     }
     let name = "ringwatch_callbacks_resolved_total";
     t.family(
@@ -492,8 +554,7 @@ fn call_center(t: &mut Text, s: &Snapshot) {
     let outcomes = Outcome::ALL.map(|o| pair("outcome", o.as_str()));
     for (x, labels) in series {
         for (o, outcome) in Outcome::ALL.into_iter().zip(&outcomes) {
-            let v = x.counters.resolved[o as usize] as f64;
-            t.line(name, "", labels, outcome, v);
+            t.line(name, "", labels, outcome, x.counters.resolved[o as usize]);
         }
     }
     let name = "ringwatch_calls_evicted_total";
@@ -503,7 +564,7 @@ fn call_center(t: &mut Text, s: &Snapshot) {
         "counter",
     );
     for (x, labels) in series {
-        t.line(name, "", labels, "", x.counters.evicted as f64);
+        t.line(name, "", labels, "", x.counters.evicted);
     }
 
     // Event accounting.
@@ -788,6 +849,11 @@ mod tests {
                     number(&mut out, v);
                     proptest::prop_assert_eq!(out, format!("{v}"));
                 }
+            }
+            for c in [n as u64, n as u64 >> 11, ms.unsigned_abs()] {
+                let mut out = String::new();
+                c.spell(&mut out);
+                proptest::prop_assert_eq!(out, format!("{}", c as f64));
             }
         }
     }
