@@ -1,7 +1,8 @@
 //! benches/hot_path.rs: Criterion micro-benchmarks of the per-event hot path
 //! (decode one frame, apply events to the rules with the real metrics store,
-//! record one duration) and of `/metrics` (snapshot and render, 10 to 1,000
-//! queues). `cargo bench --bench hot_path`.
+//! record one duration) and of `/metrics` (the pipeline's part of a scrape,
+//! which pauses ingest, and the render off it, 10 to 1,000 queues).
+//! `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
 
@@ -200,10 +201,51 @@ fn metrics(c: &mut Criterion) {
     let self_metrics = SelfMetrics::new();
     for queues in [10usize, 100, 1000] {
         let (engine, mut store) = populated(queues);
-        // What the pipeline does for a scrape: live gauges, then the copy.
+        // The wall's read: live gauges, the copy and the wall's windows.
         g.bench_with_input(BenchmarkId::new("snapshot", queues), &queues, |b, _| {
             b.iter(|| pipeline::snapshot(&engine, &mut store))
         });
+        // Exactly what the pipeline does for a scrape of /metrics (and so
+        // how long a scrape pauses ingest), nothing changed since the last.
+        g.bench_with_input(
+            BenchmarkId::new("pipeline_scrape", queues),
+            &queues,
+            |b, _| b.iter(|| pipeline::snapshot_without_windows(&engine, &mut store)),
+        );
+        // The same after every series recorded an answer and a hold since
+        // the last scrape (not timed): every cached quantile recomputed,
+        // the worst case for the pause.
+        let series = engine.series().len() as u32;
+        let mut now = BASE_TS + 100_000;
+        g.bench_with_input(
+            BenchmarkId::new("pipeline_scrape_all_changed", queues),
+            &queues,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    let mut took = std::time::Duration::ZERO;
+                    for _ in 0..iters {
+                        now += 1;
+                        for id in 0..series {
+                            let answered = Measure::Answered {
+                                wait: 7_000,
+                                rings: 2,
+                                late: false,
+                            };
+                            store.measure(id, now, answered);
+                            let hold = Measure::HoldSegment {
+                                duration: 9_000,
+                                over_limit: false,
+                            };
+                            store.measure(id, now, hold);
+                        }
+                        let start = std::time::Instant::now();
+                        black_box(pipeline::snapshot_without_windows(&engine, &mut store));
+                        took += start.elapsed();
+                    }
+                    took
+                })
+            },
+        );
         let snap = pipeline::snapshot(&engine, &mut store);
         g.bench_with_input(BenchmarkId::new("render", queues), &queues, |b, _| {
             b.iter(|| render(&snap, &self_metrics.registry))

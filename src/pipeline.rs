@@ -462,11 +462,12 @@ impl Pipeline {
                 let _ = reply.send(Ok(forget(&mut self.engine, &mut self.store, &calls)));
             }
             Input::Command(Command::Snapshot { reply, windows }) => {
-                let mut s = snapshot(&self.engine, &mut self.store);
-                if !windows {
-                    // Dropped here, before the next measure: no copy pinned.
-                    s.windows = Vec::new();
-                }
+                let s = if windows {
+                    snapshot(&self.engine, &mut self.store)
+                } else {
+                    // No window shared, so none is copied at its next measure.
+                    snapshot_without_windows(&self.engine, &mut self.store)
+                };
                 let _ = reply.send(s);
             }
             Input::Command(Command::Alerts { reply }) => {
@@ -636,6 +637,18 @@ pub fn snapshot(engine: &Engine, store: &mut Store) -> Snapshot {
         dedup_ids: engine.dedup_ids() as u64,
     };
     store.snapshot(live, state)
+}
+
+/// [`snapshot`] without the wall's windows: what the pipeline does for a
+/// scrape of `/metrics`, and so all a scrape pauses ingest for.
+pub fn snapshot_without_windows(engine: &Engine, store: &mut Store) -> Snapshot {
+    let live = engine.live();
+    let state = EngineState {
+        clock: engine.clock(),
+        calls_in_flight: engine.calls_in_flight() as u64,
+        dedup_ids: engine.dedup_ids() as u64,
+    };
+    store.snapshot_without_windows(live, state)
 }
 
 #[cfg(test)]

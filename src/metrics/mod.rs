@@ -1,8 +1,18 @@
 //! Recording: the call-center figures of every series, fed by the rules
 //! engine through [`Observer`], and the consistent [`Snapshot`] that `/metrics`
 //! renders. The store has a single owner (the pipeline task), so recording is
-//! plain arithmetic on owned memory: no lock, no atomic, no allocation once a
-//! series exists.
+//! plain arithmetic on owned memory: no lock, no allocation once a series
+//! exists (but right after a snapshot, see below).
+//!
+//! A snapshot is taken on the pipeline, in its order (so a scrape after an
+//! ack includes the acked events), and whatever it costs pauses ingest; so it
+//! copies almost nothing. Each series' histograms sit behind an `Arc` that
+//! the snapshot shares: the first measure after it copies that one series'
+//! buckets (`Arc::make_mut`), later ones write in place. The sliding-window
+//! quantiles, which cost an HDR scan per window, are cached per series and
+//! recomputed only for a window that recorded something since, or whose
+//! slots rolled over (see [`quantile_epoch`]). Formatting happens off the
+//! pipeline (`render`).
 
 pub mod histogram;
 pub mod openmetrics;
@@ -115,14 +125,55 @@ pub struct Histograms {
     pub lateness: Buckets,
 }
 
+/// The encoding of a store in a snapshot file is this struct's fields in
+/// order (an `Arc` encodes as what it holds); the caches are not in it.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SeriesMetrics {
     queue: CompactString,
     site: Option<CompactString>,
     counters: Counters,
-    histograms: Histograms,
+    /// Shared with the snapshots taken since its last change.
+    histograms: Arc<Histograms>,
     tta_window: HdrWindow,
     hold_window: HdrWindow,
+    #[serde(skip)]
+    tta_cache: QuantileCache,
+    #[serde(skip)]
+    hold_cache: QuantileCache,
+}
+
+/// A window's quantiles as last computed, and the epoch of the clock they
+/// were computed at; `None` once the window recorded something since.
+type QuantileCache = Option<(i64, [f64; 3])>;
+
+/// Slots of an [`HdrWindow`]: its step is `window / QUANTILE_SLOTS` (see
+/// `histogram.rs`; the cache test fails if the two ever differ).
+const QUANTILE_SLOTS: Millis = 5;
+
+/// Which step of an HDR window `clock` falls in: without a new record, a
+/// window's quantiles change only when this does (a slot leaves the
+/// window).
+fn quantile_epoch(window: Millis, clock: Millis) -> i64 {
+    clock.div_euclid((window / QUANTILE_SLOTS).max(1))
+}
+
+/// `window`'s quantiles at `clock`, from `cache` when still valid.
+fn cached_quantiles(
+    window: &HdrWindow,
+    cache: &mut QuantileCache,
+    span: Millis,
+    clock: Millis,
+    scratch: &mut Scratch,
+) -> [f64; 3] {
+    let epoch = quantile_epoch(span, clock);
+    match cache {
+        Some((e, q)) if *e == epoch => *q,
+        _ => {
+            let q = window.quantiles(clock, scratch);
+            *cache = Some((epoch, q));
+            q
+        }
+    }
 }
 
 /// Counts that are not per series.
@@ -231,20 +282,40 @@ impl Store {
     /// series; a series they lack shows zeros) and the monitor's clock of
     /// the same instant.
     pub fn snapshot(&mut self, live: Vec<Live>, engine: EngineState) -> Snapshot {
-        let scratch = &mut self.scratch;
+        let mut s = self.snapshot_without_windows(live, engine);
+        s.windows = self.windows.queues().to_vec();
+        s
+    }
+
+    /// [`Store::snapshot`] without the wallboard's windows (what `/metrics`
+    /// reads): no `Arc` of them is cloned, so none is pinned either.
+    pub fn snapshot_without_windows(&mut self, live: Vec<Live>, engine: EngineState) -> Snapshot {
+        let (scratch, window) = (&mut self.scratch, self.window);
         let live = live.into_iter().chain(std::iter::repeat(Live::default()));
         let series = self
             .series
-            .iter()
+            .iter_mut()
             .zip(live)
             .map(|(s, live)| SeriesSnapshot {
                 queue: s.queue.clone(),
                 site: s.site.clone(),
                 counters: s.counters,
-                histograms: s.histograms.clone(),
+                histograms: Arc::clone(&s.histograms),
                 live,
-                tta_quantiles: s.tta_window.quantiles(engine.clock, scratch),
-                hold_quantiles: s.hold_window.quantiles(engine.clock, scratch),
+                tta_quantiles: cached_quantiles(
+                    &s.tta_window,
+                    &mut s.tta_cache,
+                    window,
+                    engine.clock,
+                    scratch,
+                ),
+                hold_quantiles: cached_quantiles(
+                    &s.hold_window,
+                    &mut s.hold_cache,
+                    window,
+                    engine.clock,
+                    scratch,
+                ),
             })
             .collect();
         Snapshot {
@@ -253,7 +324,7 @@ impl Store {
             agents: self.agents.clone(),
             totals: self.totals,
             engine,
-            windows: self.windows.queues().to_vec(),
+            windows: Vec::new(),
         }
     }
 }
@@ -272,15 +343,17 @@ impl Observer for Store {
             queue: info.queue.clone(),
             site: info.site.clone(),
             counters: Counters::default(),
-            histograms: Histograms {
+            histograms: Arc::new(Histograms {
                 time_to_answer: Buckets::new(&b.time_to_answer),
                 rings: Buckets::new(&b.rings),
                 hold: Buckets::new(&b.hold),
                 abandon_wait: Buckets::new(&b.time_to_answer),
                 lateness: Buckets::new(&b.lateness),
-            },
+            }),
             tta_window: HdrWindow::new(self.window),
             hold_window: HdrWindow::new(self.window),
+            tta_cache: None,
+            hold_cache: None,
         });
     }
 
@@ -291,15 +364,18 @@ impl Observer for Store {
         };
         self.windows.record(id, now, &m);
         let c = &mut s.counters;
+        // A copy only when a snapshot still shares the histograms.
         let h = &mut s.histograms;
         match m {
             Measure::Offered => c.offered += 1,
             Measure::Answered { wait, rings, late } => {
                 c.answered += 1;
                 c.answered_late += u64::from(late);
+                let h = Arc::make_mut(h);
                 h.time_to_answer.record(&b.time_to_answer, wait);
                 h.rings.record(&b.rings, i64::from(rings));
                 s.tta_window.record(now, wait);
+                s.tta_cache = None;
             }
             Measure::Abandoned { wait, short } => {
                 if short {
@@ -307,7 +383,9 @@ impl Observer for Store {
                 } else {
                     c.abandoned_long += 1;
                 }
-                h.abandon_wait.record(&b.time_to_answer, wait);
+                Arc::make_mut(h)
+                    .abandon_wait
+                    .record(&b.time_to_answer, wait);
             }
             Measure::HoldSegment {
                 duration,
@@ -315,14 +393,15 @@ impl Observer for Store {
             } => {
                 c.holds += 1;
                 c.hold_exceeded += u64::from(over_limit);
-                h.hold.record(&b.hold, duration);
+                Arc::make_mut(h).hold.record(&b.hold, duration);
                 s.hold_window.record(now, duration);
+                s.hold_cache = None;
             }
             Measure::Promised => c.promised += 1,
             Measure::Resolved { outcome, lateness } => {
                 c.resolved[outcome as usize] += 1;
                 if outcome == Outcome::Late {
-                    h.lateness.record(&b.lateness, lateness);
+                    Arc::make_mut(h).lateness.record(&b.lateness, lateness);
                 }
             }
             Measure::Evicted => c.evicted += 1,
@@ -375,7 +454,8 @@ pub struct SeriesSnapshot {
     pub queue: CompactString,
     pub site: Option<CompactString>,
     pub counters: Counters,
-    pub histograms: Histograms,
+    /// Shared with the store until the series' next change.
+    pub histograms: Arc<Histograms>,
     pub live: Live,
     pub tta_quantiles: [f64; 3],
     pub hold_quantiles: [f64; 3],
@@ -389,7 +469,8 @@ pub struct Snapshot {
     pub totals: Totals,
     pub engine: EngineState,
     /// The wallboard's windows, one per queue (sites together), shared
-    /// with the store until its next measure for that queue.
+    /// with the store until its next measure for that queue; empty in a
+    /// snapshot taken without them.
     pub windows: Vec<Arc<windows::QueueWindow>>,
 }
 
@@ -426,5 +507,76 @@ mod tests {
         assert_eq!(snap.series.len(), 1);
         assert_eq!(snap.series[0].counters.offered, 1);
         assert_eq!(snap.series[0].live, Live::default());
+    }
+
+    /// A snapshot shares the histograms; a measure after it copies them,
+    /// so the snapshot keeps the figures of its own instant.
+    #[test]
+    fn a_snapshot_keeps_its_figures_after_later_measures() {
+        let s = Settings::default();
+        let mut store = Store::new(Bounds::new(&s, &BucketConfig::default()), 300_000);
+        store.new_series(0, &info("q"));
+        let answered = Measure::Answered {
+            wait: 4_000,
+            rings: 1,
+            late: false,
+        };
+        store.measure(0, 10, answered);
+        let first = store.snapshot_without_windows(Vec::new(), EngineState::default());
+        assert!(first.windows.is_empty());
+        store.measure(0, 20, answered);
+        store.measure(0, 30, Measure::Offered);
+        let second = store.snapshot(Vec::new(), EngineState::default());
+        assert_eq!(second.windows.len(), 1);
+        let (a, b) = (&first.series[0], &second.series[0]);
+        assert_eq!(a.histograms.time_to_answer.count, 1);
+        assert_eq!(b.histograms.time_to_answer.count, 2);
+        assert_eq!((a.counters.answered, a.counters.offered), (1, 0));
+        assert_eq!((b.counters.answered, b.counters.offered), (2, 1));
+        // Nothing changed since: the next snapshot shares the same buckets.
+        let third = store.snapshot_without_windows(Vec::new(), EngineState::default());
+        assert!(Arc::ptr_eq(&b.histograms, &third.series[0].histograms));
+    }
+
+    proptest::proptest! {
+        /// The cached quantiles are what the windows compute at the
+        /// snapshot's clock, whatever the records and clocks in between
+        /// (steps skipped, a step's edge hit exactly, the clock standing
+        /// still, slots rolling out of the window).
+        #[test]
+        fn cached_quantiles_are_the_windows_own(
+            steps in proptest::collection::vec((0i64..130_000, 0u8..4, 1i64..40_000), 1..60),
+        ) {
+            const WINDOW: Millis = 300_000;
+            let s = Settings::default();
+            let mut store = Store::new(Bounds::new(&s, &BucketConfig::default()), WINDOW);
+            store.new_series(0, &info("q"));
+            let (mut tta, mut hold) = (HdrWindow::new(WINDOW), HdrWindow::new(WINDOW));
+            let mut scratch = Scratch::default();
+            let mut now: Millis = 1_795_424_400_000;
+            for (dt, what, value) in steps {
+                // Half the steps land on a multiple of the HDR step.
+                now = if dt % 2 == 0 { (now + dt) / 60_000 * 60_000 } else { now + dt };
+                match what {
+                    0 => {
+                        store.measure(0, now, Measure::Answered { wait: value, rings: 1, late: false });
+                        tta.record(now, value);
+                    }
+                    1 => {
+                        store.measure(0, now, Measure::HoldSegment { duration: value, over_limit: false });
+                        hold.record(now, value);
+                    }
+                    _ => {}
+                }
+                let engine = EngineState { clock: now, ..EngineState::default() };
+                let snap = store.snapshot_without_windows(Vec::new(), engine);
+                let x = &snap.series[0];
+                let same = |a: [f64; 3], b: [f64; 3]| {
+                    a.iter().zip(&b).all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+                };
+                proptest::prop_assert!(same(x.tta_quantiles, tta.quantiles(now, &mut scratch)));
+                proptest::prop_assert!(same(x.hold_quantiles, hold.quantiles(now, &mut scratch)));
+            }
+        }
     }
 }

@@ -9,6 +9,13 @@
 //! are gathered from the registry and written by the same writer rather than
 //! the crate's `TextEncoder`: it speaks no OpenMetrics, and it spells `le` as
 //! `le="1"` where Prometheus 3 stores `le="1.0"`.
+//!
+//! A 1,000-queue scrape is about 105,000 lines, so the writer is built for
+//! that: each series' label set (`queue="q1",site="s"`) and each family's
+//! `le`/`quantile` labels are written once per scrape and then copied into
+//! every line, and values are integers (itoa) or shortest floats (zmij)
+//! spelled exactly as `format!("{v}")` spells them, into one buffer sized
+//! up front.
 
 use std::fmt::Write;
 
@@ -17,7 +24,7 @@ use prometheus::proto::{MetricFamily, MetricType};
 use super::histogram::{Buckets, QUANTILES};
 pub use super::openmetrics::Format;
 use super::openmetrics::{self, label_float, label_float_string};
-use super::{AgentCounters, Counters, SeriesSnapshot, Snapshot};
+use super::{AgentCounters, Bounds, Counters, SeriesSnapshot, Snapshot};
 use crate::event::{EventKind, Reason};
 use crate::rules::{FoldedLabel, Live, Outcome};
 
@@ -45,9 +52,18 @@ pub fn render_as(
 ) -> String {
     // Gathered first: the process collector reads /proc here.
     let families = self_metrics.gather();
-    // ~6.5 KiB per queue: reserve once instead of growing through copies.
-    let mut t = Text::with_capacity(16 * 1024 + snapshot.series.len() * 7 * 1024, format);
-    call_center(&mut t, snapshot);
+    let series: Vec<Series> = snapshot
+        .series
+        .iter()
+        .map(|x| (x, series_labels(x)))
+        .collect();
+    // Reserved once instead of grown through copies of megabytes, and
+    // generously: a line is some 48 bytes besides its series' labels, and
+    // pages never written are never touched.
+    let lines = lines_per_series(&snapshot.bounds);
+    let bytes: usize = series.iter().map(|(_, l)| lines * (l.len() + 96)).sum();
+    let mut t = Text::with_capacity(64 * 1024 + bytes, format);
+    call_center(&mut t, snapshot, &series);
     registry(&mut t, &families);
     if format == Format::OpenMetrics {
         t.out.push_str("# EOF\n");
@@ -82,32 +98,38 @@ impl<'a> Text<'a> {
 
     /// Start a sample line: the pending header, then `name` `suffix`.
     fn start(&mut self, name: &str, suffix: &str) {
-        if let Some((name, help, kind)) = self.header.take() {
-            let format = self.format;
-            let family = openmetrics::family_name(format, name, kind);
-            self.out.push_str("# HELP ");
-            self.out.push_str(family);
-            self.out.push(' ');
-            // OpenMetrics escapes `"` in help texts too.
-            escape(&mut self.out, help, format == Format::OpenMetrics);
-            self.out.push_str("\n# TYPE ");
-            self.out.push_str(family);
-            self.out.push(' ');
-            self.out.push_str(kind);
-            self.out.push('\n');
-            if format == Format::OpenMetrics {
-                if let Some(unit) = openmetrics::unit(family) {
-                    self.out.push_str("# UNIT ");
-                    self.out.push_str(family);
-                    self.out.push(' ');
-                    self.out.push_str(unit);
-                    self.out.push('\n');
-                }
-            }
+        if let Some(header) = self.header.take() {
+            self.write_header(header);
         }
         self.out.push_str(name);
         self.out.push_str(suffix);
         self.first = true;
+    }
+
+    /// Once per family, so out of the way of the per-line path.
+    #[cold]
+    fn write_header(&mut self, (name, help, kind): (&str, &str, &str)) {
+        let format = self.format;
+        let family = openmetrics::family_name(format, name, kind);
+        self.out.push_str("# HELP ");
+        self.out.push_str(family);
+        self.out.push(' ');
+        // OpenMetrics escapes `"` in help texts too.
+        escape(&mut self.out, help, format == Format::OpenMetrics);
+        self.out.push_str("\n# TYPE ");
+        self.out.push_str(family);
+        self.out.push(' ');
+        self.out.push_str(kind);
+        self.out.push('\n');
+        if format == Format::OpenMetrics {
+            if let Some(unit) = openmetrics::unit(family) {
+                self.out.push_str("# UNIT ");
+                self.out.push_str(family);
+                self.out.push(' ');
+                self.out.push_str(unit);
+                self.out.push('\n');
+            }
+        }
     }
 
     fn label(&mut self, k: &str, v: &str) {
@@ -129,34 +151,37 @@ impl<'a> Text<'a> {
         self.out.push('\n');
     }
 
-    /// One sample: `name{queue,site,extra...} value`. `series` adds the
-    /// series' `queue` (and `site`) labels.
-    fn sample(
-        &mut self,
-        name: &str,
-        suffix: &str,
-        series: Option<&SeriesSnapshot>,
-        extra: &[(&str, &str)],
-        value: f64,
-    ) {
+    /// One sample: `name{extra...} value`.
+    fn sample(&mut self, name: &str, suffix: &str, extra: &[(&str, &str)], value: f64) {
         self.start(name, suffix);
-        if let Some(x) = series {
-            self.label("queue", &x.queue);
-            if let Some(site) = &x.site {
-                self.label("site", site);
-            }
-        }
         for (k, v) in extra {
             self.label(k, v);
         }
         self.value(value);
     }
 
+    /// One sample of a series: `name{labels,extra} value`, both label sets
+    /// already written out (see [`series_labels`], [`pair`]; `extra` may be
+    /// empty).
+    fn line(&mut self, name: &str, suffix: &str, labels: &str, extra: &str, value: impl Spell) {
+        self.start(name, suffix);
+        let out = &mut self.out;
+        out.push('{');
+        out.push_str(labels);
+        if !extra.is_empty() {
+            out.push(',');
+            out.push_str(extra);
+        }
+        out.push_str("} ");
+        value.spell(out);
+        out.push('\n');
+    }
+
     fn histogram(
         &mut self,
         name: &'static str,
         help: &'static str,
-        series: &[SeriesSnapshot],
+        series: &[Series],
         bounds: &[i64],
         unit: f64,
         get: impl Fn(&SeriesSnapshot) -> &Buckets,
@@ -164,22 +189,16 @@ impl<'a> Text<'a> {
         self.family(name, help, "histogram");
         let les: Vec<String> = bounds
             .iter()
-            .map(|b| label_float_string(*b as f64 / unit))
+            .map(|b| pair("le", &label_float_string(*b as f64 / unit)))
             .collect();
-        for x in series {
+        for (x, labels) in series {
             let data = get(x);
             for (le, n) in les.iter().zip(data.cumulative()) {
-                self.sample(name, "_bucket", Some(x), &[("le", le)], n as f64);
+                self.line(name, "_bucket", labels, le, n);
             }
-            self.sample(
-                name,
-                "_bucket",
-                Some(x),
-                &[("le", "+Inf")],
-                data.count as f64,
-            );
-            self.sample(name, "_sum", Some(x), &[], data.sum as f64 / unit);
-            self.sample(name, "_count", Some(x), &[], data.count as f64);
+            self.line(name, "_bucket", labels, "le=\"+Inf\"", data.count);
+            self.line(name, "_sum", labels, "", data.sum as f64 / unit);
+            self.line(name, "_count", labels, "", data.count);
         }
     }
 
@@ -191,18 +210,18 @@ impl<'a> Text<'a> {
         &mut self,
         name: &'static str,
         help: &'static str,
-        series: &[SeriesSnapshot],
+        series: &[Series],
         get: impl Fn(&SeriesSnapshot) -> (&[f64; 3], &Buckets),
     ) {
         self.family(name, help, "summary");
-        let qs = QUANTILES.map(label_float_string);
-        for x in series {
+        let qs = QUANTILES.map(|q| pair("quantile", &label_float_string(q)));
+        for (x, labels) in series {
             let (values, totals) = get(x);
             for (q, v) in qs.iter().zip(values) {
-                self.sample(name, "", Some(x), &[("quantile", q)], *v);
+                self.line(name, "", labels, q, *v);
             }
-            self.sample(name, "_sum", Some(x), &[], totals.sum as f64 / 1000.0);
-            self.sample(name, "_count", Some(x), &[], totals.count as f64);
+            self.line(name, "_sum", labels, "", totals.sum as f64 / 1000.0);
+            self.line(name, "_count", labels, "", totals.count);
         }
     }
 
@@ -323,20 +342,120 @@ fn escape(out: &mut String, s: &str, quotes: bool) {
     }
 }
 
-/// Values as the text format spells them.
+/// A series and its label set as written (see [`series_labels`]).
+type Series<'a> = (&'a SeriesSnapshot, String);
+
+/// `queue="..."` and, when it has one, `,site="..."`: the labels every
+/// sample of the series starts with.
+fn series_labels(x: &SeriesSnapshot) -> String {
+    let mut out = String::with_capacity(x.queue.len() + 32);
+    out.push_str(&pair("queue", &x.queue));
+    if let Some(site) = &x.site {
+        out.push(',');
+        out.push_str(&pair("site", site));
+    }
+    out
+}
+
+/// One label as written: `k="v"`, `v` escaped.
+fn pair(k: &str, v: &str) -> String {
+    let mut out = String::with_capacity(k.len() + v.len() + 3);
+    out.push_str(k);
+    out.push_str("=\"");
+    escape(&mut out, v, true);
+    out.push('"');
+    out
+}
+
+/// Below this, every integer is an `f64` of its own, so its shortest
+/// digits are its own digits and itoa spells it as `{v}` does.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+/// A sample's value, written as the text format spells it.
+trait Spell {
+    fn spell(self, out: &mut String);
+}
+
+impl Spell for f64 {
+    fn spell(self, out: &mut String) {
+        number(out, self);
+    }
+}
+
+/// A count, spelled as the `f64` it was always shown as.
+impl Spell for u64 {
+    fn spell(self, out: &mut String) {
+        if self < EXACT_INTEGERS as u64 {
+            out.push_str(itoa::Buffer::new().format(self));
+        } else {
+            number(out, self as f64);
+        }
+    }
+}
+
+/// Values as the text format spells them: `format!("{v}")` (never an
+/// exponent), but for NaN and the infinities. Integers (counts, mostly)
+/// go through itoa and other finite values through zmij's shortest
+/// digits, which are Rust's; zmij's exponent form (tiny and huge values),
+/// its `.0` on integers and its ties (below) are left to `{v}`.
 fn number(out: &mut String, v: f64) {
+    // One conversion tells integers from the rest (`fract` is a libm call).
+    if v.abs() < EXACT_INTEGERS {
+        let i = v as i64;
+        if i as f64 == v {
+            if i != 0 || v.is_sign_positive() {
+                out.push_str(itoa::Buffer::new().format(i));
+                return;
+            }
+        } else {
+            fraction(out, v);
+            return;
+        }
+    }
     if v.is_nan() {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else {
+        // -0, and integers past 2^53 (whose shortest digits end in zeros).
         let _ = write!(out, "{v}");
     }
 }
 
-fn call_center(t: &mut Text, s: &Snapshot) {
-    let series = &s.series;
+/// A finite value with a fractional part.
+fn fraction(out: &mut String, v: f64) {
+    let mut buffer = zmij::Buffer::new();
+    let digits = buffer.format_finite(v);
+    // With 16 or 17 significant digits, two shortest candidates can be
+    // equally near `v`, and zmij and Rust break that tie differently;
+    // with 15 or fewer the rounding interval is too narrow to hold two.
+    let significant = digits
+        .trim_start_matches(['-', '0', '.'])
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .count();
+    if digits.contains('e') || significant > 15 {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(digits);
+    }
+}
 
+/// Sample lines each series has (see [`call_center`]).
+fn lines_per_series(b: &Bounds) -> usize {
+    // A histogram: its buckets, +Inf, _sum and _count.
+    let histogram = |bounds: &[i64]| bounds.len() + 3;
+    2 * histogram(&b.time_to_answer)
+        + histogram(&b.rings)
+        + histogram(&b.hold)
+        + histogram(&b.lateness)
+        // counters, abandoned by short, resolved by outcome, evicted
+        + 6 + 2 + Outcome::ALL.len() + 1
+        // live gauges, two summaries
+        + 9 + 2 * (QUANTILES.len() + 2)
+}
+
+fn call_center(t: &mut Text, s: &Snapshot, series: &[Series]) {
     // Histograms: durations are kept in milliseconds and shown in seconds.
     let b = &s.bounds;
     t.histogram(
@@ -411,8 +530,8 @@ fn call_center(t: &mut Text, s: &Snapshot) {
     ];
     for (name, help, get) in counters {
         t.family(name, help, "counter");
-        for x in series {
-            t.sample(name, "", Some(x), &[], get(&x.counters) as f64);
+        for (x, labels) in series {
+            t.line(name, "", labels, "", get(&x.counters));
         }
     }
     let name = "ringwatch_calls_abandoned_total";
@@ -421,22 +540,10 @@ fn call_center(t: &mut Text, s: &Snapshot) {
         "Calls that ended before a person answered (short: waited under short_abandon).",
         "counter",
     );
-    for x in series {
+    for (x, labels) in series {
         let c = &x.counters;
-        t.sample(
-            name,
-            "",
-            Some(x),
-            &[("short", "true")],
-            c.abandoned_short as f64,
-        );
-        t.sample(
-            name,
-            "",
-            Some(x),
-            &[("short", "false")],
-            c.abandoned_long as f64,
-        );
+        t.line(name, "", labels, "short=\"true\"", c.abandoned_short);
+        t.line(name, "", labels, "short=\"false\"", c.abandoned_long);
     }
     let name = "ringwatch_callbacks_resolved_total";
     t.family(
@@ -444,10 +551,10 @@ fn call_center(t: &mut Text, s: &Snapshot) {
         "Callback promises that reached their one outcome.",
         "counter",
     );
-    for x in series {
-        for o in Outcome::ALL {
-            let v = x.counters.resolved[o as usize] as f64;
-            t.sample(name, "", Some(x), &[("outcome", o.as_str())], v);
+    let outcomes = Outcome::ALL.map(|o| pair("outcome", o.as_str()));
+    for (x, labels) in series {
+        for (o, outcome) in Outcome::ALL.into_iter().zip(&outcomes) {
+            t.line(name, "", labels, outcome, x.counters.resolved[o as usize]);
         }
     }
     let name = "ringwatch_calls_evicted_total";
@@ -456,8 +563,8 @@ fn call_center(t: &mut Text, s: &Snapshot) {
         "Calls dropped after call_ttl without any event.",
         "counter",
     );
-    for x in series {
-        t.sample(name, "", Some(x), &[], x.counters.evicted as f64);
+    for (x, labels) in series {
+        t.line(name, "", labels, "", x.counters.evicted);
     }
 
     // Event accounting.
@@ -468,7 +575,6 @@ fn call_center(t: &mut Text, s: &Snapshot) {
         t.sample(
             name,
             "",
-            None,
             &[("type", k.as_str())],
             totals.received[k.index()] as f64,
         );
@@ -479,7 +585,6 @@ fn call_center(t: &mut Text, s: &Snapshot) {
         t.sample(
             name,
             "",
-            None,
             &[("reason", r.as_str())],
             totals.rejected[r.index()] as f64,
         );
@@ -490,7 +595,7 @@ fn call_center(t: &mut Text, s: &Snapshot) {
         "Events dropped as repeats of an already applied event_id.",
         "counter",
     );
-    t.sample(name, "", None, &[], totals.duplicates as f64);
+    t.sample(name, "", &[], totals.duplicates as f64);
     let name = "ringwatch_label_values_folded_total";
     t.family(
         name,
@@ -501,7 +606,6 @@ fn call_center(t: &mut Text, s: &Snapshot) {
         t.sample(
             name,
             "",
-            None,
             &[("label", l.as_str())],
             totals.folded[l as usize] as f64,
         );
@@ -534,7 +638,7 @@ fn call_center(t: &mut Text, s: &Snapshot) {
     for (name, help, get) in agent_counters {
         t.family(name, help, "counter");
         for a in &s.agents {
-            t.sample(name, "", None, &[("agent", &a.agent)], get(a) as f64);
+            t.sample(name, "", &[("agent", &a.agent)], get(a) as f64);
         }
     }
     let name = "ringwatch_agent_callbacks_resolved_total";
@@ -546,13 +650,7 @@ fn call_center(t: &mut Text, s: &Snapshot) {
     for a in &s.agents {
         for o in Outcome::ALL {
             let v = a.resolved[o as usize] as f64;
-            t.sample(
-                name,
-                "",
-                None,
-                &[("agent", &a.agent), ("outcome", o.as_str())],
-                v,
-            );
+            t.sample(name, "", &[("agent", &a.agent), ("outcome", o.as_str())], v);
         }
     }
 
@@ -604,8 +702,8 @@ fn call_center(t: &mut Text, s: &Snapshot) {
     ];
     for (name, help, get) in live {
         t.family(name, help, "gauge");
-        for x in series {
-            t.sample(name, "", Some(x), &[], get(&x.live));
+        for (x, labels) in series {
+            t.line(name, "", labels, "", get(&x.live));
         }
     }
     t.summary(
@@ -647,7 +745,7 @@ fn call_center(t: &mut Text, s: &Snapshot) {
     ];
     for (name, help, v) in engine {
         t.family(name, help, "gauge");
-        t.sample(name, "", None, &[], v);
+        t.sample(name, "", &[], v);
     }
 }
 
@@ -734,12 +832,71 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// Byte for byte what `format!("{v}")` writes (the format's spelling
+        /// before the fast paths), over every finite value and the values a
+        /// scrape writes most: counts and milliseconds shown in seconds.
+        #[test]
+        fn numbers_are_spelled_as_display_spells_them(
+            v in proptest::num::f64::ANY,
+            n in proptest::num::i64::ANY,
+            ms in -10_000_000_000_000i64..10_000_000_000_000,
+        ) {
+            for v in [v, n as f64, ms as f64 / 1000.0, ms as f64, n as f64 / 1000.0] {
+                if v.is_finite() {
+                    let mut out = String::new();
+                    number(&mut out, v);
+                    proptest::prop_assert_eq!(out, format!("{v}"));
+                }
+            }
+            for c in [n as u64, n as u64 >> 11, ms.unsigned_abs()] {
+                let mut out = String::new();
+                c.spell(&mut out);
+                proptest::prop_assert_eq!(out, format!("{}", c as f64));
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_at_the_fast_paths_edges() {
+        let edges = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            EXACT_INTEGERS - 1.0,
+            EXACT_INTEGERS,
+            EXACT_INTEGERS + 2.0,
+            -EXACT_INTEGERS + 1.0,
+            u64::MAX as f64,
+            i64::MIN as f64,
+            1e15 + 0.5,
+            1e16,
+            1e-7,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            1795424400.123,
+            0.1 + 0.2,
+            // A tie: zmij writes .2, Rust .3.
+            1734825042059437185.0 / 1000.0,
+            123456789012345.6,
+            0.000123456789012345,
+        ];
+        for v in edges {
+            let mut out = String::new();
+            number(&mut out, v);
+            assert_eq!(out, format!("{v}"), "{v:e}");
+        }
+    }
+
     #[test]
     fn empty_families_leave_no_header() {
         let mut t = Text::with_capacity(0, Format::Text);
         t.family("a_total", "A.", "counter");
         t.family("b_total", "B.", "counter");
-        t.sample("b_total", "", None, &[("x", "y")], 2.0);
+        t.sample("b_total", "", &[("x", "y")], 2.0);
         assert_eq!(
             t.out,
             "# HELP b_total B.\n# TYPE b_total counter\nb_total{x=\"y\"} 2\n"
