@@ -286,7 +286,11 @@ fn memory_case(with_ids: bool) {
         let after = rss_bytes();
         println!(
             "{N} waiting calls{}: RSS {:.1} MiB -> {:.1} MiB = {:.1} bytes per call",
-            if with_ids { " with event_ids" } else { " (no event_id)" },
+            if with_ids {
+                " with event_ids"
+            } else {
+                " (no event_id)"
+            },
             before as f64 / 1_048_576.0,
             after as f64 / 1_048_576.0,
             (after - before) as f64 / N as f64

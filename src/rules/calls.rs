@@ -10,6 +10,7 @@ use siphasher::sip::SipHasher13;
 
 use super::expiring::ExpiringSet;
 use super::gauges::{Gauges, LaneKind};
+use super::ordered::Pool;
 use super::{AgentId, AgentMeasure, Call, CallState, Engine, Measure, Observer, Reject};
 use crate::event::{EndReason, Id, Millis, Reason};
 
@@ -18,6 +19,7 @@ const UNKNOWN_CALL: Reject = Reject::new(
     "names a call that was never offered (or was evicted after call_ttl)",
 );
 const AFTER_END: Reject = Reject::new(Reason::InvalidTransition, "the call has already ended");
+const CAPACITY: Reject = Reject::new(Reason::Capacity, "max_calls calls are already in flight");
 const BACKWARDS: Reject = Reject::new(
     Reason::TimeGoesBackwards,
     "is earlier than the call's previous event",
@@ -42,10 +44,7 @@ impl Engine {
             ));
         }
         if self.calls.len() >= self.settings.max_calls {
-            return Err(Reject::new(
-                Reason::Capacity,
-                "max_calls calls are already in flight",
-            ));
+            return Err(CAPACITY);
         }
         let series = self.series_for(queue, site, obs);
         let c = Call {
@@ -56,10 +55,7 @@ impl Engine {
             state: CallState::Waiting,
         };
         let Some(h) = self.calls.insert(call.into(), c) else {
-            return Err(Reject::new(
-                Reason::Capacity,
-                "max_calls calls are already in flight",
-            ));
+            return Err(CAPACITY);
         };
         enter(&mut self.gauges, h, &c, now);
         obs.measure(series, now, Measure::Offered);
@@ -327,9 +323,7 @@ pub(super) fn enter(gauges: &mut Gauges, h: Handle, c: &Call, now: Millis) {
             gauges.enter_call(c.series, LaneKind::Waiting, c.offered, h, c.agent, now)
         }
         CallState::Talking => gauges.talking(c.series, true),
-        CallState::OnHold => {
-            gauges.enter_call(c.series, LaneKind::OnHold, c.last, h, c.agent, now)
-        }
+        CallState::OnHold => gauges.enter_call(c.series, LaneKind::OnHold, c.last, h, c.agent, now),
     }
 }
 
@@ -351,7 +345,7 @@ fn restate(gauges: &mut Gauges, h: Handle, before: &Call, after: &Call, now: Mil
 /// is in flight (the lanes and the eviction timers name calls by it).
 pub(super) type Handle = u32;
 
-/// The calls in flight, by id: one slot per call, in a vector, holding the
+/// The calls in flight, by id: one slot per call, in a [`Pool`], holding the
 /// id and the call (56 bytes), and an open-addressing index of 8-byte
 /// entries (the slot and 32 bits of the id's hash) at most half full, so a
 /// call costs about 56 + 2 * 8 to 4 * 8 bytes, the id stored once.
@@ -363,7 +357,7 @@ pub(super) type Handle = u32;
 /// `HashMap`, it keeps the room of its busiest moment.
 #[derive(Clone)]
 pub(super) struct CallTable {
-    slots: Vec<Slot>,
+    slots: Pool<Slot>,
     /// The first free slot, or [`NO_SLOT`].
     free: u32,
     /// `hash << 32 | slot`, or [`EMPTY`]; a power of two long.
@@ -373,7 +367,7 @@ pub(super) struct CallTable {
 }
 
 #[derive(Clone)]
-enum Slot {
+pub(super) enum Slot {
     Live { id: Id, call: Call },
     Free { next: u32 },
 }
@@ -386,7 +380,7 @@ impl Default for CallTable {
     fn default() -> Self {
         let seed = RandomState::new();
         CallTable {
-            slots: Vec::new(),
+            slots: Pool::default(),
             free: NO_SLOT,
             index: Vec::new(),
             len: 0,
@@ -448,14 +442,14 @@ impl CallTable {
 
     pub(super) fn find_mut(&mut self, id: &str) -> Option<(Handle, &mut Call)> {
         let (_, h) = self.locate(id)?;
-        match self.slots.get_mut(h as usize) {
+        match self.slots.get_mut(h) {
             Some(Slot::Live { call, .. }) => Some((h, call)),
             _ => None,
         }
     }
 
     pub(super) fn get_handle(&self, h: Handle) -> Option<&Call> {
-        match self.slots.get(h as usize) {
+        match self.slots.get(h) {
             Some(Slot::Live { call, .. }) => Some(call),
             _ => None,
         }
@@ -463,7 +457,7 @@ impl CallTable {
 
     /// The id of the call in slot `h`.
     pub(super) fn id(&self, h: Handle) -> Option<&Id> {
-        match self.slots.get(h as usize) {
+        match self.slots.get(h) {
             Some(Slot::Live { id, .. }) => Some(id),
             _ => None,
         }
@@ -473,7 +467,7 @@ impl CallTable {
     /// its handle; `None` only past 2^32 - 1 slots, which no cap allows.
     pub(super) fn insert(&mut self, id: Id, call: Call) -> Option<Handle> {
         if let Some((_, h)) = self.locate(&id) {
-            if let Some(Slot::Live { call: old, .. }) = self.slots.get_mut(h as usize) {
+            if let Some(Slot::Live { call: old, .. }) = self.slots.get_mut(h) {
                 *old = call;
             }
             return Some(h);
@@ -485,16 +479,14 @@ impl CallTable {
         let slot = Slot::Live { id, call };
         let h = if self.free != NO_SLOT {
             let h = self.free;
-            let cell = self.slots.get_mut(h as usize)?;
+            let cell = self.slots.get_mut(h)?;
             if let Slot::Free { next } = cell {
                 self.free = *next;
             }
             *cell = slot;
             h
         } else {
-            let h = u32::try_from(self.slots.len()).ok().filter(|&h| h != NO_SLOT)?;
-            self.slots.push(slot);
-            h
+            self.slots.push(slot)?
         };
         self.place(u64::from(hash) << 32 | u64::from(h));
         self.len += 1;
@@ -538,7 +530,7 @@ impl CallTable {
     }
 
     fn free_slot(&mut self, h: Handle) -> Option<Call> {
-        let cell = self.slots.get_mut(h as usize)?;
+        let cell = self.slots.get_mut(h)?;
         match std::mem::replace(cell, Slot::Free { next: self.free }) {
             Slot::Live { call, .. } => {
                 self.free = h;
@@ -584,7 +576,7 @@ impl CallTable {
 
     /// Every call in flight with its id, in slot order; of exact length
     /// (a snapshot writes the count first).
-    pub(super) fn iter(&self) -> Iter<'_> {
+    pub(super) fn iter(&self) -> Iter<impl Iterator<Item = &Slot>> {
         Iter {
             slots: self.slots.iter(),
             left: self.len,
@@ -593,7 +585,7 @@ impl CallTable {
 
     /// Every call in flight with its handle.
     pub(super) fn handles(&self) -> impl Iterator<Item = (Handle, &Call)> {
-        (0..).zip(&self.slots).filter_map(|(h, s)| match s {
+        (0..).zip(self.slots.iter()).filter_map(|(h, s)| match s {
             Slot::Live { call, .. } => Some((h, call)),
             Slot::Free { .. } => None,
         })
@@ -607,12 +599,12 @@ impl CallTable {
     }
 }
 
-pub(super) struct Iter<'a> {
-    slots: std::slice::Iter<'a, Slot>,
+pub(super) struct Iter<S> {
+    slots: S,
     left: usize,
 }
 
-impl<'a> Iterator for Iter<'a> {
+impl<'a, S: Iterator<Item = &'a Slot>> Iterator for Iter<S> {
     type Item = (&'a Id, &'a Call);
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -630,7 +622,7 @@ impl<'a> Iterator for Iter<'a> {
     }
 }
 
-impl ExactSizeIterator for Iter<'_> {}
+impl<'a, S: Iterator<Item = &'a Slot>> ExactSizeIterator for Iter<S> {}
 
 impl FromIterator<(Id, Call)> for CallTable {
     fn from_iter<I: IntoIterator<Item = (Id, Call)>>(iter: I) -> Self {
@@ -646,7 +638,87 @@ impl FromIterator<(Id, Call)> for CallTable {
 mod tests {
     use super::super::tests::{ev as at, Recorded};
     use super::super::*;
+    use super::{CallTable, Slot};
     use crate::event::{Body, EndReason};
+    use proptest::prelude::*;
+
+    fn call(n: u8) -> Call {
+        Call {
+            series: u32::from(n),
+            agent: None,
+            offered: 0,
+            last: Millis::from(n),
+            state: CallState::Waiting,
+        }
+    }
+
+    #[test]
+    fn a_slot_holds_the_id_and_the_call_and_nothing_more() {
+        assert_eq!(std::mem::size_of::<Call>(), 32);
+        assert_eq!(std::mem::size_of::<Slot>(), 56);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u16, u8),
+        Remove(u16),
+        RemoveHandle(u16),
+    }
+
+    proptest! {
+        /// The table is a map: against `HashMap`, over a key space narrow
+        /// enough that probes collide, removals shift and slots are reused.
+        #[test]
+        fn behaves_as_a_hashmap(ops in proptest::collection::vec(
+            prop_oneof![
+                3 => (0u16..200, any::<u8>()).prop_map(|(k, v)| Op::Insert(k, v)),
+                2 => (0u16..200).prop_map(Op::Remove),
+                1 => (0u16..200).prop_map(Op::RemoveHandle),
+            ],
+            0..600,
+        )) {
+            let mut t = CallTable::default();
+            let mut m: HashMap<Id, (u32, u8)> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        let id = Id::from(format!("call-{k}"));
+                        let h = t.insert(id.clone(), call(v));
+                        prop_assert!(h.is_some());
+                        let h = h.unwrap_or_default();
+                        if let Some(&(old, _)) = m.get(&id) {
+                            prop_assert_eq!(old, h, "a call keeps its handle");
+                        }
+                        m.insert(id, (h, v));
+                    }
+                    Op::Remove(k) => {
+                        let id = format!("call-{k}");
+                        let got = t.remove(&id).map(|(h, c)| (h, c.series as u8));
+                        prop_assert_eq!(got, m.remove(id.as_str()));
+                    }
+                    Op::RemoveHandle(h) => {
+                        let h = u32::from(h % 64);
+                        let id = m.iter().find(|(_, (mh, _))| *mh == h).map(|(id, _)| id.clone());
+                        let want = id.and_then(|id| m.remove(&id)).map(|(_, v)| v);
+                        prop_assert_eq!(t.remove_handle(h).map(|c| c.series as u8), want);
+                    }
+                }
+                prop_assert_eq!(t.len(), m.len());
+            }
+            for (id, &(h, v)) in &m {
+                prop_assert_eq!(t.get(id).map(|c| c.series as u8), Some(v));
+                prop_assert_eq!(t.id(h), Some(id));
+                prop_assert!(t.contains_key(id));
+            }
+            prop_assert!(!t.contains_key("call-none"));
+            let mut listed: Vec<_> = t.iter().map(|(id, c)| (id.clone(), c.series as u8)).collect();
+            listed.sort();
+            let mut want: Vec<_> = m.iter().map(|(id, &(_, v))| (id.clone(), v)).collect();
+            want.sort();
+            prop_assert_eq!(t.iter().len(), want.len());
+            prop_assert_eq!(listed, want);
+        }
+    }
 
     /// Calls answered and ended at once, stamped in the year 9999 (their
     /// eviction timers never come up), in a loop: the heap of timers stays

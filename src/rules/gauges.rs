@@ -4,7 +4,7 @@
 //! gauges or the alert conditions costs nothing per call that is not
 //! changing state, and a tick costs only what comes due.
 //!
-//! Each index (a "lane") holds `(start, id)`: when the call was offered, when
+//! Each index (a "lane") holds `(start, subject)`: when the call was offered, when
 //! its hold began, or when the promise is due; holds and promises also keep
 //! the agent an alert names (it cannot change while the subject is in the
 //! lane, and keeping it here spares an alert check a lookup per subject; a
@@ -653,10 +653,13 @@ mod tests {
         adv(&mut g, 41);
         assert_eq!(g.live(41)[0].callbacks_overdue, 3);
         assert!(g.crossing.is_empty());
-        let subjects: Vec<_> = g.past_limit().map(|p| match p.subject {
-            Subject::Promise(id) => id.to_string(),
-            Subject::Call(h) => h.to_string(),
-        }).collect();
+        let subjects: Vec<_> = g
+            .past_limit()
+            .map(|p| match p.subject {
+                Subject::Promise(id) => id.to_string(),
+                Subject::Call(h) => h.to_string(),
+            })
+            .collect();
         assert_eq!(subjects, ["p0", "p2", "p4"]);
     }
 }

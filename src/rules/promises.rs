@@ -146,7 +146,12 @@ impl Engine {
     /// clock passes that moment: `expired` are those the clock just passed
     /// (by their lane, which takes them off) as (moment, promise), in the
     /// order they are missed.
-    pub(super) fn missed(&mut self, expired: &[(Millis, Id)], now: Millis, obs: &mut impl Observer) {
+    pub(super) fn missed(
+        &mut self,
+        expired: &[(Millis, Id)],
+        now: Millis,
+        obs: &mut impl Observer,
+    ) {
         for (_, id) in expired {
             if let Some(p) = self.promises.get(id) {
                 let p = *p;
