@@ -45,6 +45,7 @@ impl<T> Default for Pool<T> {
 }
 
 impl<T> Pool<T> {
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.len
     }
