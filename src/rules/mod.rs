@@ -524,7 +524,7 @@ impl Engine {
         // Lanes order calls of the same moment by handle: by id here, the
         // order the alerts are listed in (`since` is the lane's start plus
         // its one limit, so this keeps the lanes' order otherwise).
-        out.sort_by(|a, b| {
+        out.sort_unstable_by(|a, b| {
             (a.series, a.kind as u8, a.since, &a.subject).cmp(&(
                 b.series,
                 b.kind as u8,
