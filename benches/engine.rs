@@ -17,11 +17,18 @@
 //!   their limits: a constant churn next to the static population.
 //! - `live` (the engine's gauges alone), `scrape` (the gauges and the
 //!   store's snapshot), `alerts`: reads at a fixed clock.
+//!
+//! `cargo bench --bench engine -- memory` instead measures what a waiting
+//! call costs in resident memory, in process: 1,000,000 `call.offered` (10
+//! queues, 10 ms apart, event clock) applied to a fresh engine, the VmRSS
+//! delta divided by the calls; without `event_id`, then with one each (the
+//! de-duplication window holds the ids too). The daemon's figure is
+//! `cargo bench --bench load -- memory`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 
 use ringwatch::event::{Event, Millis};
 use ringwatch::ingest::decode::decode_frame;
@@ -222,5 +229,90 @@ fn engine(c: &mut Criterion) {
     g.finish();
 }
 
+/// VmRSS in bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Resident bytes per waiting call, as `benches/load.rs` builds them; each
+/// case in a fresh process, so that neither inherits the other's heap.
+fn memory() {
+    for case in ["memory-no-ids", "memory-ids"] {
+        let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .arg(case)
+            .status()
+            .expect("run the memory case");
+        assert!(status.success(), "{case}: {status}");
+    }
+}
+
+fn memory_case(with_ids: bool) {
+    const N: u64 = 1_000_000;
+    {
+        let s = Settings {
+            clock: ClockMode::Event,
+            max_calls: 2_000_000,
+            ..Settings::default()
+        };
+        let mut store = Store::new(Bounds::new(&s, &BucketConfig::default()), 300_000);
+        let mut engine = Engine::new(s);
+        let before = rss_bytes();
+        let mut json = Vec::with_capacity(1_000);
+        for k in 0..N {
+            let ts = T + k as Millis * 10;
+            let eid = if with_ids {
+                format!(r#","event_id":"me{k}""#)
+            } else {
+                String::new()
+            };
+            json.push(format!(
+                r#"{{"type":"call.offered","ts":{ts},"call_id":"m{k}","queue":"q{}"{eid}}}"#,
+                k % 10
+            ));
+            if json.len() == 1_000 {
+                apply_json(&mut engine, &mut store, std::mem::take(&mut json), 0);
+            }
+        }
+        apply_json(&mut engine, &mut store, json, 0);
+        assert_eq!(engine.calls_in_flight() as u64, N);
+        let after = rss_bytes();
+        println!(
+            "{N} waiting calls{}: RSS {:.1} MiB -> {:.1} MiB = {:.1} bytes per call",
+            if with_ids {
+                " with event_ids"
+            } else {
+                " (no event_id)"
+            },
+            before as f64 / 1_048_576.0,
+            after as f64 / 1_048_576.0,
+            (after - before) as f64 / N as f64
+        );
+        black_box((engine, store));
+    }
+}
+
 criterion_group!(benches, engine);
-criterion_main!(benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for (arg, run) in [
+        ("memory", memory as fn()),
+        ("memory-no-ids", || memory_case(false)),
+        ("memory-ids", || memory_case(true)),
+    ] {
+        if args.iter().any(|a| a == arg) {
+            run();
+            return;
+        }
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

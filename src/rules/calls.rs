@@ -1,11 +1,16 @@
 //! The call state machine: offered -> answered -> (hold_started -> hold_ended)* -> ended,
-//! what each transition measures, and the eviction of calls left idle.
+//! what each transition measures, and the eviction of calls left idle; and
+//! the table the calls in flight live in ([`CallTable`]).
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::BinaryHeap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+
+use siphasher::sip::SipHasher13;
 
 use super::expiring::ExpiringSet;
 use super::gauges::{Gauges, LaneKind};
+use super::ordered::Pool;
 use super::{AgentId, AgentMeasure, Call, CallState, Engine, Measure, Observer, Reject};
 use crate::event::{EndReason, Id, Millis, Reason};
 
@@ -14,6 +19,7 @@ const UNKNOWN_CALL: Reject = Reject::new(
     "names a call that was never offered (or was evicted after call_ttl)",
 );
 const AFTER_END: Reject = Reject::new(Reason::InvalidTransition, "the call has already ended");
+const CAPACITY: Reject = Reject::new(Reason::Capacity, "max_calls calls are already in flight");
 const BACKWARDS: Reject = Reject::new(
     Reason::TimeGoesBackwards,
     "is earlier than the call's previous event",
@@ -38,10 +44,7 @@ impl Engine {
             ));
         }
         if self.calls.len() >= self.settings.max_calls {
-            return Err(Reject::new(
-                Reason::Capacity,
-                "max_calls calls are already in flight",
-            ));
+            return Err(CAPACITY);
         }
         let series = self.series_for(queue, site, obs);
         let c = Call {
@@ -51,8 +54,10 @@ impl Engine {
             last: ts,
             state: CallState::Waiting,
         };
-        self.calls.insert(call.into(), c);
-        enter(&mut self.gauges, call, &c, now);
+        let Some(h) = self.calls.insert(call.into(), c) else {
+            return Err(CAPACITY);
+        };
+        enter(&mut self.gauges, h, &c, now);
         obs.measure(series, now, Measure::Offered);
         Ok(())
     }
@@ -65,7 +70,7 @@ impl Engine {
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let c = call_at(&mut self.calls, &self.ended, call, ts)?;
+        let (h, c) = call_at(&mut self.calls, &self.ended, call, ts)?;
         if c.state != CallState::Waiting {
             return Err(Reject::new(
                 Reason::InvalidTransition,
@@ -79,8 +84,8 @@ impl Engine {
         c.state = CallState::Talking;
         c.last = ts;
         c.agent = agent;
-        restate(&mut self.gauges, call, &before, c, now);
-        self.arm_idle(call, ts);
+        restate(&mut self.gauges, h, &before, c, now);
+        self.arm_idle(h, ts);
         let late = rings > limits.max_rings;
         obs.measure(before.series, now, Measure::Answered { wait, rings, late });
         self.attribute(agent, AgentMeasure::Answered { late }, obs);
@@ -95,7 +100,7 @@ impl Engine {
         now: Millis,
         _obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let c = call_at(&mut self.calls, &self.ended, call, ts)?;
+        let (h, c) = call_at(&mut self.calls, &self.ended, call, ts)?;
         match c.state {
             CallState::Talking => {
                 let before = *c;
@@ -103,7 +108,7 @@ impl Engine {
                 c.last = ts;
                 // The agent who puts the caller on hold owns the hold.
                 c.agent = agent.or(c.agent);
-                restate(&mut self.gauges, call, &before, c, now);
+                restate(&mut self.gauges, h, &before, c, now);
                 Ok(())
             }
             CallState::Waiting => Err(Reject::new(
@@ -124,7 +129,7 @@ impl Engine {
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let c = call_at(&mut self.calls, &self.ended, call, ts)?;
+        let (h, c) = call_at(&mut self.calls, &self.ended, call, ts)?;
         if c.state != CallState::OnHold {
             return Err(Reject::new(
                 Reason::InvalidTransition,
@@ -135,9 +140,9 @@ impl Engine {
         let before = *c;
         c.state = CallState::Talking;
         c.last = ts;
-        restate(&mut self.gauges, call, &before, c, now);
+        restate(&mut self.gauges, h, &before, c, now);
         let (series, agent) = (c.series, c.agent);
-        self.arm_idle(call, ts);
+        self.arm_idle(h, ts);
         self.hold_segment(series, agent, ts - since, now, obs);
         Ok(())
     }
@@ -150,9 +155,10 @@ impl Engine {
         now: Millis,
         obs: &mut impl Observer,
     ) -> Result<(), Reject> {
-        let c = *call_at(&mut self.calls, &self.ended, call, ts)?;
-        self.calls.remove(call);
-        leave(&mut self.gauges, call, &c, now);
+        let (h, c) = call_at(&mut self.calls, &self.ended, call, ts)?;
+        let c = *c;
+        self.calls.remove_handle(h);
+        leave(&mut self.gauges, h, &c, now);
         self.ended.insert(call, now);
         let limits = self.series.get(c.series).limits;
         match c.state {
@@ -198,32 +204,38 @@ impl Engine {
         self.attribute(agent, AgentMeasure::HoldSegment { over_limit }, obs);
     }
 
-    /// Start the eviction timer of a call that starts talking at `last`.
-    /// The entry of a call that ends or goes on hold stays until it comes
-    /// up, `call_ttl` after `last` (never, for a `ts` in the year 9999), so
-    /// calls answered and ended in a loop would grow the heap without end:
-    /// once its entries outnumber the calls in flight twice over it is
-    /// rebuilt, one entry per talking call. It stays within twice
+    /// Start the eviction timer of call `h`, which starts talking at
+    /// `last`. The entry of a call that ends or goes on hold stays until it
+    /// comes up, `call_ttl` after `last` (never, for a `ts` in the year
+    /// 9999), so calls answered and ended in a loop would grow the heap
+    /// without end: once its entries outnumber the calls in flight twice
+    /// over it is rebuilt, one entry per talking call. It stays within twice
     /// `max_calls` (plus a floor that keeps rebuilds rare), at an amortized
-    /// constant cost per call.
-    fn arm_idle(&mut self, call: &str, last: Millis) {
+    /// constant cost per call. An entry names the call by its handle, which
+    /// a later call may take: an entry counts only if the call in that slot
+    /// is talking and due at the entry's moment, and then it is due.
+    fn arm_idle(&mut self, h: Handle, last: Millis) {
         if self.idle.len() >= 2 * self.calls.len() + 1024 {
             self.rebuild_idle();
         } else {
             let at = last.saturating_add(self.settings.call_ttl);
-            self.idle.push(Reverse((at, call.into())));
+            self.idle.push(Reverse((at, h)));
         }
     }
 
-    /// One eviction timer per talking call, at its moment.
+    /// One eviction timer per talking call, at its moment, in the heap's
+    /// own room (the rebuild allocates nothing once the heap has grown).
     pub(super) fn rebuild_idle(&mut self) {
         let ttl = self.settings.call_ttl;
-        self.idle = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.state == CallState::Talking)
-            .map(|(id, c)| Reverse((c.last.saturating_add(ttl), id.clone())))
-            .collect();
+        let mut entries = std::mem::take(&mut self.idle).into_vec();
+        entries.clear();
+        entries.extend(
+            self.calls
+                .handles()
+                .filter(|(_, c)| c.state == CallState::Talking)
+                .map(|(h, c)| Reverse((c.last.saturating_add(ttl), h))),
+        );
+        self.idle = BinaryHeap::from(entries);
     }
 
     /// Forget a call without an outcome: a platform source's reconnect
@@ -232,11 +244,11 @@ impl Engine {
     /// abandon; `false` when no such call is in flight. Applied at the
     /// monitor's clock, as eviction is.
     pub fn forget(&mut self, call: &str, obs: &mut impl Observer) -> bool {
-        let Some(c) = self.calls.remove(call) else {
+        let Some((h, c)) = self.calls.remove(call) else {
             return false;
         };
         let now = self.clock;
-        leave(&mut self.gauges, call, &c, now);
+        leave(&mut self.gauges, h, &c, now);
         obs.measure(c.series, now, Measure::Evicted);
         true
     }
@@ -244,34 +256,38 @@ impl Engine {
     /// Evict every call with no event for more than `call_ttl`, those whose
     /// `last + call_ttl` the clock has passed: `due` holds the waiting and
     /// held ones as (moment, call) (their lanes took them off), talking ones
-    /// come off `idle`.
+    /// come off `idle`. `due` is left empty, its room kept.
     pub(super) fn evict(
         &mut self,
-        mut due: Vec<(Millis, Id)>,
+        due: &mut Vec<(Millis, Handle)>,
         now: Millis,
         obs: &mut impl Observer,
     ) {
         let ttl = self.settings.call_ttl;
-        while let Some(Reverse((at, _))) = self.idle.peek() {
-            if *at >= now {
+        while let Some(&Reverse((at, h))) = self.idle.peek() {
+            if at >= now {
                 break;
             }
-            let Some(Reverse((at, id))) = self.idle.pop() else {
-                break;
-            };
-            // Only the entry of the call's current talk counts.
+            self.idle.pop();
+            // Only the entry of the current talk of the call in the slot.
             let current = self
                 .calls
-                .get(&id)
+                .get_handle(h)
                 .is_some_and(|c| c.state == CallState::Talking && c.last.saturating_add(ttl) == at);
             if current {
-                due.push((at, id));
+                due.push((at, h));
             }
         }
         // One order whatever the structure each came from: moment, then id.
-        due.sort_unstable();
-        for (_, id) in due {
-            let Some(c) = self.calls.remove(&id) else {
+        let calls = &self.calls;
+        due.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| calls.id(a.1).cmp(&calls.id(b.1)))
+        });
+        // A stale entry and the current one of the same call.
+        due.dedup();
+        for &(_, h) in due.iter() {
+            let Some(c) = self.calls.remove_handle(h) else {
                 continue;
             };
             if c.state == CallState::Talking {
@@ -279,6 +295,7 @@ impl Engine {
             }
             obs.measure(c.series, now, Measure::Evicted);
         }
+        due.clear();
     }
 }
 
@@ -286,49 +303,422 @@ impl Engine {
 /// function over the fields it reads, so the caller keeps the other fields
 /// (the gauges, the series) while it holds the call.
 fn call_at<'a>(
-    calls: &'a mut HashMap<Id, Call>,
+    calls: &'a mut CallTable,
     ended: &ExpiringSet,
     call: &str,
     ts: Millis,
-) -> Result<&'a mut Call, Reject> {
-    match calls.get_mut(call) {
+) -> Result<(Handle, &'a mut Call), Reject> {
+    match calls.find_mut(call) {
         None if ended.contains(call) => Err(AFTER_END),
         None => Err(UNKNOWN_CALL),
-        Some(c) if ts < c.last => Err(BACKWARDS),
-        Some(c) => Ok(c),
+        Some((_, c)) if ts < c.last => Err(BACKWARDS),
+        Some(found) => Ok(found),
     }
 }
 
-/// Count a call in flight in the gauges of its state.
-pub(super) fn enter(gauges: &mut Gauges, id: &str, c: &Call, now: Millis) {
+/// Count call `h` in the gauges of its state.
+pub(super) fn enter(gauges: &mut Gauges, h: Handle, c: &Call, now: Millis) {
     match c.state {
         CallState::Waiting => {
-            gauges.enter(c.series, LaneKind::Waiting, c.offered, id, c.agent, now)
+            gauges.enter_call(c.series, LaneKind::Waiting, c.offered, h, c.agent, now)
         }
         CallState::Talking => gauges.talking(c.series, true),
-        CallState::OnHold => gauges.enter(c.series, LaneKind::OnHold, c.last, id, c.agent, now),
+        CallState::OnHold => gauges.enter_call(c.series, LaneKind::OnHold, c.last, h, c.agent, now),
     }
 }
 
-/// Uncount a call from the gauges of its state.
-fn leave(gauges: &mut Gauges, id: &str, c: &Call, now: Millis) {
+/// Uncount call `h` from the gauges of its state.
+fn leave(gauges: &mut Gauges, h: Handle, c: &Call, now: Millis) {
     match c.state {
-        CallState::Waiting => gauges.leave(c.series, LaneKind::Waiting, c.offered, id, now),
+        CallState::Waiting => gauges.leave_call(c.series, LaneKind::Waiting, c.offered, h, now),
         CallState::Talking => gauges.talking(c.series, false),
-        CallState::OnHold => gauges.leave(c.series, LaneKind::OnHold, c.last, id, now),
+        CallState::OnHold => gauges.leave_call(c.series, LaneKind::OnHold, c.last, h, now),
     }
 }
 
-fn restate(gauges: &mut Gauges, id: &str, before: &Call, after: &Call, now: Millis) {
-    leave(gauges, id, before, now);
-    enter(gauges, id, after, now);
+fn restate(gauges: &mut Gauges, h: Handle, before: &Call, after: &Call, now: Millis) {
+    leave(gauges, h, before, now);
+    enter(gauges, h, after, now);
+}
+
+/// Where a call lives in the [`CallTable`]: its slot, stable while the call
+/// is in flight (the lanes and the eviction timers name calls by it).
+pub(super) type Handle = u32;
+
+/// The calls in flight, by id: one slot per call, in a [`Pool`], holding the
+/// id and the call (56 bytes), and an open-addressing index of 8-byte
+/// entries (the slot and 32 bits of the id's hash) at most half full, so a
+/// call costs about 56 + 2 * 8 to 4 * 8 bytes, the id stored once.
+///
+/// The hash is SipHash-1-3 keyed at random when the table is created, so a
+/// sender cannot aim collisions; probing is linear and a removal shifts the
+/// entries that follow back (no tombstones). Slots freed go on a free list
+/// and are reused: in steady state the table allocates nothing. Like a
+/// `HashMap`, it keeps the room of its busiest moment.
+#[derive(Clone)]
+pub(super) struct CallTable {
+    slots: Pool<Slot>,
+    /// The first free slot, or [`NO_SLOT`].
+    free: u32,
+    /// `hash << 32 | slot`, or [`EMPTY`]; a power of two long.
+    index: Vec<u64>,
+    len: usize,
+    key: (u64, u64),
+}
+
+#[derive(Clone)]
+pub(super) enum Slot {
+    Live { id: Id, call: Call },
+    Free { next: u32 },
+}
+
+const EMPTY: u64 = u64::MAX;
+/// No slot: also the one handle never given (it would read as `EMPTY`).
+const NO_SLOT: u32 = u32::MAX;
+
+impl Default for CallTable {
+    fn default() -> Self {
+        let seed = RandomState::new();
+        CallTable {
+            slots: Pool::default(),
+            free: NO_SLOT,
+            index: Vec::new(),
+            len: 0,
+            key: (seed.hash_one(0u8), seed.hash_one(1u8)),
+        }
+    }
+}
+
+impl CallTable {
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn hash(&self, id: &str) -> u32 {
+        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
+        id.hash(&mut h);
+        let h = h.finish();
+        (h ^ (h >> 32)) as u32
+    }
+
+    fn mask(&self) -> usize {
+        self.index.len().wrapping_sub(1)
+    }
+
+    /// Where `id` is in the index, and its slot.
+    fn locate(&self, id: &str) -> Option<(usize, Handle)> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let hash = self.hash(id);
+        let mask = self.mask();
+        let mut pos = hash as usize & mask;
+        loop {
+            let e = *self.index.get(pos)?;
+            if e == EMPTY {
+                return None;
+            }
+            let h = e as u32;
+            if (e >> 32) as u32 == hash && self.id(h).is_some_and(|live| live == id) {
+                return Some((pos, h));
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
+    pub(super) fn contains_key(&self, id: &str) -> bool {
+        self.locate(id).is_some()
+    }
+
+    pub(super) fn get(&self, id: &str) -> Option<&Call> {
+        let (_, h) = self.locate(id)?;
+        self.get_handle(h)
+    }
+
+    #[cfg(test)]
+    pub(super) fn get_mut(&mut self, id: &str) -> Option<&mut Call> {
+        self.find_mut(id).map(|(_, c)| c)
+    }
+
+    pub(super) fn find_mut(&mut self, id: &str) -> Option<(Handle, &mut Call)> {
+        let (_, h) = self.locate(id)?;
+        match self.slots.get_mut(h) {
+            Some(Slot::Live { call, .. }) => Some((h, call)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn get_handle(&self, h: Handle) -> Option<&Call> {
+        match self.slots.get(h) {
+            Some(Slot::Live { call, .. }) => Some(call),
+            _ => None,
+        }
+    }
+
+    /// The id of the call in slot `h`.
+    pub(super) fn id(&self, h: Handle) -> Option<&Id> {
+        match self.slots.get(h) {
+            Some(Slot::Live { id, .. }) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Put `call` under `id` (replacing the call there, if any) and return
+    /// its handle; `None` only past 2^32 - 1 slots, which no cap allows.
+    pub(super) fn insert(&mut self, id: Id, call: Call) -> Option<Handle> {
+        if let Some((_, h)) = self.locate(&id) {
+            if let Some(Slot::Live { call: old, .. }) = self.slots.get_mut(h) {
+                *old = call;
+            }
+            return Some(h);
+        }
+        if (self.len + 1) * 2 > self.index.len() {
+            self.grow();
+        }
+        let hash = self.hash(&id);
+        let slot = Slot::Live { id, call };
+        let h = if self.free != NO_SLOT {
+            let h = self.free;
+            let cell = self.slots.get_mut(h)?;
+            if let Slot::Free { next } = cell {
+                self.free = *next;
+            }
+            *cell = slot;
+            h
+        } else {
+            self.slots.push(slot)?
+        };
+        self.place(u64::from(hash) << 32 | u64::from(h));
+        self.len += 1;
+        Some(h)
+    }
+
+    /// Put an index entry at the first empty position from its home.
+    fn place(&mut self, entry: u64) {
+        let mask = self.mask();
+        let mut pos = (entry >> 32) as usize & mask;
+        while let Some(e) = self.index.get_mut(pos) {
+            if *e == EMPTY {
+                *e = entry;
+                return;
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (self.index.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.index, vec![EMPTY; size]);
+        for e in old.into_iter().filter(|&e| e != EMPTY) {
+            self.place(e);
+        }
+    }
+
+    pub(super) fn remove(&mut self, id: &str) -> Option<(Handle, Call)> {
+        let (pos, h) = self.locate(id)?;
+        self.unindex(pos);
+        self.free_slot(h).map(|c| (h, c))
+    }
+
+    /// Remove the call in slot `h`, if one is there.
+    pub(super) fn remove_handle(&mut self, h: Handle) -> Option<Call> {
+        let id = self.id(h)?;
+        let (pos, found) = self.locate(id)?;
+        debug_assert_eq!(found, h);
+        self.unindex(pos);
+        self.free_slot(h)
+    }
+
+    fn free_slot(&mut self, h: Handle) -> Option<Call> {
+        let cell = self.slots.get_mut(h)?;
+        match std::mem::replace(cell, Slot::Free { next: self.free }) {
+            Slot::Live { call, .. } => {
+                self.free = h;
+                self.len -= 1;
+                Some(call)
+            }
+            free => {
+                *cell = free;
+                None
+            }
+        }
+    }
+
+    /// Empty index position `pos`, shifting back the entries after it that
+    /// would otherwise be cut off from their home.
+    fn unindex(&mut self, mut pos: usize) {
+        let mask = self.mask();
+        let mut next = pos;
+        loop {
+            next = (next + 1) & mask;
+            let e = self.index.get(next).copied().unwrap_or(EMPTY);
+            if e == EMPTY {
+                break;
+            }
+            let home = (e >> 32) as usize & mask;
+            // `e` may move to `pos` unless its home lies in (pos, next].
+            let stays = if pos <= next {
+                pos < home && home <= next
+            } else {
+                pos < home || home <= next
+            };
+            if !stays {
+                if let Some(cell) = self.index.get_mut(pos) {
+                    *cell = e;
+                }
+                pos = next;
+            }
+        }
+        if let Some(cell) = self.index.get_mut(pos) {
+            *cell = EMPTY;
+        }
+    }
+
+    /// Every call in flight with its id, in slot order; of exact length
+    /// (a snapshot writes the count first).
+    pub(super) fn iter(&self) -> Iter<impl Iterator<Item = &Slot>> {
+        Iter {
+            slots: self.slots.iter(),
+            left: self.len,
+        }
+    }
+
+    /// Every call in flight with its handle.
+    pub(super) fn handles(&self) -> impl Iterator<Item = (Handle, &Call)> {
+        (0..).zip(self.slots.iter()).filter_map(|(h, s)| match s {
+            Slot::Live { call, .. } => Some((h, call)),
+            Slot::Free { .. } => None,
+        })
+    }
+
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut Call> {
+        self.slots.iter_mut().filter_map(|s| match s {
+            Slot::Live { call, .. } => Some(call),
+            Slot::Free { .. } => None,
+        })
+    }
+}
+
+pub(super) struct Iter<S> {
+    slots: S,
+    left: usize,
+}
+
+impl<'a, S: Iterator<Item = &'a Slot>> Iterator for Iter<S> {
+    type Item = (&'a Id, &'a Call);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for s in self.slots.by_ref() {
+            if let Slot::Live { id, call } = s {
+                self.left = self.left.saturating_sub(1);
+                return Some((id, call));
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<'a, S: Iterator<Item = &'a Slot>> ExactSizeIterator for Iter<S> {}
+
+impl FromIterator<(Id, Call)> for CallTable {
+    fn from_iter<I: IntoIterator<Item = (Id, Call)>>(iter: I) -> Self {
+        let mut t = CallTable::default();
+        for (id, c) in iter {
+            t.insert(id, c);
+        }
+        t
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{ev as at, Recorded};
     use super::super::*;
+    use super::{CallTable, Slot};
     use crate::event::{Body, EndReason};
+    use proptest::prelude::*;
+
+    fn call(n: u8) -> Call {
+        Call {
+            series: u32::from(n),
+            agent: None,
+            offered: 0,
+            last: Millis::from(n),
+            state: CallState::Waiting,
+        }
+    }
+
+    #[test]
+    fn a_slot_holds_the_id_and_the_call_and_nothing_more() {
+        assert_eq!(std::mem::size_of::<Call>(), 32);
+        assert_eq!(std::mem::size_of::<Slot>(), 56);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u16, u8),
+        Remove(u16),
+        RemoveHandle(u16),
+    }
+
+    proptest! {
+        /// The table is a map: against `HashMap`, over a key space narrow
+        /// enough that probes collide, removals shift and slots are reused.
+        #[test]
+        fn behaves_as_a_hashmap(ops in proptest::collection::vec(
+            prop_oneof![
+                3 => (0u16..200, any::<u8>()).prop_map(|(k, v)| Op::Insert(k, v)),
+                2 => (0u16..200).prop_map(Op::Remove),
+                1 => (0u16..200).prop_map(Op::RemoveHandle),
+            ],
+            0..600,
+        )) {
+            let mut t = CallTable::default();
+            let mut m: HashMap<Id, (u32, u8)> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        let id = Id::from(format!("call-{k}"));
+                        let h = t.insert(id.clone(), call(v));
+                        prop_assert!(h.is_some());
+                        let h = h.unwrap_or_default();
+                        if let Some(&(old, _)) = m.get(&id) {
+                            prop_assert_eq!(old, h, "a call keeps its handle");
+                        }
+                        m.insert(id, (h, v));
+                    }
+                    Op::Remove(k) => {
+                        let id = format!("call-{k}");
+                        let got = t.remove(&id).map(|(h, c)| (h, c.series as u8));
+                        prop_assert_eq!(got, m.remove(id.as_str()));
+                    }
+                    Op::RemoveHandle(h) => {
+                        let h = u32::from(h % 64);
+                        let id = m.iter().find(|(_, (mh, _))| *mh == h).map(|(id, _)| id.clone());
+                        let want = id.and_then(|id| m.remove(&id)).map(|(_, v)| v);
+                        prop_assert_eq!(t.remove_handle(h).map(|c| c.series as u8), want);
+                    }
+                }
+                prop_assert_eq!(t.len(), m.len());
+            }
+            for (id, &(h, v)) in &m {
+                prop_assert_eq!(t.get(id).map(|c| c.series as u8), Some(v));
+                prop_assert_eq!(t.id(h), Some(id));
+                prop_assert!(t.contains_key(id));
+            }
+            prop_assert!(!t.contains_key("call-none"));
+            let mut listed: Vec<_> = t.iter().map(|(id, c)| (id.clone(), c.series as u8)).collect();
+            listed.sort();
+            let mut want: Vec<_> = m.iter().map(|(id, &(_, v))| (id.clone(), v)).collect();
+            want.sort();
+            prop_assert_eq!(t.iter().len(), want.len());
+            prop_assert_eq!(listed, want);
+        }
+    }
 
     /// Calls answered and ended at once, stamped in the year 9999 (their
     /// eviction timers never come up), in a loop: the heap of timers stays

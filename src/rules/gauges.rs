@@ -4,7 +4,7 @@
 //! gauges or the alert conditions costs nothing per call that is not
 //! changing state, and a tick costs only what comes due.
 //!
-//! Each index (a "lane") holds `(start, id)`: when the call was offered, when
+//! Each index (a "lane") holds `(start, subject)`: when the call was offered, when
 //! its hold began, or when the promise is due; holds and promises also keep
 //! the agent an alert names (it cannot change while the subject is in the
 //! lane, and keeping it here spares an alert check a lookup per subject; a
@@ -24,9 +24,14 @@
 //! The lanes whose `next` or head expiry is known are in two ordered sets,
 //! by moment; advancing the clock walks only the lanes whose moment came,
 //! and only over the entries concerned.
+//!
+//! A lane is an [`Ordered`] map, whose nodes are pooled: in steady state
+//! entering and leaving a lane allocate nothing. Calls are named in their
+//! lanes by their handle in the call table (4 bytes, not a second copy of
+//! the id), promises by their id.
 
-use std::collections::{BTreeMap, BTreeSet};
-
+use super::calls::Handle;
+use super::ordered::Ordered;
 use super::{AgentId, Limits, Live, SeriesId};
 use crate::event::{Id, Millis};
 
@@ -44,7 +49,7 @@ pub(super) enum LaneKind {
 /// "Nothing left to cross": `next` of a lane with nothing uncounted.
 const NEVER: Millis = Millis::MAX;
 
-type Armed = BTreeSet<(Millis, SeriesId, LaneKind)>;
+type Armed = Ordered<(Millis, SeriesId, LaneKind), ()>;
 
 /// What a lane keeps beside each entry: nothing for waiting calls, the
 /// agent for holds and promises.
@@ -69,8 +74,40 @@ impl Tag for Option<AgentId> {
     }
 }
 
-struct Lane<T> {
-    entries: BTreeMap<(Millis, Id), T>,
+/// What names a subject in a lane: a call's handle or a promise's id.
+pub(super) trait Key: Ord + Clone {
+    /// Below every key: where a walk from a moment starts.
+    fn lowest() -> Self;
+    fn subject(&self) -> Subject<'_>;
+}
+
+impl Key for Handle {
+    fn lowest() -> Self {
+        0
+    }
+    fn subject(&self) -> Subject<'_> {
+        Subject::Call(*self)
+    }
+}
+
+impl Key for Id {
+    fn lowest() -> Self {
+        Id::default()
+    }
+    fn subject(&self) -> Subject<'_> {
+        Subject::Promise(self)
+    }
+}
+
+/// Who an entry past its limit is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Subject<'a> {
+    Call(Handle),
+    Promise(&'a Id),
+}
+
+struct Lane<K, T> {
+    entries: Ordered<(Millis, K), T>,
     limit: Millis,
     expiry: Millis,
     /// Entries with `start + limit < clock`.
@@ -95,10 +132,10 @@ struct Moments {
     expires: Option<Millis>,
 }
 
-impl<T: Tag> Lane<T> {
+impl<K: Key, T: Tag> Lane<K, T> {
     fn new(limit: Millis, expiry: Millis) -> Self {
         Lane {
-            entries: BTreeMap::new(),
+            entries: Ordered::default(),
             limit,
             expiry,
             over: 0,
@@ -116,15 +153,11 @@ impl<T: Tag> Lane<T> {
     }
 
     fn head(&self) -> Option<Millis> {
-        self.entries.first_key_value().map(|((start, _), _)| *start)
+        self.entries.first().map(|((start, _), _)| *start)
     }
 
-    fn enter(&mut self, start: Millis, id: &str, agent: Option<AgentId>, clock: Millis) {
-        if self
-            .entries
-            .insert((start, Id::from(id)), T::new(agent))
-            .is_some()
-        {
+    fn enter(&mut self, start: Millis, key: K, agent: Option<AgentId>, clock: Millis) {
+        if !self.entries.insert((start, key), T::new(agent)) {
             return;
         }
         if self.oldest.is_none_or(|oldest| start < oldest) {
@@ -142,9 +175,8 @@ impl<T: Tag> Lane<T> {
         }
     }
 
-    fn leave(&mut self, start: Millis, id: &str, clock: Millis) {
-        // The key is built owned: a (Millis, &str) cannot borrow as (Millis, Id).
-        if self.entries.remove(&(start, Id::from(id))).is_none() {
+    fn leave(&mut self, start: Millis, key: K, clock: Millis) {
+        if !self.entries.remove(&(start, key)) {
             return;
         }
         if self.oldest == Some(start) {
@@ -160,10 +192,10 @@ impl<T: Tag> Lane<T> {
     /// on, and find the next to cross.
     fn cross(&mut self, clock: Millis) {
         let limit = self.limit;
-        let from = (self.next.saturating_sub(limit), Id::default());
+        let from = (self.next.saturating_sub(limit), K::lowest());
         let mut next = NEVER;
         let mut crossed = 0;
-        for ((start, _), _) in self.entries.range(from..) {
+        for ((start, _), _) in self.entries.range_from(&from) {
             let at = start.saturating_add(limit);
             if at < clock {
                 crossed += 1;
@@ -176,20 +208,23 @@ impl<T: Tag> Lane<T> {
         self.next = next;
     }
 
-    /// Take off the head the entries past their expiry at `clock`.
-    fn expire(&mut self, kind: LaneKind, clock: Millis, out: &mut Vec<Expired>) {
-        while let Some(entry) = self.entries.first_entry() {
-            let start = entry.key().0;
+    /// Take off the head the entries past their expiry at `clock`, into
+    /// `out` as `(start + expiry, key)`.
+    fn expire(&mut self, clock: Millis, out: &mut Vec<(Millis, K)>) {
+        while let Some(((start, _), _)) = self.entries.first() {
+            let start = *start;
             let at = start.saturating_add(self.expiry);
             if at >= clock {
                 break;
             }
-            let ((_, id), _) = entry.remove_entry();
+            let Some(((_, key), _)) = self.entries.pop_first() else {
+                break;
+            };
             // Counted if past its limit: the crossings came first.
             if start.saturating_add(self.limit) < clock {
                 self.over = self.over.saturating_sub(1);
             }
-            out.push(Expired { kind, at, id });
+            out.push((at, key));
         }
         self.oldest = self.head();
         self.expires = self.oldest.map(|start| start.saturating_add(self.expiry));
@@ -215,10 +250,10 @@ impl<T: Tag> Lane<T> {
         self.entries
             .iter()
             .take(over)
-            .map(move |((start, id), tag)| PastLimit {
+            .map(move |((start, key), tag)| PastLimit {
                 series,
                 kind,
-                id,
+                subject: key.subject(),
                 agent: tag.agent(),
                 start: *start,
                 limit,
@@ -227,11 +262,21 @@ impl<T: Tag> Lane<T> {
 }
 
 struct SeriesGauges {
-    waiting: Lane<()>,
-    on_hold: Lane<Option<AgentId>>,
-    callbacks: Lane<Option<AgentId>>,
+    waiting: Lane<Handle, ()>,
+    on_hold: Lane<Handle, Option<AgentId>>,
+    callbacks: Lane<Id, Option<AgentId>>,
     /// Answered calls not on hold (no lane: talking has no limit).
     talking: u64,
+}
+
+impl SeriesGauges {
+    fn moments(&self, kind: LaneKind) -> Moments {
+        match kind {
+            LaneKind::Waiting => self.waiting.moments(),
+            LaneKind::OnHold => self.on_hold.moments(),
+            LaneKind::Callbacks => self.callbacks.moments(),
+        }
+    }
 }
 
 /// `$body` with `$lane` bound to the lane `$kind` of `$g` (the lanes are of
@@ -269,19 +314,10 @@ pub(super) struct Gauges {
 pub(super) struct PastLimit<'a> {
     pub series: SeriesId,
     pub kind: LaneKind,
-    pub id: &'a Id,
+    pub subject: Subject<'a>,
     pub agent: Option<AgentId>,
     pub start: Millis,
     pub limit: Millis,
-}
-
-/// A subject that left its lane at its expiry: a call to evict, a promise
-/// missed.
-pub(super) struct Expired {
-    pub kind: LaneKind,
-    /// `start + expiry`, the moment the clock passed.
-    pub at: Millis,
-    pub id: Id,
 }
 
 impl Gauges {
@@ -300,7 +336,54 @@ impl Gauges {
         });
     }
 
-    /// `start` of `id` enters the lane at `clock`.
+    /// Change one lane of `series` and rearm what its moments moved.
+    fn change(&mut self, series: SeriesId, kind: LaneKind, f: impl FnOnce(&mut SeriesGauges)) {
+        let Some(g) = self.series.get_mut(series as usize) else {
+            return;
+        };
+        let before = g.moments(kind);
+        f(g);
+        let after = g.moments(kind);
+        self.rearm(series, kind, before, after);
+    }
+
+    /// Call `h`, waiting since `start` or on hold since `start` (`kind`),
+    /// enters its lane at `clock`.
+    pub(super) fn enter_call(
+        &mut self,
+        series: SeriesId,
+        kind: LaneKind,
+        start: Millis,
+        h: Handle,
+        agent: Option<AgentId>,
+        clock: Millis,
+    ) {
+        self.change(series, kind, |g| match kind {
+            LaneKind::Waiting => g.waiting.enter(start, h, agent, clock),
+            LaneKind::OnHold => g.on_hold.enter(start, h, agent, clock),
+            LaneKind::Callbacks => {}
+        });
+    }
+
+    /// Call `h` leaves its lane at `clock`.
+    pub(super) fn leave_call(
+        &mut self,
+        series: SeriesId,
+        kind: LaneKind,
+        start: Millis,
+        h: Handle,
+        clock: Millis,
+    ) {
+        self.change(series, kind, |g| match kind {
+            LaneKind::Waiting => g.waiting.leave(start, h, clock),
+            LaneKind::OnHold => g.on_hold.leave(start, h, clock),
+            LaneKind::Callbacks => {}
+        });
+    }
+
+    /// Promise `id`, due at `start`, enters the callbacks lane at `clock`
+    /// (`kind` is [`LaneKind::Callbacks`]: calls enter by handle, with
+    /// [`Gauges::enter_call`]).
     pub(super) fn enter(
         &mut self,
         series: SeriesId,
@@ -310,18 +393,14 @@ impl Gauges {
         agent: Option<AgentId>,
         clock: Millis,
     ) {
-        let Some(g) = self.series.get_mut(series as usize) else {
-            return;
-        };
-        let (before, after) = with_lane!(g, kind, |lane| {
-            let before = lane.moments();
-            lane.enter(start, id, agent, clock);
-            (before, lane.moments())
-        });
-        self.rearm(series, kind, before, after);
+        if kind == LaneKind::Callbacks {
+            self.change(series, kind, |g| {
+                g.callbacks.enter(start, Id::from(id), agent, clock)
+            });
+        }
     }
 
-    /// `start` of `id` leaves the lane at `clock`.
+    /// Promise `id`, due at `start`, leaves the callbacks lane at `clock`.
     pub(super) fn leave(
         &mut self,
         series: SeriesId,
@@ -330,15 +409,11 @@ impl Gauges {
         id: &str,
         clock: Millis,
     ) {
-        let Some(g) = self.series.get_mut(series as usize) else {
-            return;
-        };
-        let (before, after) = with_lane!(g, kind, |lane| {
-            let before = lane.moments();
-            lane.leave(start, id, clock);
-            (before, lane.moments())
-        });
-        self.rearm(series, kind, before, after);
+        if kind == LaneKind::Callbacks {
+            self.change(series, kind, |g| {
+                g.callbacks.leave(start, Id::from(id), clock)
+            });
+        }
     }
 
     fn rearm(&mut self, series: SeriesId, kind: LaneKind, before: Moments, after: Moments) {
@@ -364,11 +439,17 @@ impl Gauges {
     }
 
     /// Bring the lanes to `clock`: count the entries that crossed their
-    /// limit, then take off those past their expiry, which are returned. Only
-    /// lanes whose moment came are looked at, and in them only the entries
-    /// concerned, plus the first that is not.
-    pub(super) fn advance(&mut self, clock: Millis) -> Vec<Expired> {
-        while let Some(&(at, series, kind)) = self.crossing.first() {
+    /// limit, then take off those past their expiry, into `calls` (waiting
+    /// and held calls to evict) and `promises` (promises missed), as
+    /// `(moment, subject)`. Only lanes whose moment came are looked at, and
+    /// in them only the entries concerned, plus the first that is not.
+    pub(super) fn advance(
+        &mut self,
+        clock: Millis,
+        calls: &mut Vec<(Millis, Handle)>,
+        promises: &mut Vec<(Millis, Id)>,
+    ) {
+        while let Some((&(at, series, kind), _)) = self.crossing.first() {
             if at >= clock {
                 break;
             }
@@ -381,11 +462,10 @@ impl Gauges {
                 lane.moments().next
             });
             if let Some(next) = next {
-                self.crossing.insert((next, series, kind));
+                self.crossing.insert((next, series, kind), ());
             }
         }
-        let mut expired = Vec::new();
-        while let Some(&(at, series, kind)) = self.expiring.first() {
+        while let Some((&(at, series, kind), _)) = self.expiring.first() {
             if at >= clock {
                 break;
             }
@@ -393,15 +473,24 @@ impl Gauges {
             let Some(g) = self.series.get_mut(series as usize) else {
                 continue;
             };
-            let expires = with_lane!(g, kind, |lane| {
-                lane.expire(kind, clock, &mut expired);
-                lane.moments().expires
-            });
+            let expires = match kind {
+                LaneKind::Waiting => {
+                    g.waiting.expire(clock, calls);
+                    g.waiting.expires
+                }
+                LaneKind::OnHold => {
+                    g.on_hold.expire(clock, calls);
+                    g.on_hold.expires
+                }
+                LaneKind::Callbacks => {
+                    g.callbacks.expire(clock, promises);
+                    g.callbacks.expires
+                }
+            };
             if let Some(at) = expires {
-                self.expiring.insert((at, series, kind));
+                self.expiring.insert((at, series, kind), ());
             }
         }
-        expired
     }
 
     /// The gauges at `clock`, the engine's clock, which [`Gauges::advance`]
@@ -460,13 +549,24 @@ fn rearm(
         armed.remove(&(old, series, kind));
     }
     if let Some(new) = new {
-        armed.insert((new, series, kind));
+        armed.insert((new, series, kind), ());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Advance, and the calls taken off (as `(moment, handle)`).
+    fn adv(g: &mut Gauges, clock: Millis) -> Vec<(Millis, Handle)> {
+        let (mut calls, mut promises) = (Vec::new(), Vec::new());
+        g.advance(clock, &mut calls, &mut promises);
+        calls
+    }
+
+    fn first(armed: &Armed) -> Option<(Millis, SeriesId, LaneKind)> {
+        armed.first().map(|(k, _)| *k)
+    }
 
     fn one_series() -> Gauges {
         let mut g = Gauges::default();
@@ -477,26 +577,26 @@ mod tests {
     #[test]
     fn crossing_is_strictly_past_the_limit() {
         let mut g = one_series();
-        g.enter(0, LaneKind::Waiting, 0, "c", None, 0);
-        g.advance(18_000);
+        g.enter_call(0, LaneKind::Waiting, 0, 3, None, 0);
+        adv(&mut g, 18_000);
         assert_eq!(g.live(18_000)[0].waiting_over_limit, 0);
-        g.advance(18_001);
+        adv(&mut g, 18_001);
         assert_eq!(g.live(18_001)[0].waiting_over_limit, 1);
         assert_eq!(g.live(18_001)[0].oldest_wait, 18_001);
-        g.leave(0, LaneKind::Waiting, 0, "c", 18_001);
+        g.leave_call(0, LaneKind::Waiting, 0, 3, 18_001);
         assert_eq!(g.live(18_001)[0], Live::default());
     }
 
     #[test]
     fn the_walk_stops_at_an_entry_exactly_at_its_limit() {
         let mut g = one_series();
-        g.enter(0, LaneKind::Waiting, 0, "a", None, 0);
-        g.enter(0, LaneKind::Waiting, 1_000, "b", None, 0);
-        // "a" has waited 19 s, "b" exactly 18 s: within three rings.
-        g.advance(19_000);
+        g.enter_call(0, LaneKind::Waiting, 0, 1, None, 0);
+        g.enter_call(0, LaneKind::Waiting, 1_000, 2, None, 0);
+        // call 1 has waited 19 s, call 2 exactly 18 s: within three rings.
+        adv(&mut g, 19_000);
         assert_eq!(g.live(19_000)[0].waiting_over_limit, 1);
-        assert_eq!(g.crossing.first(), Some(&(19_000, 0, LaneKind::Waiting)));
-        g.advance(19_001);
+        assert_eq!(first(&g.crossing), Some((19_000, 0, LaneKind::Waiting)));
+        adv(&mut g, 19_001);
         assert_eq!(g.live(19_001)[0].waiting_over_limit, 2);
         assert!(g.crossing.is_empty());
     }
@@ -504,18 +604,17 @@ mod tests {
     #[test]
     fn expiry_takes_off_the_head_strictly_past_its_moment() {
         let mut g = one_series();
-        g.enter(0, LaneKind::Waiting, 0, "a", None, 0);
-        g.enter(0, LaneKind::Waiting, 1_000, "b", None, 0);
-        g.enter(0, LaneKind::Waiting, 2_000, "c", None, 0);
-        // call_ttl is an hour: "a" idle past it, "b" exactly at it.
-        let gone = g.advance(3_601_000);
-        let gone: Vec<_> = gone.iter().map(|e| (e.at, e.id.as_str())).collect();
-        assert_eq!(gone, [(3_600_000, "a")]);
+        g.enter_call(0, LaneKind::Waiting, 0, 1, None, 0);
+        g.enter_call(0, LaneKind::Waiting, 1_000, 2, None, 0);
+        g.enter_call(0, LaneKind::Waiting, 2_000, 3, None, 0);
+        // call_ttl is an hour: call 1 idle past it, call 2 exactly at it.
+        let gone = adv(&mut g, 3_601_000);
+        assert_eq!(gone, [(3_600_000, 1)]);
         let live = g.live(3_601_000)[0];
         assert_eq!((live.waiting, live.waiting_over_limit), (2, 2));
         assert_eq!(live.oldest_wait, 3_600_000);
-        assert_eq!(g.expiring.first(), Some(&(3_601_000, 0, LaneKind::Waiting)));
-        let gone = g.advance(3_602_001);
+        assert_eq!(first(&g.expiring), Some((3_601_000, 0, LaneKind::Waiting)));
+        let gone = adv(&mut g, 3_602_001);
         assert_eq!(gone.len(), 2);
         assert_eq!(g.live(3_602_001)[0], Live::default());
         assert_eq!(g.entries(), 0, "no timer left for an empty lane");
@@ -524,14 +623,14 @@ mod tests {
     #[test]
     fn an_entry_already_past_counts_at_once_and_a_removed_one_arms_nothing() {
         let mut g = one_series();
-        g.advance(100_000);
-        g.enter(0, LaneKind::OnHold, 50_000, "old", Some(3), 100_000);
+        adv(&mut g, 100_000);
+        g.enter_call(0, LaneKind::OnHold, 50_000, 10, Some(3), 100_000);
         assert_eq!(g.live(100_000)[0].on_hold_over_limit, 1);
-        g.enter(0, LaneKind::OnHold, 90_000, "new", None, 100_000);
+        g.enter_call(0, LaneKind::OnHold, 90_000, 11, None, 100_000);
         assert_eq!(g.crossing.len(), 1);
-        g.leave(0, LaneKind::OnHold, 90_000, "new", 100_000);
+        g.leave_call(0, LaneKind::OnHold, 90_000, 11, 100_000);
         // The early `next` fires once, finds nothing, and disarms.
-        g.advance(200_000);
+        adv(&mut g, 200_000);
         assert!(g.crossing.is_empty());
         assert_eq!(g.live(200_000)[0].on_hold_over_limit, 1);
         let agents: Vec<_> = g.past_limit().map(|p| p.agent).collect();
@@ -544,17 +643,23 @@ mod tests {
         for (i, due) in [10, 20, 20, 30, 40].into_iter().enumerate() {
             g.enter(0, LaneKind::Callbacks, due, &format!("p{i}"), None, 0);
         }
-        g.advance(21);
+        adv(&mut g, 21);
         assert_eq!(g.live(21)[0].callbacks_overdue, 3);
-        assert_eq!(g.crossing.first(), Some(&(30, 0, LaneKind::Callbacks)));
+        assert_eq!(first(&g.crossing), Some((30, 0, LaneKind::Callbacks)));
         g.leave(0, LaneKind::Callbacks, 20, "p1", 21);
         g.leave(0, LaneKind::Callbacks, 30, "p3", 21);
-        g.advance(35);
+        adv(&mut g, 35);
         assert_eq!(g.live(35)[0].callbacks_overdue, 2);
-        g.advance(41);
+        adv(&mut g, 41);
         assert_eq!(g.live(41)[0].callbacks_overdue, 3);
         assert!(g.crossing.is_empty());
-        let subjects: Vec<_> = g.past_limit().map(|p| p.id.to_string()).collect();
+        let subjects: Vec<_> = g
+            .past_limit()
+            .map(|p| match p.subject {
+                Subject::Promise(id) => id.to_string(),
+                Subject::Call(h) => h.to_string(),
+            })
+            .collect();
         assert_eq!(subjects, ["p0", "p2", "p4"]);
     }
 }

@@ -14,6 +14,7 @@
 mod calls;
 mod expiring;
 mod gauges;
+mod ordered;
 mod persist;
 mod promises;
 pub mod series;
@@ -22,7 +23,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::event::{Body, Event, Id, Millis, Reason};
-use gauges::{Gauges, LaneKind};
+use calls::{CallTable, Handle};
+use gauges::{Gauges, LaneKind, Subject};
 
 pub use expiring::ExpiringSet;
 pub use persist::EngineImage;
@@ -256,7 +258,7 @@ pub struct Live {
 /// Where a call is. Each state accepts no event but those that leave it, so
 /// `last` is when the call entered its state: a waiting call's `last` is its
 /// offer, a held call's the start of its hold. No other field is needed,
-/// and a call in flight is 32 bytes (one bucket of the call map).
+/// and a call is 32 bytes (with its id, 56: one slot of the call table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CallState {
     Waiting,
@@ -293,7 +295,7 @@ pub struct Engine {
     /// The monitor's clock as last advanced; never goes back.
     clock: Millis,
     series: SeriesTable,
-    calls: HashMap<Id, Call>,
+    calls: CallTable,
     /// Calls that ended recently: a late event for one is an invalid
     /// transition, not an unknown call, and its id cannot be offered again.
     ended: ExpiringSet,
@@ -310,14 +312,18 @@ pub struct Engine {
     /// talking call's `last` is that of the answer or the hold's end that
     /// made it talk, and an entry is pushed at each. Entries of calls that
     /// ended or went on hold since are dropped when they come up.
-    idle: BinaryHeap<Reverse<(Millis, Id)>>,
+    idle: BinaryHeap<Reverse<(Millis, Handle)>>,
+    /// What the lanes took off at the last advance, kept for their room:
+    /// calls to evict and promises missed, as (moment, subject).
+    due_calls: Vec<(Millis, Handle)>,
+    due_promises: Vec<(Millis, Id)>,
 }
 
 impl Engine {
     pub fn new(settings: Settings) -> Self {
         Engine {
             series: SeriesTable::new(settings.max_queues, settings.max_sites),
-            calls: HashMap::new(),
+            calls: CallTable::default(),
             ended: ExpiringSet::new(settings.call_ttl, settings.max_calls),
             promises: HashMap::new(),
             resolved: ExpiringSet::new(settings.callback_expiry, settings.max_promises),
@@ -326,6 +332,8 @@ impl Engine {
             agents: series::Interner::new(settings.max_agents),
             gauges: Gauges::default(),
             idle: BinaryHeap::new(),
+            due_calls: Vec::new(),
+            due_promises: Vec::new(),
             settings,
         }
     }
@@ -426,18 +434,19 @@ impl Engine {
         let now = self.clock;
         // Also when the clock stays: what was stamped already past its
         // moment goes at the next event or tick.
-        let expired = self.gauges.advance(now);
-        let (mut missed, idle): (Vec<_>, Vec<_>) = expired
-            .into_iter()
-            .partition(|e| e.kind == LaneKind::Callbacks);
+        let mut due = std::mem::take(&mut self.due_calls);
+        let mut missed = std::mem::take(&mut self.due_promises);
+        self.gauges.advance(now, &mut due, &mut missed);
         // In (moment, id) order across series, as one heap would give them.
-        missed.sort_unstable_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        missed.sort_unstable();
         self.missed(&missed, now, obs);
+        missed.clear();
+        self.due_promises = missed;
         self.dedup.expire(now);
         self.ended.expire(now);
         self.resolved.expire(now);
-        let idle = idle.into_iter().map(|e| (e.at, e.id)).collect();
-        self.evict(idle, now, obs);
+        self.evict(&mut due, now, obs);
+        self.due_calls = due;
     }
 
     /// A timer tick from the daemon: advances wall time; in event mode only
@@ -490,7 +499,8 @@ impl Engine {
     /// subjects past a limit).
     pub fn alerts(&self) -> Vec<AlertCondition> {
         let now = self.clock;
-        self.gauges
+        let mut out: Vec<_> = self
+            .gauges
             .past_limit()
             .map(|p| {
                 let kind = match p.kind {
@@ -501,13 +511,28 @@ impl Engine {
                 AlertCondition {
                     kind,
                     series: p.series,
-                    subject: p.id.clone(),
+                    subject: match p.subject {
+                        Subject::Call(h) => self.calls.id(h).cloned().unwrap_or_default(),
+                        Subject::Promise(id) => id.clone(),
+                    },
                     agent: p.agent,
                     since: p.start.saturating_add(p.limit),
                     elapsed: now.saturating_sub(p.start),
                 }
             })
-            .collect()
+            .collect();
+        // Lanes order calls of the same moment by handle: by id here, the
+        // order the alerts are listed in (`since` is the lane's start plus
+        // its one limit, so this keeps the lanes' order otherwise).
+        out.sort_unstable_by(|a, b| {
+            (a.series, a.kind as u8, a.since, &a.subject).cmp(&(
+                b.series,
+                b.kind as u8,
+                b.since,
+                &b.subject,
+            ))
+        });
+        out
     }
 
     fn series_for(&mut self, queue: &str, site: Option<&str>, obs: &mut impl Observer) -> SeriesId {

@@ -13,7 +13,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::calls::enter;
+use super::calls::{enter, CallTable};
 use super::gauges::{Gauges, LaneKind};
 use super::series::Interner;
 use super::{Call, CallState, Engine, ExpiringSet, Observer, Promise, SeriesTable, Settings};
@@ -87,7 +87,7 @@ impl From<CallImage> for Call {
     }
 }
 
-struct Calls<'a>(&'a HashMap<Id, Call>);
+struct Calls<'a>(&'a CallTable);
 
 impl Serialize for Calls<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -184,7 +184,7 @@ impl Engine {
         let (series_count, agent_count) = (series.len(), agents.len());
         let known = |s: u32| (s as usize) < series_count;
         let agent = |a: Option<u32>| a.filter(|a| (*a as usize) < agent_count);
-        let mut calls: HashMap<Id, Call> = calls
+        let mut calls: CallTable = calls
             .into_iter()
             .filter(|(_, c)| known(c.series))
             .map(|(id, c)| (id, c.into()))
@@ -207,6 +207,8 @@ impl Engine {
             agents,
             gauges: Gauges::default(),
             idle: BinaryHeap::new(),
+            due_calls: Vec::new(),
+            due_promises: Vec::new(),
             settings,
         };
         e.rebuild_indexes();
@@ -221,8 +223,8 @@ impl Engine {
         for info in self.series.all() {
             gauges.add_series(&info.limits, ttl, expiry);
         }
-        for (id, c) in &self.calls {
-            enter(&mut gauges, id, c, self.clock);
+        for (h, c) in self.calls.handles() {
+            enter(&mut gauges, h, c, self.clock);
         }
         for (id, p) in &self.promises {
             gauges.enter(
@@ -293,7 +295,7 @@ mod tests {
     }
 
     /// Version 1's calls, in the map's order.
-    fn images(calls: &HashMap<Id, Call>) -> Vec<(Id, CallImage)> {
+    fn images(calls: &CallTable) -> Vec<(Id, CallImage)> {
         calls.iter().map(|(id, c)| (id.clone(), c.into())).collect()
     }
 

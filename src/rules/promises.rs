@@ -1,9 +1,9 @@
 //! Callback promises: each one reaches exactly one outcome (kept, late,
 //! missed, cancelled); "missed" is decided by the monitor's clock.
 
-use super::gauges::{Expired, LaneKind};
+use super::gauges::LaneKind;
 use super::{AgentId, AgentMeasure, Engine, Measure, Observer, Outcome, Promise, Reject};
-use crate::event::{Millis, PromiseTarget, Reason};
+use crate::event::{Id, Millis, PromiseTarget, Reason};
 
 const UNKNOWN: Reject = Reject::new(
     Reason::UnknownPromise,
@@ -144,12 +144,18 @@ impl Engine {
 
     /// Promises not completed by `due + callback_expiry` are missed once the
     /// clock passes that moment: `expired` are those the clock just passed
-    /// (by their lane, which takes them off), in the order they are missed.
-    pub(super) fn missed(&mut self, expired: &[Expired], now: Millis, obs: &mut impl Observer) {
-        for e in expired {
-            if let Some(p) = self.promises.get(&e.id) {
+    /// (by their lane, which takes them off) as (moment, promise), in the
+    /// order they are missed.
+    pub(super) fn missed(
+        &mut self,
+        expired: &[(Millis, Id)],
+        now: Millis,
+        obs: &mut impl Observer,
+    ) {
+        for (_, id) in expired {
+            if let Some(p) = self.promises.get(id) {
                 let p = *p;
-                self.resolve(&e.id, p, Outcome::Missed, 0, now, obs);
+                self.resolve(id, p, Outcome::Missed, 0, now, obs);
             }
         }
     }
