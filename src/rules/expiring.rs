@@ -62,7 +62,9 @@ impl ExpiringSet {
         }
     }
 
-    fn key(&self, id: &str) -> u64 {
+    /// The set's key for `id`: hashed once, then tested and inserted with
+    /// [`ExpiringSet::contains_key`] and [`ExpiringSet::insert_key`].
+    pub fn key(&self, id: &str) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         id.hash(&mut h);
         h.finish()
@@ -82,13 +84,21 @@ impl ExpiringSet {
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.keys.contains(&self.key(id))
+        self.contains_key(self.key(id))
+    }
+
+    pub fn contains_key(&self, key: u64) -> bool {
+        self.keys.contains(&key)
     }
 
     /// Remember `id` until `now + ttl`. Past `max` entries the oldest is
     /// forgotten early: memory stays bounded whatever the traffic.
     pub fn insert(&mut self, id: &str, now: Millis) {
-        let key = self.key(id);
+        self.insert_key(self.key(id), now)
+    }
+
+    /// [`ExpiringSet::insert`] with the id's key already computed.
+    pub fn insert_key(&mut self, key: u64, now: Millis) {
         if self.keys.insert(key) {
             self.order.push_back((now.saturating_add(self.ttl), key));
             if self.order.len() > self.max {

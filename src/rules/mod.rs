@@ -371,10 +371,10 @@ impl Engine {
 
     /// Apply one event. `wall_now` is the wall clock, used only in wall mode.
     pub fn apply(&mut self, ev: &Event, wall_now: Millis, obs: &mut impl Observer) -> Verdict {
-        if let Some(id) = &ev.event_id {
-            if self.dedup.contains(id) {
-                return Verdict::Duplicate;
-            }
+        // Hashed once: tested now, remembered if the event is accepted.
+        let dedup_key = ev.event_id.as_deref().map(|id| self.dedup.key(id));
+        if dedup_key.is_some_and(|k| self.dedup.contains_key(k)) {
+            return Verdict::Duplicate;
         }
         let now = match self.settings.clock {
             ClockMode::Wall => wall_now,
@@ -411,8 +411,8 @@ impl Engine {
         };
         match result {
             Ok(()) => {
-                if let Some(id) = &ev.event_id {
-                    self.dedup.insert(id, now);
+                if let Some(k) = dedup_key {
+                    self.dedup.insert_key(k, now);
                 }
                 Verdict::Accepted
             }
