@@ -25,7 +25,7 @@ use crate::event::{Body, Event, Id, Millis, Reason};
 use gauges::{Gauges, LaneKind};
 
 pub use expiring::ExpiringSet;
-pub use persist::EngineImage;
+pub use persist::{EngineCopy, EngineImage};
 pub use series::{FoldedLabel, SeriesId, SeriesInfo, SeriesTable};
 
 /// The per-queue service limits, in milliseconds.
