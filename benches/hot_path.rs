@@ -264,11 +264,12 @@ fn metrics(c: &mut Criterion) {
     g.finish();
 }
 
-/// Snapshot encoding (the part of a snapshot that holds up the pipeline) and
-/// decoding (a start): 1,000 queues, `calls` calls in flight, one
-/// remembered event id per call.
+/// Snapshots: `pause` is what the pipeline does for one (the copy of the
+/// state; ingest waits meanwhile), `encode` the whole body (the copy and
+/// its encoding, which a blocking thread does), `decode` a start: 1,000
+/// queues, `calls` calls in flight, one remembered event id per call.
 fn snapshot(c: &mut Criterion) {
-    use ringwatch::durability::{decode_state, encode_state, StateConfig};
+    use ringwatch::durability::{copy_state, decode_state, encode_state, StateConfig};
     let mut g = c.benchmark_group("snapshot");
     g.sample_size(10);
     for calls in [10_000u64, 100_000] {
@@ -286,6 +287,10 @@ fn snapshot(c: &mut Criterion) {
             "snapshot of 1000 queues, {calls} calls: {} bytes",
             body.len()
         );
+        g.bench_with_input(BenchmarkId::new("pause", calls), &calls, |b, _| {
+            // Dropped off the clock: the blocking thread drops it.
+            b.iter_with_large_drop(|| copy_state(&engine, &store))
+        });
         g.bench_with_input(BenchmarkId::new("encode", calls), &calls, |b, _| {
             b.iter(|| black_box(encode_state(&engine, &store)))
         });

@@ -68,12 +68,12 @@ impl DiskMetrics {
             ),
             snapshot_encode_duration: seconds(
                 "ringwatch_snapshot_encode_duration_seconds",
-                "Time the pipeline spent encoding the state for a snapshot (ingest waits meanwhile).",
+                "Time the pipeline spent taking the copy of the state a snapshot encodes (ingest waits meanwhile).",
                 fast,
             ),
             snapshot_duration: seconds(
                 "ringwatch_snapshot_write_duration_seconds",
-                "Time writing and syncing one snapshot took (in the background).",
+                "Time encoding, writing and syncing one snapshot took (in the background).",
                 vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             ),
             snapshot_bytes: IntGauge::new(

@@ -23,7 +23,7 @@ use crate::event::Millis;
 use crate::health::{Fatal, Health};
 use crate::metrics::windows::WindowsImage;
 use crate::metrics::{Bounds, Store};
-use crate::rules::{Engine, EngineImage, Settings as RuleSettings};
+use crate::rules::{Engine, EngineCopy, EngineImage, Settings as RuleSettings};
 pub use journal::Record;
 use journal::Writer;
 use metrics::{DiskMetrics, JournalOp};
@@ -136,14 +136,56 @@ pub struct Meta {
 
 /// The snapshot body of a state (public for the benchmarks).
 pub fn encode_state(engine: &Engine, store: &Store) -> Vec<u8> {
-    let meta = Meta {
-        version: STATE_VERSION,
+    copy_state(engine, store).encode()
+}
+
+/// A state as a snapshot takes it: what the pipeline does (the copy is
+/// cheap; see [`StateCopy`]), public for the benchmarks.
+pub fn copy_state(engine: &Engine, store: &Store) -> StateCopy {
+    StateCopy {
         taken_at: crate::clock::wall_now(),
-    };
-    // The wallboard's windows trail the rest: a version 1 body, written
-    // before them, ends after the store.
-    postcard::to_stdvec(&(meta, engine, store, store.windows_image()))
-        .expect("in-memory encoding cannot fail")
+        engine: engine.copy_for_snapshot(),
+        store: {
+            // About what a series takes (its buckets and quantile windows),
+            // so the buffer seldom grows.
+            let mut out = Vec::with_capacity(256 * store.series_len() + 1024);
+            snapshot::append(store, &mut out);
+            out
+        },
+        windows: store.windows_image(),
+    }
+}
+
+/// The state of one instant, taken on the pipeline and encoded on a
+/// blocking thread while the pipeline goes on: the engine's calls and
+/// promises cloned and its tables and id sets encoded
+/// ([`EngineCopy`]), the store encoded (its quantile windows write only
+/// the bins they filled), the wallboard's windows shared (copied by the
+/// pipeline only if it records into one before the encoding is done).
+pub struct StateCopy {
+    taken_at: Millis,
+    engine: EngineCopy,
+    store: Vec<u8>,
+    windows: WindowsImage,
+}
+
+impl StateCopy {
+    /// The snapshot body: `(meta, engine, store, windows)` as postcard
+    /// writes the tuple, its parts one after the other. The wallboard's
+    /// windows trail the rest: a version 1 body, written before them,
+    /// ends after the store.
+    pub fn encode(&self) -> Vec<u8> {
+        let meta = Meta {
+            version: STATE_VERSION,
+            taken_at: self.taken_at,
+        };
+        let mut out = Vec::with_capacity(self.store.len() * 2);
+        snapshot::append(&meta, &mut out);
+        self.engine.encode(&mut out);
+        out.extend_from_slice(&self.store);
+        snapshot::append(&self.windows, &mut out);
+        out
+    }
 }
 
 /// Rebuild the state from a snapshot body. Metrics whose bucket boundaries
@@ -436,37 +478,39 @@ impl Journal {
     }
 
     /// Snapshot `engine` and `store`: the writer thread moves to a new
-    /// segment, the state is encoded here (the only part that holds up the
-    /// pipeline) and written by a blocking task, which then deletes what
-    /// the snapshot makes unnecessary. Skipped while the last one is still
-    /// being written.
+    /// segment, the state is copied here (the only part that holds up the
+    /// pipeline) and encoded and written by a blocking task, which then
+    /// deletes what the snapshot makes unnecessary. Skipped while the last
+    /// one is still being written.
     pub async fn snapshot(&mut self, engine: &Engine, store: &Store) {
         if self.snapshot_job.as_ref().is_some_and(|j| !j.is_finished()) {
             return;
         }
-        let Some((seq, old, framed)) = self.rotate(engine, store).await else {
+        let Some((seq, old, copy)) = self.rotate(engine, store).await else {
             return;
         };
         let dir = self.dir.clone();
         let (metrics, health) = (Arc::clone(&self.metrics), Arc::clone(&self.health));
         self.snapshot_job = Some(tokio::task::spawn_blocking(move || {
-            write_snapshot(&dir, seq, &old, &framed, &metrics, &health);
+            write_snapshot(&dir, seq, &old, &copy, &metrics, &health);
         }));
     }
 
-    /// Move to a new segment and encode the state that precedes it (every
+    /// Move to a new segment and copy the state that precedes it (every
     /// record written so far has been applied: the pipeline applies a
-    /// record only after its write and rotates between bursts).
-    async fn rotate(&self, engine: &Engine, store: &Store) -> Option<(u64, Arc<File>, Vec<u8>)> {
-        let started = Instant::now();
+    /// record only after its write and rotates between bursts; and nothing
+    /// is applied between the rotation and the copy, so the copy is the
+    /// state at the start of segment `seq`).
+    async fn rotate(&self, engine: &Engine, store: &Store) -> Option<(u64, Arc<File>, StateCopy)> {
         let (done, rx) = oneshot::channel();
         self.thread.send(Job::Rotate { done }).await.ok()?;
         let (seq, old) = rx.await.ok()?.ok()?;
-        let framed = snapshot::frame(&encode_state(engine, store));
+        let started = Instant::now();
+        let copy = copy_state(engine, store);
         self.metrics
             .snapshot_encode_duration
             .observe(started.elapsed().as_secs_f64());
-        Some((seq, old, framed))
+        Some((seq, old, copy))
     }
 
     /// Take a last snapshot (graceful shutdown, so the next start has
@@ -482,11 +526,11 @@ impl Journal {
         } else {
             self.rotate(engine, store).await
         };
-        if let Some((seq, old, framed)) = rotated {
+        if let Some((seq, old, copy)) = rotated {
             let dir = self.dir.clone();
             let (metrics, health) = (Arc::clone(&self.metrics), Arc::clone(&self.health));
             let written = tokio::task::spawn_blocking(move || {
-                write_snapshot(&dir, seq, &old, &framed, &metrics, &health)
+                write_snapshot(&dir, seq, &old, &copy, &metrics, &health)
             })
             .await;
             if matches!(written, Ok(true)) {
@@ -498,16 +542,18 @@ impl Journal {
     }
 }
 
-/// Write one snapshot and prune what it replaces; true if it was written.
+/// Encode and write one snapshot and prune what it replaces; true if it
+/// was written.
 fn write_snapshot(
     dir: &Path,
     seq: u64,
     old: &File,
-    framed: &[u8],
+    copy: &StateCopy,
     metrics: &DiskMetrics,
     health: &Health,
 ) -> bool {
     let started = Instant::now();
+    let framed = &snapshot::frame(&copy.encode());
     // The snapshot replaces the old segment only once that is on disk too.
     // A failed fsync is as fatal here as on the writer thread.
     if let Err(e) = old.sync_data() {

@@ -245,18 +245,13 @@ impl Windows {
         &self.queues
     }
 
-    /// What a snapshot file keeps: the rings by queue name.
+    /// What a snapshot file keeps: the rings by queue name. Cheap: the
+    /// windows are shared (as with a read), and encoded where the image
+    /// goes, off the pipeline.
     pub fn image(&self) -> WindowsImage {
         WindowsImage {
-            queues: self
-                .queues
-                .iter()
-                .map(|q| QueueImage {
-                    queue: q.queue.clone(),
-                    minutes: q.minutes.clone(),
-                    quarters: q.quarters.clone(),
-                })
-                .collect(),
+            queues: Vec::new(),
+            shared: self.queues.clone(),
         }
     }
 
@@ -264,7 +259,12 @@ impl Windows {
     /// the store does not have is dropped (the image cannot add queues:
     /// the bound holds), and so is a slot not where its period belongs.
     pub fn restore(&mut self, image: WindowsImage) {
-        for saved in image.queues {
+        let shared = image.shared.iter().map(|q| QueueImage {
+            queue: q.queue.clone(),
+            minutes: q.minutes.clone(),
+            quarters: q.quarters.clone(),
+        });
+        for saved in image.queues.into_iter().chain(shared) {
             let Some(w) = self.queues.iter_mut().find(|q| q.queue == saved.queue) else {
                 continue;
             };
@@ -289,10 +289,15 @@ impl Windows {
     }
 }
 
-/// The windows as a snapshot file holds them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The windows as a snapshot file holds them: read back as `queues`;
+/// taken from a store as `shared` windows, which are written in the same
+/// layout. Slots never recorded in are left out (a ring position with
+/// nothing is restored as nothing), so an image is as large as what was
+/// measured, not 164 slots a queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WindowsImage {
     pub queues: Vec<QueueImage>,
+    shared: Vec<Arc<QueueWindow>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -300,6 +305,84 @@ pub struct QueueImage {
     pub queue: CompactString,
     pub minutes: Vec<Slot>,
     pub quarters: Vec<Slot>,
+}
+
+/// The layout of [`WindowsImage`]: a struct of one field, a sequence of
+/// [`QueueImage`]s.
+#[derive(serde::Serialize)]
+struct ImageRef<'a> {
+    queues: Queues<'a>,
+}
+
+struct Queues<'a>(&'a WindowsImage);
+
+/// A [`QueueImage`] of borrowed rings.
+#[derive(serde::Serialize)]
+struct QueueRef<'a> {
+    queue: &'a CompactString,
+    minutes: Recorded<'a>,
+    quarters: Recorded<'a>,
+}
+
+/// The slots of a ring that hold a period.
+struct Recorded<'a>(&'a [Slot]);
+
+impl serde::Serialize for Recorded<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let kept = |slot: &&Slot| slot.period != i64::MIN;
+        let mut seq = s.serialize_seq(Some(self.0.iter().filter(kept).count()))?;
+        for slot in self.0.iter().filter(kept) {
+            seq.serialize_element(slot)?;
+        }
+        seq.end()
+    }
+}
+
+impl serde::Serialize for Queues<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let image = self.0;
+        let mut seq = s.serialize_seq(Some(image.queues.len() + image.shared.len()))?;
+        for q in &image.queues {
+            seq.serialize_element(&QueueRef {
+                queue: &q.queue,
+                minutes: Recorded(&q.minutes),
+                quarters: Recorded(&q.quarters),
+            })?;
+        }
+        for q in &image.shared {
+            seq.serialize_element(&QueueRef {
+                queue: &q.queue,
+                minutes: Recorded(&q.minutes),
+                quarters: Recorded(&q.quarters),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl serde::Serialize for WindowsImage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ImageRef {
+            queues: Queues(self),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WindowsImage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Image {
+            queues: Vec<QueueImage>,
+        }
+        let Image { queues } = Image::deserialize(d)?;
+        Ok(WindowsImage {
+            queues,
+            shared: Vec::new(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -389,6 +472,10 @@ mod tests {
         let image = w.image();
         let bytes = postcard::to_stdvec(&image).unwrap();
         let back: WindowsImage = postcard::from_bytes(&bytes).unwrap();
+        // Only the slots recorded in are written: 60 minutes, 9 quarters.
+        assert_eq!(back.queues[0].minutes.len(), MINUTES);
+        assert_eq!(back.queues[0].quarters.len(), 9);
+        assert_eq!(postcard::to_stdvec(&back).unwrap(), bytes);
         let mut fresh = one("q");
         let mut with_other = back.clone();
         with_other.queues.push(QueueImage {
@@ -419,6 +506,7 @@ mod tests {
                 minutes: vec![slot; 200],
                 quarters: vec![],
             }],
+            ..WindowsImage::default()
         });
         assert_eq!(fresh.queues()[0].minute(61).offered, 3);
         assert_eq!(fresh.queues()[0].minutes.len(), MINUTES);

@@ -27,7 +27,7 @@ use calls::{CallTable, Handle};
 use gauges::{Gauges, LaneKind, Subject};
 
 pub use expiring::ExpiringSet;
-pub use persist::EngineImage;
+pub use persist::{EngineCopy, EngineImage};
 pub use series::{FoldedLabel, SeriesId, SeriesInfo, SeriesTable};
 
 /// The per-queue service limits, in milliseconds.
