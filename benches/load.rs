@@ -981,7 +981,11 @@ async fn run_memory(bins: &Bins) {
         let n = 10_000;
         // Over the default ingest.max_connections (1,000), which would
         // answer the rest with 503.
-        let server = Server::start(bins, kind, &[("RINGWATCH__INGEST__MAX_CONNECTIONS", "20000")]);
+        let server = Server::start(
+            bins,
+            kind,
+            &[("RINGWATCH__INGEST__MAX_CONNECTIONS", "20000")],
+        );
         let mut warm = connect(&server.url()).await;
         warm.send(Message::text(r#"{"type":"clock","ts":1795424400000}"#))
             .await

@@ -137,10 +137,21 @@ struct ImageRef<'a> {
     order: &'a VecDeque<(Millis, u64)>,
 }
 
-#[derive(Deserialize)]
-struct Image {
+/// A copy of what a snapshot keeps, taken at one instant (a memcpy of the
+/// order) and encoded later, elsewhere, exactly as the set's own encoding.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Image {
     key: (u64, u64),
     order: VecDeque<(Millis, u64)>,
+}
+
+impl ExpiringSet {
+    pub(crate) fn image(&self) -> Image {
+        Image {
+            key: self.key,
+            order: self.order.clone(),
+        }
+    }
 }
 
 impl Serialize for ExpiringSet {
