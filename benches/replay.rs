@@ -110,9 +110,12 @@ fn main() {
     for run in 1..=runs {
         let dir = DataDir::open(&settings).expect("data directory");
         let started = Instant::now();
-        let (engine, _store, writer, report) = durability::recover(&dir, &cfg, |e, s, rec| {
-            pipeline::replay(e, s, rec, decode_for_replay)
-        })
+        let (engine, _store, writer, report) = durability::recover(
+            &dir,
+            &cfg,
+            |rec| pipeline::prepare(rec, decode_for_replay),
+            pipeline::replay_prepared,
+        )
         .expect("recovery");
         let took = started.elapsed();
         assert_eq!(report.records, frames, "every frame replayed");

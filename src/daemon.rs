@@ -392,9 +392,12 @@ async fn recover(
         return Ok((engine, store, None));
     };
     let (engine, store, writer, report, dir) = tokio::task::spawn_blocking(move || {
-        durability::recover(&dir, &state, |engine, store, rec| {
-            pipeline::replay(engine, store, rec, ingest::frame::decode_for_replay)
-        })
+        durability::recover(
+            &dir,
+            &state,
+            |rec| pipeline::prepare(rec, ingest::frame::decode_for_replay),
+            pipeline::replay_prepared,
+        )
         .map(|(engine, store, writer, report)| (engine, store, writer, report, dir))
     })
     .await

@@ -531,32 +531,64 @@ fn refuse(input: Input, e: JournalFailed) -> Option<Input> {
 /// and the reasons of the elements that failed decoding.
 pub type Decoded = (Vec<(u32, Event)>, Vec<Reason>);
 
-/// Apply one journal record during recovery, exactly as the pipeline did
-/// when it wrote it. `decode` is the ingest decoder (passed in: the pipeline
-/// does not depend on ingest, ingest depends on the pipeline).
+/// A journal record made ready to apply: a frame decoded, the rest as it
+/// was. Recovery prepares records on one thread while it applies the ones
+/// before on another (decoding is about half of a replay's work).
+pub enum Prepared {
+    Frame { now: Millis, decoded: Decoded },
+    Tick { now: Millis },
+    Forget { calls: String },
+}
+
+/// Prepare one journal record for [`replay_prepared`]. `decode` is the
+/// ingest decoder (passed in: the pipeline does not depend on ingest,
+/// ingest depends on the pipeline).
+pub fn prepare(rec: Record<'_>, decode: impl Fn(&str) -> Decoded) -> Prepared {
+    match rec {
+        Record::Frame { now, text } => Prepared::Frame {
+            now,
+            decoded: decode(text),
+        },
+        // Journals written before reads stopped being journaled hold
+        // scrapes and alert checks: what they did besides reading was a tick.
+        Record::Tick { now } | Record::Live { now } | Record::Alerts { now } => {
+            Prepared::Tick { now }
+        }
+        Record::Forget { calls, .. } => Prepared::Forget {
+            calls: calls.to_string(),
+        },
+    }
+}
+
+/// Apply one prepared journal record during recovery, exactly as the
+/// pipeline did when it wrote it.
+pub fn replay_prepared(engine: &mut Engine, store: &mut Store, p: Prepared) {
+    match p {
+        Prepared::Frame {
+            now,
+            decoded: (events, reasons),
+        } => {
+            if fault::hit(fault::Point::ReplayPanic) {
+                panic!("fault injection: replay_panic");
+            }
+            apply(engine, store, events, &reasons, now);
+        }
+        Prepared::Tick { now } => engine.tick(now, store),
+        Prepared::Forget { calls } => {
+            forget(engine, store, &calls);
+        }
+    }
+}
+
+/// Apply one journal record during recovery: [`prepare`], then
+/// [`replay_prepared`], on one thread.
 pub fn replay(
     engine: &mut Engine,
     store: &mut Store,
     rec: Record<'_>,
     decode: impl Fn(&str) -> Decoded,
 ) {
-    match rec {
-        Record::Frame { now, text } => {
-            if fault::hit(fault::Point::ReplayPanic) {
-                panic!("fault injection: replay_panic");
-            }
-            let (events, reasons) = decode(text);
-            apply(engine, store, events, &reasons, now);
-        }
-        // Journals written before reads stopped being journaled hold
-        // scrapes and alert checks: what they did besides reading was a tick.
-        Record::Tick { now } | Record::Live { now } | Record::Alerts { now } => {
-            engine.tick(now, store)
-        }
-        Record::Forget { calls, .. } => {
-            forget(engine, store, calls);
-        }
-    }
+    replay_prepared(engine, store, prepare(rec, decode))
 }
 
 /// Drop the calls named one per line; how many were in flight.

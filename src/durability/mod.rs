@@ -270,15 +270,16 @@ fn list(dir: &Path) -> io::Result<Listing> {
 /// it, so neither it nor anything after it was acknowledged) would make
 /// every start fail the same way: it is cut off its segment, reported, and
 /// recovery starts over from the snapshot.
-pub fn recover(
+pub fn recover<P: Send>(
     dir: &DataDir,
     cfg: &StateConfig,
-    mut replay: impl FnMut(&mut Engine, &mut Store, Record<'_>),
+    prepare: impl Fn(Record<'_>) -> P + Sync,
+    mut apply: impl FnMut(&mut Engine, &mut Store, P),
 ) -> Result<(Engine, Store, Writer, Recovery), DurabilityError> {
     let started = Instant::now();
     let mut cut_before = 0;
     loop {
-        match recover_once(dir, cfg, &mut replay)? {
+        match recover_once(dir, cfg, &prepare, &mut apply)? {
             Ok((engine, store, writer, mut report)) => {
                 report.cut_bytes += cut_before;
                 report.duration = started.elapsed();
@@ -296,6 +297,72 @@ pub fn recover(
     }
 }
 
+/// Records prepared ahead of the one being applied, at most.
+const PREPARED_AHEAD: usize = 256;
+
+/// Replay one segment: a second thread reads and prepares its records (for
+/// frames, the decoding) while this one applies them in order. A record
+/// whose preparing or applying panics is cut off with what follows it, as
+/// a torn tail is; returns what the read found and whether that happened.
+fn replay_segment<P: Send>(
+    file: &Path,
+    prepare: &(impl Fn(Record<'_>) -> P + Sync),
+    mut apply: impl FnMut(P),
+) -> io::Result<(journal::SegmentRead, bool)> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::thread::Result<P>>(PREPARED_AHEAD);
+    let (read, applied, poisoned) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            // Never stops the read early: the cut, if any, is made below
+            // at the record that failed, which the reader may be past.
+            let mut stopped = false;
+            journal::read_segment(file, |rec| {
+                // Once the applier has stopped, nothing more is prepared.
+                if !stopped {
+                    stopped = tx
+                        .send(catch_unwind(AssertUnwindSafe(|| prepare(rec))))
+                        .is_err();
+                }
+                true
+            })
+        });
+        let mut applied = 0u64;
+        let mut poisoned = false;
+        for prepared in rx.iter() {
+            let ok = prepared
+                .and_then(|p| catch_unwind(AssertUnwindSafe(|| apply(p))))
+                .is_ok();
+            if !ok {
+                poisoned = true;
+                // Dropping the receiver makes the reader's sends fail fast.
+                break;
+            }
+            applied += 1;
+        }
+        drop(rx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the journal reader thread panicked")));
+        (read, applied, poisoned)
+    });
+    let read = read?;
+    if !poisoned {
+        return Ok((read, false));
+    }
+    // Cut at the record that failed: read again, stopping there.
+    let mut seen = 0u64;
+    let cut = journal::read_segment(file, |_| {
+        seen += 1;
+        seen <= applied
+    })?;
+    // A torn tail the first read cut is part of what was cut off.
+    let cut = journal::SegmentRead {
+        cut_bytes: cut.cut_bytes + read.cut_bytes,
+        ..cut
+    };
+    Ok((cut, true))
+}
+
 /// Where a record that could not be replayed was cut.
 struct PoisonCut {
     segment: PathBuf,
@@ -304,10 +371,11 @@ struct PoisonCut {
 
 type Recovered = (Engine, Store, Writer, Recovery);
 
-fn recover_once(
+fn recover_once<P: Send>(
     dir: &DataDir,
     cfg: &StateConfig,
-    replay: &mut impl FnMut(&mut Engine, &mut Store, Record<'_>),
+    prepare: &(impl Fn(Record<'_>) -> P + Sync),
+    apply: &mut impl FnMut(&mut Engine, &mut Store, P),
 ) -> Result<Result<Recovered, PoisonCut>, DurabilityError> {
     let path = dir.path();
     let fail = |path: &Path| {
@@ -371,15 +439,9 @@ fn recover_once(
     }
     for &seq in &segments {
         let file = path.join(journal::segment_name(seq));
-        let mut poisoned = false;
-        let read = journal::read_segment(&file, |rec| {
-            let replayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                replay(&mut engine, &mut store, rec)
-            }));
-            poisoned = replayed.is_err();
-            !poisoned
-        })
-        .map_err(fail(&file))?;
+        let (read, poisoned) =
+            replay_segment(&file, prepare, |p| apply(&mut engine, &mut store, p))
+                .map_err(fail(&file))?;
         if poisoned {
             // The engine may be half-changed: start over.
             return Ok(Err(PoisonCut {
