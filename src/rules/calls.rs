@@ -11,6 +11,7 @@ use siphasher::sip::SipHasher13;
 use super::expiring::ExpiringSet;
 use super::gauges::{Gauges, LaneKind};
 use super::ordered::Pool;
+use super::Handle;
 use super::{AgentId, AgentMeasure, Call, CallState, Engine, Measure, Observer, Reject};
 use crate::event::{EndReason, Id, Millis, Reason};
 
@@ -340,10 +341,6 @@ fn restate(gauges: &mut Gauges, h: Handle, before: &Call, after: &Call, now: Mil
     leave(gauges, h, before, now);
     enter(gauges, h, after, now);
 }
-
-/// Where a call lives in the [`CallTable`]: its slot, stable while the call
-/// is in flight (the lanes and the eviction timers name calls by it).
-pub(super) type Handle = u32;
 
 /// The calls in flight, by id: one slot per call, in a [`Pool`], holding the
 /// id and the call (56 bytes), and an open-addressing index of 8-byte

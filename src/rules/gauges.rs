@@ -30,8 +30,8 @@
 //! lanes by their handle in the call table (4 bytes, not a second copy of
 //! the id), promises by their id.
 
-use super::calls::Handle;
 use super::ordered::Ordered;
+use super::Handle;
 use super::{AgentId, Limits, Live, SeriesId};
 use crate::event::{Id, Millis};
 

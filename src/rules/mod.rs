@@ -23,7 +23,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::event::{Body, Event, Id, Millis, Reason};
-use calls::{CallTable, Handle};
+use calls::CallTable;
 use gauges::{Gauges, LaneKind, Subject};
 
 pub use expiring::ExpiringSet;
@@ -266,6 +266,12 @@ enum CallState {
     /// Since `last`.
     OnHold,
 }
+
+/// Where a call lives in the calls table ([`calls::CallTable`]): its slot,
+/// stable while the call is in flight (the lanes and the eviction timers
+/// name calls by it). Here, not in `calls`, so `gauges` names it without
+/// importing `calls`, which imports `gauges`.
+type Handle = u32;
 
 #[derive(Clone, Copy, Debug)]
 struct Call {
