@@ -520,6 +520,29 @@ struct Latency {
     events_per_s: f64,
 }
 
+/// A microsecond histogram of send -> ack times.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()
+}
+
+/// The connections' histograms merged, and the events they sent over `run`.
+async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<(Histogram<u64>, u64)>>,
+    run: Duration,
+) -> Latency {
+    let mut hist = latency_histogram();
+    let mut events = 0;
+    for t in tasks {
+        let (h, e) = t.await.unwrap();
+        hist.add(h).unwrap();
+        events += e;
+    }
+    Latency {
+        hist,
+        events_per_s: events as f64 / run.as_secs_f64(),
+    }
+}
+
 /// `conns` connections, each sending a `batch`-event frame on a fixed
 /// schedule (total `rate` events/s) and timing send -> ack in microseconds.
 async fn latency(
@@ -540,7 +563,7 @@ async fn latency(
         .map(|(i, mut ws)| {
             let mut gen = Gen::new(format!("{tag}c{i}-"));
             tokio::spawn(async move {
-                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+                let mut hist = latency_histogram();
                 let mut next = start + interval.mul_f64(i as f64 / conns as f64);
                 let mut events = 0u64;
                 while next < end {
@@ -559,17 +582,7 @@ async fn latency(
             })
         })
         .collect();
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut events = 0;
-    for t in tasks {
-        let (h, e) = t.await.unwrap();
-        hist.add(h).unwrap();
-        events += e;
-    }
-    Latency {
-        hist,
-        events_per_s: events as f64 / run.as_secs_f64(),
-    }
+    gather(tasks, run).await
 }
 
 /// As [`latency`], but open loop: each connection writes its frames on the
@@ -610,7 +623,7 @@ async fn latency_open(
                     }
                     (tx, frames)
                 });
-                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+                let mut hist = latency_histogram();
                 let mut events = 0u64;
                 while let Some(sent) = sent_at.recv().await {
                     let ack = next_ack(&mut rx).await;
@@ -627,17 +640,7 @@ async fn latency_open(
             })
         })
         .collect();
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut events = 0;
-    for t in tasks {
-        let (h, e) = t.await.unwrap();
-        hist.add(h).unwrap();
-        events += e;
-    }
-    Latency {
-        hist,
-        events_per_s: events as f64 / run.as_secs_f64(),
-    }
+    gather(tasks, run).await
 }
 
 /// Check "ack means counted": a frame of offered calls on a queue of its

@@ -368,17 +368,7 @@ impl Pipeline {
             Some(journal) => {
                 let mut batch = journal::Batch::default();
                 for input in burst.iter() {
-                    match input {
-                        // The frame's own buffer goes to the writer: no copy.
-                        Input::Command(Command::Apply { text, .. }) => {
-                            batch.frame(now, text.clone().into())
-                        }
-                        other => {
-                            if let Some(rec) = self.record(other, now) {
-                                batch.record(&rec);
-                            }
-                        }
-                    }
+                    self.journal_into(input, now, &mut batch);
                 }
                 if batch.is_empty() {
                     Written::Ready(Ok(()))
@@ -413,26 +403,28 @@ impl Pipeline {
         }
     }
 
-    /// The journal record of an input, if it changes the state.
-    fn record<'a>(&self, input: &'a Input, now: Millis) -> Option<Record<'a>> {
+    /// Add an input's journal record to `batch`, if it changes the state.
+    fn journal_into(&self, input: &Input, now: Millis, batch: &mut journal::Batch) {
         match input {
-            Input::Command(Command::Apply { text, .. }) => Some(Record::Frame {
-                now,
-                text: text.as_str(),
-            }),
-            Input::Command(Command::Forget { calls, .. }) => Some(Record::Forget {
+            // The frame's own buffer goes to the writer: no copy.
+            Input::Command(Command::Apply { text, .. }) => batch.frame(now, text.clone().into()),
+            Input::Command(Command::Forget { calls, .. }) => batch.record(&Record::Forget {
                 now,
                 calls: calls.as_str(),
             }),
             // Reads change nothing: never journaled.
-            Input::Command(Command::Snapshot { .. } | Command::Alerts { .. }) => None,
+            Input::Command(Command::Snapshot { .. } | Command::Alerts { .. }) => {}
             // In event mode a tick changes nothing: no need to journal it,
             // except as a probe while journal writes fail, so that /readyz
             // turns ready again once the disk has room without waiting for
             // a frame (a no-op at replay).
-            Input::Tick => (self.engine.settings().clock == ClockMode::Wall
-                || !self.health.journal_writable())
-            .then_some(Record::Tick { now }),
+            Input::Tick => {
+                if self.engine.settings().clock == ClockMode::Wall
+                    || !self.health.journal_writable()
+                {
+                    batch.record(&Record::Tick { now });
+                }
+            }
         }
     }
 

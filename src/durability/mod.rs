@@ -668,6 +668,65 @@ mod tests {
     use crate::metrics::BucketConfig;
     use crate::rules::ClockMode;
 
+    /// A segment of ticks at `now` = 1..=n.
+    fn ticks(dir: &Path, n: i64) -> PathBuf {
+        let mut w = Writer::create(dir, 1).unwrap();
+        let mut bytes = Vec::new();
+        for now in 1..=n {
+            journal::encode(&Record::Tick { now }, &mut bytes);
+        }
+        w.write(&journal::Batch::from(bytes), None).unwrap();
+        dir.join(journal::segment_name(1))
+    }
+
+    fn tick_of(rec: Record<'_>) -> Millis {
+        match rec {
+            Record::Tick { now } => now,
+            other => panic!("not a tick: {other:?}"),
+        }
+    }
+
+    /// Records are prepared on the reader thread and applied here in
+    /// order; a record whose preparing panics, or whose applying panics,
+    /// is cut off with everything after it, exactly there, although the
+    /// reader was ahead of the applier.
+    #[test]
+    fn replay_applies_in_order_and_cuts_at_the_record_that_panicked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ticks(dir.path(), 1000);
+        let mut seen = Vec::new();
+        let (read, poisoned) = replay_segment(&file, &tick_of, |t| seen.push(t)).unwrap();
+        assert!(!poisoned);
+        assert_eq!((read.records, read.cut_bytes), (1000, 0));
+        assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+
+        // Preparing record 700 panics: 699 applied, the segment cut there.
+        let prepare = |rec: Record<'_>| {
+            let t = tick_of(rec);
+            assert!(t != 700, "fault injection at 700");
+            t
+        };
+        let mut applied = 0;
+        let (read, poisoned) = replay_segment(&file, &prepare, |_| applied += 1).unwrap();
+        assert!(poisoned);
+        assert_eq!(applied, 699);
+        assert_eq!(read.records, 699);
+        assert_eq!(read.cut_bytes, 301 * 17);
+
+        // Applying record 5 panics (the reader is far ahead by then).
+        let mut applied = Vec::new();
+        let (read, poisoned) = replay_segment(&file, &tick_of, |t| {
+            assert!(t != 5, "fault injection at 5");
+            applied.push(t);
+        })
+        .unwrap();
+        assert!(poisoned);
+        assert_eq!(applied, vec![1, 2, 3, 4]);
+        assert_eq!((read.records, read.cut_bytes), (4, 695 * 17));
+        let (read, _) = replay_segment(&file, &tick_of, |_| {}).unwrap();
+        assert_eq!((read.records, read.cut_bytes), (4, 0));
+    }
+
     fn config() -> StateConfig {
         let rules = RuleSettings {
             clock: ClockMode::Wall,
