@@ -1,8 +1,10 @@
 //! benches/replay.rs: journal replay at start, the time `durability::recover`
 //! takes to be ready (what the daemon runs before it answers `/readyz`)
 //! over a journal of about 1M events written with the real journal encoder
-//! and segment writer, replayed with the pipeline's own replay over the
-//! ingest decoder. `cargo bench --bench replay`.
+//! and segment writer, replayed with the pipeline's own replay. Twice: with
+//! the binary event records the pipeline writes, and with the frame-text
+//! records of journals written by earlier versions (decoded again by the
+//! ingest decoder). `cargo bench --bench replay`.
 //!
 //! Each call has a full life (offered, answered, hold started, hold ended,
 //! ended), every event an `event_id` and an integer-millisecond `ts`, in
@@ -65,23 +67,46 @@ fn config() -> StateConfig {
     }
 }
 
+/// How the journal holds the frames: as the pipeline writes them now
+/// (binary events), or as versions before it did (the frame text).
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    Events,
+    Text,
+}
+
 fn main() {
+    let runs = std::env::args()
+        .filter_map(|a| a.parse::<usize>().ok())
+        .next()
+        .unwrap_or(3);
+    let events = events();
+    for form in [Form::Events, Form::Text] {
+        bench(&events, form, runs);
+    }
+}
+
+fn bench(events: &[String], form: Form, runs: usize) {
     let data = tempfile::tempdir().expect("temporary directory");
     let settings = Settings {
         dir: data.path().to_path_buf(),
         fsync: Fsync::Interval(Duration::from_secs(1)),
         snapshot_interval: Duration::from_secs(60),
     };
-    let events = events();
     let mut bytes = Vec::new();
     let mut frames = 0u64;
     {
         let mut w = journal::Writer::create(data.path(), 1).expect("segment");
         for (i, chunk) in events.chunks(PER_FRAME).enumerate() {
             let text = format!("[{}]", chunk.join(","));
-            let rec = Record::Frame {
-                now: BASE_TS + i as Millis,
-                text: &text,
+            let now = BASE_TS + i as Millis;
+            // The pipeline's record: the live decoder's output, encoded.
+            let (decoded, rejects) = decode_for_replay(&text);
+            let mut body = Vec::new();
+            durability::events::encode(&decoded, &rejects, &mut body);
+            let rec = match form {
+                Form::Events => Record::Events { now, body: &body },
+                Form::Text => Record::Frame { now, text: &text },
             };
             journal::encode(&rec, &mut bytes);
             frames += 1;
@@ -98,12 +123,12 @@ fn main() {
         .map(|m| m.len())
         .unwrap_or(0);
     let cfg = config();
-    let runs = std::env::args()
-        .filter_map(|a| a.parse::<usize>().ok())
-        .next()
-        .unwrap_or(3);
     println!(
-        "replay: {} events in {frames} frames, {:.1} MB of journal",
+        "replay, {}: {} events in {frames} frames, {:.1} MB of journal",
+        match form {
+            Form::Events => "binary event records (what the pipeline writes)",
+            Form::Text => "frame text records (journals of earlier versions)",
+        },
         events.len(),
         journal_bytes as f64 / 1e6
     );

@@ -12,11 +12,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use bytes::Bytes;
 use compact_str::CompactString;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::clock::wall_now;
-use crate::durability::{journal, writer as journal_writer, Journal, JournalFailed, Record};
+use crate::durability::{
+    events as journal_events, journal, writer as journal_writer, Journal, JournalFailed, Record,
+};
 use crate::event::{Event, Id, Millis, Reason};
 use crate::fault;
 use crate::health::Health;
@@ -32,8 +34,10 @@ const QUEUE: usize = 1024;
 
 enum Command {
     Apply {
-        /// The frame as received: what the journal keeps.
-        text: Utf8Bytes,
+        /// The events and rejects in the journal's binary form, encoded by
+        /// the sender (so on its thread, not the pipeline's); empty if the
+        /// sender knew there is no journal.
+        record: Bytes,
         events: Vec<(u32, Event)>,
         /// Reasons of the frame's elements that failed decoding, to be counted.
         decode_rejects: Vec<Reason>,
@@ -87,6 +91,9 @@ pub enum ApplyError {
 #[derive(Clone)]
 pub struct PipelineHandle {
     tx: mpsc::Sender<Command>,
+    /// Whether frames are journaled: senders then encode their journal
+    /// record themselves.
+    journaled: bool,
 }
 
 /// The receiving end of a [`PipelineHandle`], until [`task`] runs it.
@@ -94,9 +101,11 @@ pub struct Inbox(mpsc::Receiver<Command>);
 
 /// A handle and its inbox: handles can be given out (to the HTTP server,
 /// say) before the state is recovered and the pipeline spawned.
-pub fn channel() -> (PipelineHandle, Inbox) {
+/// `journaled` says whether the pipeline will have a journal; if it is
+/// wrong, frames are still journaled, only encoded on the pipeline.
+pub fn channel(journaled: bool) -> (PipelineHandle, Inbox) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    (PipelineHandle { tx }, Inbox(rx))
+    (PipelineHandle { tx, journaled }, Inbox(rx))
 }
 
 /// The verdicts of a frame handed to the pipeline, once it is journaled
@@ -123,11 +132,10 @@ impl PipelineHandle {
     /// the journal (when durability is on), never before.
     pub async fn apply(
         &self,
-        text: Utf8Bytes,
         events: Vec<(u32, Event)>,
         decode_rejects: Vec<Reason>,
     ) -> Result<Verdicts, ApplyError> {
-        self.submit(text, events, decode_rejects).await?.await
+        self.submit(events, decode_rejects).await?.await
     }
 
     /// Queue a decoded frame (waiting while the queue is full: that is the
@@ -136,14 +144,18 @@ impl PipelineHandle {
     /// queued, so their replies come in that order too.
     pub async fn submit(
         &self,
-        text: Utf8Bytes,
         events: Vec<(u32, Event)>,
         decode_rejects: Vec<Reason>,
     ) -> Result<Reply, Stopped> {
+        let record = if self.journaled {
+            journal_record(&events, &decode_rejects)
+        } else {
+            Bytes::new()
+        };
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Apply {
-                text,
+                record,
                 events,
                 decode_rejects,
                 reply,
@@ -406,8 +418,20 @@ impl Pipeline {
     /// Add an input's journal record to `batch`, if it changes the state.
     fn journal_into(&self, input: &Input, now: Millis, batch: &mut journal::Batch) {
         match input {
-            // The frame's own buffer goes to the writer: no copy.
-            Input::Command(Command::Apply { text, .. }) => batch.frame(now, text.clone().into()),
+            // The sender's buffer goes to the writer: no copy.
+            Input::Command(Command::Apply {
+                record,
+                events,
+                decode_rejects,
+                ..
+            }) => {
+                let record = if record.is_empty() {
+                    journal_record(events, decode_rejects)
+                } else {
+                    record.clone()
+                };
+                batch.events(now, record)
+            }
             Input::Command(Command::Forget { calls, .. }) => batch.record(&Record::Forget {
                 now,
                 calls: calls.as_str(),
@@ -501,6 +525,14 @@ impl Pipeline {
     }
 }
 
+/// A frame's journal record (never empty: even no events take two bytes).
+fn journal_record(events: &[(u32, Event)], rejects: &[Reason]) -> Bytes {
+    // About what an event of a full call's life takes, so this seldom grows.
+    let mut out = Vec::with_capacity(8 + 48 * events.len() + rejects.len());
+    journal_events::encode(events, rejects, &mut out);
+    Bytes::from(out)
+}
+
 /// A frame whose journal write failed is refused (the connection closes
 /// with 1011 and the sender resends); a tick is dropped (the next one
 /// catches up). Returns the input if it is a read, which needs no journal.
@@ -525,18 +557,32 @@ pub type Decoded = (Vec<(u32, Event)>, Vec<Reason>);
 
 /// A journal record made ready to apply: a frame decoded, the rest as it
 /// was. Recovery prepares records on one thread while it applies the ones
-/// before on another (decoding is about half of a replay's work).
+/// before on another.
 pub enum Prepared {
-    Frame { now: Millis, decoded: Decoded },
-    Tick { now: Millis },
-    Forget { calls: String },
+    Frame {
+        now: Millis,
+        decoded: Decoded,
+    },
+    Tick {
+        now: Millis,
+    },
+    Forget {
+        calls: String,
+    },
+    /// A frame record whose events cannot be decoded: it is cut off, as a
+    /// record that fails its checksum is.
+    Undecodable,
 }
 
 /// Prepare one journal record for [`replay_prepared`]. `decode` is the
-/// ingest decoder (passed in: the pipeline does not depend on ingest,
-/// ingest depends on the pipeline).
+/// ingest decoder, for frame texts written by earlier versions (passed in:
+/// the pipeline does not depend on ingest, ingest depends on the pipeline).
 pub fn prepare(rec: Record<'_>, decode: impl Fn(&str) -> Decoded) -> Prepared {
     match rec {
+        Record::Events { now, body } => match journal_events::decode(body) {
+            Ok(decoded) => Prepared::Frame { now, decoded },
+            Err(_) => Prepared::Undecodable,
+        },
         Record::Frame { now, text } => Prepared::Frame {
             now,
             decoded: decode(text),
@@ -554,7 +600,11 @@ pub fn prepare(rec: Record<'_>, decode: impl Fn(&str) -> Decoded) -> Prepared {
 
 /// Apply one prepared journal record during recovery, exactly as the
 /// pipeline did when it wrote it.
-pub fn replay_prepared(engine: &mut Engine, store: &mut Store, p: Prepared) {
+pub fn replay_prepared(
+    engine: &mut Engine,
+    store: &mut Store,
+    p: Prepared,
+) -> Result<(), journal_events::Undecodable> {
     match p {
         Prepared::Frame {
             now,
@@ -569,7 +619,9 @@ pub fn replay_prepared(engine: &mut Engine, store: &mut Store, p: Prepared) {
         Prepared::Forget { calls } => {
             forget(engine, store, &calls);
         }
+        Prepared::Undecodable => return Err(journal_events::Undecodable),
     }
+    Ok(())
 }
 
 /// Apply one journal record during recovery: [`prepare`], then
@@ -579,7 +631,7 @@ pub fn replay(
     store: &mut Store,
     rec: Record<'_>,
     decode: impl Fn(&str) -> Decoded,
-) {
+) -> Result<(), journal_events::Undecodable> {
     replay_prepared(engine, store, prepare(rec, decode))
 }
 
@@ -716,13 +768,13 @@ mod tests {
             now: 5,
             text: r#"["a","b","c"]"#,
         };
-        replay(&mut engine, &mut store, frame, decode);
+        replay(&mut engine, &mut store, frame, decode).unwrap();
         assert_eq!(engine.calls_in_flight(), 3);
         let forget = Record::Forget {
             now: 6,
             calls: "a\nc\nnever\n",
         };
-        replay(&mut engine, &mut store, forget, decode);
+        replay(&mut engine, &mut store, forget, decode).unwrap();
         assert_eq!(engine.calls_in_flight(), 1);
         assert_eq!(engine.live()[0].waiting, 1);
     }

@@ -4,7 +4,7 @@
 //! restart the counters but keep the calls. Pure (no daemon, no disk): the
 //! pipeline's own replay over the ingest decoder.
 
-use ringwatch::durability::{decode_state, encode_state, Record, StateConfig};
+use ringwatch::durability::{decode_state, encode_state, events, Record, StateConfig};
 use ringwatch::event::Millis;
 use ringwatch::ingest::frame::decode_for_replay;
 use ringwatch::metrics::{Bounds, BucketConfig, Store};
@@ -70,21 +70,21 @@ fn a_snapshot_anywhere_then_replay_gives_the_same_state() {
     let end = recs.last().unwrap().1 + 3_600_000;
     let (mut e1, mut s1) = cfg.fresh();
     for r in &recs {
-        replay(&mut e1, &mut s1, rec(r), decode_for_replay);
+        replay(&mut e1, &mut s1, rec(r), decode_for_replay).unwrap();
     }
     let want = exposition(&mut e1, &mut s1, end);
     assert!(want.contains("ringwatch_calls_answered_total"));
     for k in [0, 1, recs.len() / 3, recs.len() / 2, recs.len() - 1] {
         let (mut e2, mut s2) = cfg.fresh();
         for r in &recs[..k] {
-            replay(&mut e2, &mut s2, rec(r), decode_for_replay);
+            replay(&mut e2, &mut s2, rec(r), decode_for_replay).unwrap();
         }
         let body = encode_state(&e2, &s2);
         let (mut e3, mut s3, _) = decode_state(&body, &cfg).unwrap();
         assert_eq!(e3.calls_in_flight(), e2.calls_in_flight());
         assert_eq!(e3.dedup_ids(), e2.dedup_ids());
         for r in &recs[k..] {
-            replay(&mut e3, &mut s3, rec(r), decode_for_replay);
+            replay(&mut e3, &mut s3, rec(r), decode_for_replay).unwrap();
         }
         assert_eq!(
             exposition(&mut e3, &mut s3, end),
@@ -100,7 +100,7 @@ fn changed_buckets_restart_the_counters_but_keep_the_calls() {
     let recs = records();
     let (mut e, mut s) = cfg.fresh();
     for r in &recs[..recs.len() / 2] {
-        replay(&mut e, &mut s, rec(r), decode_for_replay);
+        replay(&mut e, &mut s, rec(r), decode_for_replay).unwrap();
     }
     let body = encode_state(&e, &s);
     let mut other = config();
@@ -115,4 +115,35 @@ fn changed_buckets_restart_the_counters_but_keep_the_calls() {
     );
     assert_eq!(s2.agents_len(), s.agents_len(), "every agent known again");
     assert!(s2.fits(&other.bounds, other.quantile_window));
+}
+
+/// The pipeline journals a frame as its decoded events in binary; a
+/// journal of those replays to exactly the state the frame texts give.
+#[test]
+fn binary_event_records_replay_exactly_as_the_frame_texts() {
+    let cfg = config();
+    let recs = records();
+    let end = recs.last().unwrap().1 + 3_600_000;
+    let (mut e1, mut s1) = cfg.fresh();
+    let (mut e2, mut s2) = cfg.fresh();
+    let mut frames = 0;
+    for r in &recs {
+        replay(&mut e1, &mut s1, rec(r), decode_for_replay).unwrap();
+        match rec(r) {
+            Record::Frame { now, text } => {
+                let (decoded, rejects) = decode_for_replay(text);
+                let mut body = Vec::new();
+                events::encode(&decoded, &rejects, &mut body);
+                let binary = Record::Events { now, body: &body };
+                // Never the text decoder for these.
+                replay(&mut e2, &mut s2, binary, |_| unreachable!()).unwrap();
+                frames += 1;
+            }
+            other => replay(&mut e2, &mut s2, other, decode_for_replay).unwrap(),
+        }
+    }
+    assert!(frames > 100);
+    let want = exposition(&mut e1, &mut s1, end);
+    assert!(want.contains("ringwatch_calls_answered_total"));
+    assert_eq!(exposition(&mut e2, &mut s2, end), want);
 }

@@ -6,7 +6,9 @@
 //!
 //! Segment layout: an 8-byte magic, then records of
 //! `[payload length: u32 LE][CRC-32 of payload: u32 LE][payload]`, where the
-//! payload is `[tag: u8][wall time in ms: i64 LE][frame text, for frames]`.
+//! payload is `[tag: u8][wall time in ms: i64 LE][body]`: a frame's decoded
+//! events in their binary form (see `events.rs`), older versions' frame
+//! text, or a forget's call ids.
 //! A record that is cut short or fails its checksum ends the segment: a
 //! crash can only tear the last write, and what follows a torn record was
 //! never acknowledged (see docs/durability.md).
@@ -30,8 +32,12 @@ pub const MAX_RECORD: usize = (64 << 20) + 1 + 8;
 /// One journal entry; the pipeline replays each with the same engine call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record<'a> {
-    /// A frame as received, applied at `now`.
+    /// A frame as received, applied at `now`: what versions before the
+    /// binary record wrote (still replayed; tests and tools write it too).
     Frame { now: Millis, text: &'a str },
+    /// A frame's decoded events and decoding rejects ([`super::events`]),
+    /// applied at `now`: what the pipeline writes.
+    Events { now: Millis, body: &'a [u8] },
     /// The wall-clock timer (`Engine::tick`).
     Tick { now: Millis },
     /// A scrape. Written only by versions whose scrapes evicted idle calls;
@@ -52,6 +58,7 @@ impl Record<'_> {
             Record::Live { .. } => 3,
             Record::Alerts { .. } => 4,
             Record::Forget { .. } => 5,
+            Record::Events { .. } => 6,
         }
     }
 
@@ -61,13 +68,15 @@ impl Record<'_> {
             | Record::Tick { now }
             | Record::Live { now }
             | Record::Alerts { now }
-            | Record::Forget { now, .. } => now,
+            | Record::Forget { now, .. }
+            | Record::Events { now, .. } => now,
         }
     }
 
     fn text(&self) -> &[u8] {
         match self {
             Record::Frame { text, .. } | Record::Forget { calls: text, .. } => text.as_bytes(),
+            Record::Events { body, .. } => body,
             _ => &[],
         }
     }
@@ -89,6 +98,7 @@ impl Record<'_> {
                 now,
                 calls: std::str::from_utf8(text).ok()?,
             }),
+            (6, _) => Some(Record::Events { now, body: text }),
             _ => None,
         }
     }
@@ -128,24 +138,35 @@ fn head(tag: u8, now: Millis, text: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&now);
 }
 
-/// Records bound for one write. A frame's text is kept as the buffer it
-/// arrived in (reference-counted, never copied) and written with the
-/// records' heads in one `writev`; small records are copied in.
+/// Records bound for one write. A frame's events are kept as the buffer
+/// its connection encoded them into (reference-counted, never copied) and
+/// written with the records' heads in one `writev`; small records are
+/// copied in.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Heads and copied records, back to back.
     inline: Vec<u8>,
-    /// Shared texts, each with the length of `inline` written before it.
+    /// Shared bodies, each with the length of `inline` written before it.
     shared: Vec<(usize, Bytes)>,
     len: usize,
 }
 
 impl Batch {
-    /// A frame received as `text`, applied at `now`.
+    /// A frame's events encoded by [`super::events::encode`] into `body`,
+    /// applied at `now`.
+    pub fn events(&mut self, now: Millis, body: Bytes) {
+        self.shared(6, now, body);
+    }
+
+    /// A frame received as `text`, applied at `now` (the older record).
     pub fn frame(&mut self, now: Millis, text: Bytes) {
-        head(1, now, &text, &mut self.inline);
-        self.len += HEAD + text.len();
-        self.shared.push((self.inline.len(), text));
+        self.shared(1, now, text);
+    }
+
+    fn shared(&mut self, tag: u8, now: Millis, body: Bytes) {
+        head(tag, now, &body, &mut self.inline);
+        self.len += HEAD + body.len();
+        self.shared.push((self.inline.len(), body));
     }
 
     /// Any record, copied.
@@ -421,6 +442,11 @@ mod tests {
                 now: 8,
                 calls: "ast:1.2:1\nfs:uuid:1\n",
             },
+            Record::Events {
+                now: 9,
+                body: &[0, 1, 0, 0, 8, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+            },
+            Record::Events { now: 10, body: &[] },
         ]
     }
 
@@ -444,6 +470,7 @@ mod tests {
                 Record::Frame { now, text } => {
                     batch.frame(now, Bytes::copy_from_slice(text.as_bytes()))
                 }
+                Record::Events { now, body } => batch.events(now, Bytes::copy_from_slice(body)),
                 other => batch.record(&other),
             }
         }

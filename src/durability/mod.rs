@@ -5,6 +5,7 @@
 //! journal after it. Why a hand-written journal and what each fsync policy
 //! guarantees: docs/durability.md.
 
+pub mod events;
 pub mod journal;
 pub mod metrics;
 pub mod snapshot;
@@ -24,6 +25,7 @@ use crate::health::{Fatal, Health};
 use crate::metrics::windows::WindowsImage;
 use crate::metrics::{Bounds, Store};
 use crate::rules::{Engine, EngineCopy, EngineImage, Settings as RuleSettings};
+use events::Undecodable;
 pub use journal::Record;
 use journal::Writer;
 use metrics::{DiskMetrics, JournalOp};
@@ -269,12 +271,13 @@ fn list(dir: &Path) -> io::Result<Listing> {
 /// A record that panics the engine at replay (the pipeline died applying
 /// it, so neither it nor anything after it was acknowledged) would make
 /// every start fail the same way: it is cut off its segment, reported, and
-/// recovery starts over from the snapshot.
+/// recovery starts over from the snapshot. So is a record `apply` finds
+/// undecodable (corruption its checksum missed).
 pub fn recover<P: Send>(
     dir: &DataDir,
     cfg: &StateConfig,
     prepare: impl Fn(Record<'_>) -> P + Sync,
-    mut apply: impl FnMut(&mut Engine, &mut Store, P),
+    mut apply: impl FnMut(&mut Engine, &mut Store, P) -> Result<(), Undecodable>,
 ) -> Result<(Engine, Store, Writer, Recovery), DurabilityError> {
     let started = Instant::now();
     let mut cut_before = 0;
@@ -289,7 +292,7 @@ pub fn recover<P: Send>(
                 tracing::error!(
                     segment = %cut.segment.display(),
                     cut_bytes = cut.bytes,
-                    "a journal record panicked the engine at replay: cut off with what followed it (never acknowledged); recovering again"
+                    "a journal record could not be replayed (it panicked the engine, or its events cannot be decoded): cut off with what followed it; recovering again"
                 );
                 cut_before += cut.bytes;
             }
@@ -302,12 +305,13 @@ const PREPARED_AHEAD: usize = 256;
 
 /// Replay one segment: a second thread reads and prepares its records (for
 /// frames, the decoding) while this one applies them in order. A record
-/// whose preparing or applying panics is cut off with what follows it, as
-/// a torn tail is; returns what the read found and whether that happened.
+/// whose preparing or applying panics, or which `apply` finds undecodable,
+/// is cut off with what follows it, as a torn tail is; returns what the
+/// read found and whether that happened.
 fn replay_segment<P: Send>(
     file: &Path,
     prepare: &(impl Fn(Record<'_>) -> P + Sync),
-    mut apply: impl FnMut(P),
+    mut apply: impl FnMut(P) -> Result<(), Undecodable>,
 ) -> io::Result<(journal::SegmentRead, bool)> {
     use std::panic::{catch_unwind, AssertUnwindSafe};
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::thread::Result<P>>(PREPARED_AHEAD);
@@ -331,7 +335,7 @@ fn replay_segment<P: Send>(
         for prepared in rx.iter() {
             let ok = prepared
                 .and_then(|p| catch_unwind(AssertUnwindSafe(|| apply(p))))
-                .is_ok();
+                .is_ok_and(|applied| applied.is_ok());
             if !ok {
                 poisoned = true;
                 // Dropping the receiver makes the reader's sends fail fast.
@@ -375,7 +379,7 @@ fn recover_once<P: Send>(
     dir: &DataDir,
     cfg: &StateConfig,
     prepare: &(impl Fn(Record<'_>) -> P + Sync),
-    apply: &mut impl FnMut(&mut Engine, &mut Store, P),
+    apply: &mut impl FnMut(&mut Engine, &mut Store, P) -> Result<(), Undecodable>,
 ) -> Result<Result<Recovered, PoisonCut>, DurabilityError> {
     let path = dir.path();
     let fail = |path: &Path| {
@@ -695,7 +699,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = ticks(dir.path(), 1000);
         let mut seen = Vec::new();
-        let (read, poisoned) = replay_segment(&file, &tick_of, |t| seen.push(t)).unwrap();
+        let (read, poisoned) = replay_segment(&file, &tick_of, |t| {
+            seen.push(t);
+            Ok(())
+        })
+        .unwrap();
         assert!(!poisoned);
         assert_eq!((read.records, read.cut_bytes), (1000, 0));
         assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
@@ -707,7 +715,11 @@ mod tests {
             t
         };
         let mut applied = 0;
-        let (read, poisoned) = replay_segment(&file, &prepare, |_| applied += 1).unwrap();
+        let (read, poisoned) = replay_segment(&file, &prepare, |_| {
+            applied += 1;
+            Ok(())
+        })
+        .unwrap();
         assert!(poisoned);
         assert_eq!(applied, 699);
         assert_eq!(read.records, 699);
@@ -718,13 +730,26 @@ mod tests {
         let (read, poisoned) = replay_segment(&file, &tick_of, |t| {
             assert!(t != 5, "fault injection at 5");
             applied.push(t);
+            Ok(())
         })
         .unwrap();
         assert!(poisoned);
         assert_eq!(applied, vec![1, 2, 3, 4]);
         assert_eq!((read.records, read.cut_bytes), (4, 695 * 17));
-        let (read, _) = replay_segment(&file, &tick_of, |_| {}).unwrap();
+        let (read, _) = replay_segment(&file, &tick_of, |_| Ok(())).unwrap();
         assert_eq!((read.records, read.cut_bytes), (4, 0));
+
+        // Record 3 is undecodable: cut there, as for a panic.
+        let (read, poisoned) = replay_segment(&file, &tick_of, |t| {
+            if t == 3 {
+                Err(Undecodable)
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        assert!(poisoned);
+        assert_eq!((read.records, read.cut_bytes), (2, 2 * 17));
     }
 
     fn config() -> StateConfig {

@@ -882,6 +882,28 @@ mod tests {
                 prop_assert_eq!(&both[0], &slow);
                 prop_assert!(both[1].is_ok());
             }
+
+            /// What the journal keeps of a frame (its decoded events and
+            /// rejects, in binary) decodes back to exactly what live
+            /// decoding gave, so a replay applies what live applied.
+            #[test]
+            fn the_journal_record_gives_back_the_decoding(fields in proptest::collection::vec((field(), value()), 0..10)) {
+                let mut seen = std::collections::HashSet::new();
+                let body: Vec<String> = fields
+                    .iter()
+                    .filter(|(k, _)| seen.insert(*k))
+                    .map(|(k, v)| format!(r#""{k}":{v}"#))
+                    .collect();
+                let batch = format!(r#"[{{{}}}, {{"type":"clock","ts":1}}, 7]"#, body.join(","));
+                let live = decode_split(&batch);
+                let reasons: Vec<Reason> = live.rejected.iter().map(|(_, e)| e.reason).collect();
+                let mut record = Vec::new();
+                crate::durability::events::encode(&live.events, &reasons, &mut record);
+                prop_assert_eq!(
+                    crate::durability::events::decode(&record),
+                    Ok((live.events, reasons))
+                );
+            }
         }
     }
 }

@@ -51,9 +51,10 @@ pub async fn submit(
     let elements = decoded.events.len() + decoded.rejected.len();
     let decode_rejects = decoded.rejected.iter().map(|(_, e)| e.reason).collect();
     let rejected = rejections(decoded.rejected);
-    let reply = pipeline
-        .submit(text, decoded.events, decode_rejects)
-        .await?;
+    // The text is done with here, on the connection's thread: the
+    // pipeline journals the decoded events, not the text.
+    drop(text);
+    let reply = pipeline.submit(decoded.events, decode_rejects).await?;
     Ok(InFlight {
         reply,
         elements,
@@ -101,8 +102,9 @@ impl Future for InFlight {
     }
 }
 
-/// Decode a journaled frame for [`crate::pipeline::replay`]: the same
-/// decoding as live, so a replay applies what live applied.
+/// Decode a journaled frame text (what versions before the binary record
+/// wrote) for [`crate::pipeline::replay`]: the same decoding as live, so a
+/// replay applies what live applied.
 pub fn decode_for_replay(text: &str) -> crate::pipeline::Decoded {
     let decoded = decode::decode_split(text);
     let reasons = decoded.rejected.iter().map(|(_, e)| e.reason).collect();

@@ -8,39 +8,23 @@
 //! a million remembered ids. The key is saved with the set in snapshots, so a
 //! restarted daemon still recognises the ids it remembered.
 
-use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use siphasher::sip::SipHasher13;
 
+use super::keys::Keys;
 use crate::event::Millis;
 
-/// Identity hasher for keys that are already uniformly random hashes.
-#[derive(Default)]
-pub(crate) struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    // Only u64 keys are hashed here, through `write_u64`; should anything
-    // else ever be, fold its bytes in rather than fail.
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-pub(crate) type HashSetU64 = HashSet<u64, BuildHasherDefault<PreHashed>>;
+/// How many evictions ahead the oldest entries' slots are fetched into the
+/// cache: enough for the fetch to land before its turn (each insert does
+/// other work meanwhile), few enough that the line is still cached.
+const FETCH_AHEAD: usize = 8;
 
 pub struct ExpiringSet {
     key: (u64, u64),
-    keys: HashSetU64,
+    keys: Keys,
     /// Insertion order with expiry; the monitor's clock never goes back, so
     /// expiries are (almost) sorted and the front is always the next to go.
     order: VecDeque<(Millis, u64)>,
@@ -55,7 +39,7 @@ impl ExpiringSet {
         let key = (seed.hash_one(0u8), seed.hash_one(1u8));
         ExpiringSet {
             key,
-            keys: HashSetU64::default(),
+            keys: Keys::default(),
             order: VecDeque::new(),
             ttl,
             max,
@@ -76,9 +60,7 @@ impl ExpiringSet {
         self.ttl = ttl;
         self.max = max;
         while self.order.len() > max {
-            if let Some((_, old)) = self.order.pop_front() {
-                self.keys.remove(&old);
-            }
+            self.forget_oldest();
         }
         self
     }
@@ -88,7 +70,7 @@ impl ExpiringSet {
     }
 
     pub fn contains_key(&self, key: u64) -> bool {
-        self.keys.contains(&key)
+        self.keys.contains(key)
     }
 
     /// Remember `id` until `now + ttl`. Past `max` entries the oldest is
@@ -102,21 +84,30 @@ impl ExpiringSet {
         if self.keys.insert(key) {
             self.order.push_back((now.saturating_add(self.ttl), key));
             if self.order.len() > self.max {
-                if let Some((_, old)) = self.order.pop_front() {
-                    self.keys.remove(&old);
-                }
+                self.forget_oldest();
             }
+        }
+    }
+
+    /// Drop the oldest entry. At the cap every insert evicts one, a cache
+    /// miss at a random slot; the slots of the next few to go are fetched
+    /// now, so that miss overlaps the work in between.
+    fn forget_oldest(&mut self) {
+        if let Some((_, old)) = self.order.pop_front() {
+            self.keys.remove(old);
+        }
+        if let Some(&(_, next)) = self.order.get(FETCH_AHEAD) {
+            self.keys.prefetch(next);
         }
     }
 
     /// Forget every entry whose time has passed.
     pub fn expire(&mut self, now: Millis) {
-        while let Some(&(until, key)) = self.order.front() {
+        while let Some(&(until, _)) = self.order.front() {
             if until > now {
                 break;
             }
-            self.order.pop_front();
-            self.keys.remove(&key);
+            self.forget_oldest();
         }
     }
 
@@ -125,7 +116,7 @@ impl ExpiringSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.len() == 0
     }
 }
 

@@ -14,6 +14,7 @@
 mod calls;
 mod expiring;
 mod gauges;
+mod keys;
 mod ordered;
 mod persist;
 mod promises;

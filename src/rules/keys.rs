@@ -1,0 +1,247 @@
+//! A set of 64-bit keys that are already uniform random hashes (the keyed
+//! hashes of `ExpiringSet`), stored flat: linear probing over one array of
+//! keys, deletion by backward shift, at most half full.
+//!
+//! Why not `HashSet<u64>`: at a million entries the set is far larger than
+//! the cache, so each operation is a cache miss, and hashbrown's layout
+//! (control bytes apart from the keys) makes it two. Here the key is its own
+//! slot's tag: one miss per operation, and [`Keys::prefetch`] lets a caller
+//! that knows a key early (the oldest entry, due to be evicted) start that
+//! miss while it does other work.
+
+/// Keys in their slots; `EMPTY` marks a free slot, so a key equal to it is
+/// stored as `ZERO_KEY` (two keys then share a slot's meaning: as likely as
+/// any other 64-bit collision).
+#[derive(Default)]
+pub(crate) struct Keys {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+const EMPTY: u64 = 0;
+const ZERO_KEY: u64 = 1;
+/// Slots of a set that has never held anything (grown on first insert).
+const FIRST: usize = 16;
+
+fn stored(key: u64) -> u64 {
+    if key == EMPTY {
+        ZERO_KEY
+    } else {
+        key
+    }
+}
+
+impl Keys {
+    fn mask(&self) -> usize {
+        self.slots.len().wrapping_sub(1)
+    }
+
+    /// The slot a key's probe starts at. Keys are uniform, so their low
+    /// bits are as good an index as any.
+    fn home(&self, key: u64) -> usize {
+        key as usize & self.mask()
+    }
+
+    /// The slot holding `key`, if any.
+    fn find(&self, key: u64) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mut i = self.home(key);
+        loop {
+            match self.slots[i] {
+                EMPTY => return None,
+                k if k == key => return Some(i),
+                _ => i = (i + 1) & self.mask(),
+            }
+        }
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        self.find(stored(key)).is_some()
+    }
+
+    /// Add `key`; false if it was already there.
+    pub fn insert(&mut self, key: u64) -> bool {
+        let key = stored(key);
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mut i = self.home(key);
+        loop {
+            match self.slots[i] {
+                EMPTY => {
+                    self.slots[i] = key;
+                    self.len += 1;
+                    return true;
+                }
+                k if k == key => return false,
+                _ => i = (i + 1) & self.mask(),
+            }
+        }
+    }
+
+    /// Remove `key`; false if it was not there. The entries after it in
+    /// its run move back into the hole where their probe allows, so no
+    /// tombstone is left and probes stay short however long the set lives.
+    pub fn remove(&mut self, key: u64) -> bool {
+        let Some(mut hole) = self.find(stored(key)) else {
+            return false;
+        };
+        let mask = self.mask();
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let k = self.slots[j];
+            if k == EMPTY {
+                break;
+            }
+            // `k` may fill the hole unless its home lies cyclically in
+            // (hole, j]: then its probe never passes the hole.
+            let home = self.home(k);
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.slots[hole] = k;
+                hole = j;
+            }
+        }
+        self.slots[hole] = EMPTY;
+        self.len -= 1;
+        true
+    }
+
+    /// Start loading the slot `key`'s probe begins at into the cache, so a
+    /// later operation on it does not wait for memory.
+    pub fn prefetch(&self, key: u64) {
+        if let Some(slot) = self.slots.get(self.home(stored(key))) {
+            prefetch(slot);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(FIRST);
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
+        self.len = 0;
+        for k in old.into_iter().filter(|&k| k != EMPTY) {
+            let mut i = self.home(k);
+            while self.slots[i] != EMPTY {
+                i = (i + 1) & self.mask();
+            }
+            self.slots[i] = k;
+            self.len += 1;
+        }
+    }
+}
+
+impl FromIterator<u64> for Keys {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+        let mut keys = Keys::default();
+        for k in iter {
+            keys.insert(k);
+        }
+        keys
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn prefetch(at: &u64) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    // SAFETY: a prefetch is a hint; it never faults and reads nothing into
+    // the program (and `at` is a valid reference anyway). SSE is part of
+    // every x86_64 target.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>((at as *const u64).cast()) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch(at: &u64) {
+    // Elsewhere, a plain read: the load starts the same miss, though the
+    // processor may wait for it sooner.
+    std::hint::black_box(*at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn zero_is_a_key_like_any_other() {
+        let mut k = Keys::default();
+        assert!(!k.contains(0));
+        assert!(k.insert(0));
+        assert!(k.contains(0) && !k.insert(0));
+        assert!(k.remove(0) && !k.contains(0) && k.len() == 0);
+    }
+
+    #[test]
+    fn grows_and_keeps_everything() {
+        let mut k = Keys::default();
+        for i in 0..10_000u64 {
+            assert!(k.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        }
+        assert_eq!(k.len(), 10_000);
+        assert!(k.slots.len() >= 20_000);
+        for i in 0..10_000u64 {
+            assert!(k.contains(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        }
+    }
+
+    /// Keys that all share a home slot, and runs that wrap around the end
+    /// of the array: the cases backward-shift deletion can get wrong.
+    #[test]
+    fn deleting_from_crowded_and_wrapping_runs() {
+        let mut k = Keys::default();
+        k.insert(1); // sizes the array to FIRST slots
+        let size = k.slots.len() as u64;
+        let last = size - 1;
+        let keys: Vec<u64> = (1..=5).map(|n| last + n * size).collect();
+        for &key in &keys {
+            k.insert(key);
+        }
+        for (n, &key) in keys.iter().enumerate() {
+            assert!(k.remove(key));
+            for &rest in &keys[n + 1..] {
+                assert!(k.contains(rest), "lost {rest} after removing {key}");
+            }
+            assert!(k.contains(1));
+        }
+    }
+
+    /// Key `n` of 64: its low 20 bits are one of -2, -1, 0, 1 (homes at
+    /// both ends of any array up to 2^20 slots), never the key 0 or 1.
+    fn crowded(n: u64) -> u64 {
+        (n % 4).wrapping_sub(2) ^ ((n / 4 + 1) << 20)
+    }
+
+    proptest! {
+        /// Against std's set, for any sequence of inserts and removes of
+        /// keys whose homes are four slots at the end and the start of the
+        /// array, whatever its size (so runs collide and wrap).
+        #[test]
+        fn behaves_like_a_hash_set(ops in proptest::collection::vec((any::<bool>(), 0u64..64), 0..400)) {
+            let mut k = Keys::default();
+            let mut std_set = HashSet::new();
+            for (insert, key) in ops {
+                let key = crowded(key);
+                if insert {
+                    prop_assert_eq!(k.insert(key), std_set.insert(key));
+                } else {
+                    prop_assert_eq!(k.remove(key), std_set.remove(&key));
+                }
+                prop_assert_eq!(k.len(), std_set.len());
+            }
+            for key in (0u64..64).map(crowded) {
+                prop_assert_eq!(k.contains(key), std_set.contains(&key));
+            }
+        }
+    }
+}
