@@ -22,7 +22,12 @@ use bytes::Bytes;
 
 use crate::event::Millis;
 
-const MAGIC: &[u8; 8] = b"RWJRNL01";
+/// What a new segment starts with. Segments of versions before the binary
+/// frame record start with `RWJRNL01` and are still read; a version before
+/// it finds this one's magic unknown and sets the segment aside (renamed
+/// `.corrupt`, not deleted) instead of cutting it at the first tag 6.
+const MAGIC: &[u8; 8] = b"RWJRNL02";
+const MAGIC_V1: &[u8; 8] = b"RWJRNL01";
 const HEADER: usize = 8;
 /// No record is larger than this: the largest frame `ingest.max_frame_bytes`
 /// allows (64 MiB) plus the tag and the time. A length field beyond it is
@@ -361,7 +366,7 @@ pub fn read_segment(
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let mut out = SegmentRead::default();
-    if bytes.len() < HEADER || &bytes[..HEADER] != MAGIC {
+    if bytes.len() < HEADER || (&bytes[..HEADER] != MAGIC && &bytes[..HEADER] != MAGIC_V1) {
         out.cut_bytes = bytes.len() as u64;
         out.problem = Some("not a journal segment (bad header)".into());
         cut(path, 0)?;
@@ -448,6 +453,21 @@ mod tests {
             },
             Record::Events { now: 10, body: &[] },
         ]
+    }
+
+    /// Segments of versions before the binary frame record still read.
+    #[test]
+    fn segments_with_the_first_magic_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(segment_name(1));
+        let mut bytes = MAGIC_V1.to_vec();
+        for r in records() {
+            encode(&r, &mut bytes);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let (seen, read) = read_all(&path);
+        assert_eq!(seen.len(), records().len());
+        assert_eq!(read.cut_bytes, 0);
     }
 
     fn read_all(path: &Path) -> (Vec<String>, SegmentRead) {
