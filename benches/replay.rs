@@ -4,7 +4,8 @@
 //! and segment writer, replayed with the pipeline's own replay. Twice: with
 //! the binary event records the pipeline writes, and with the frame-text
 //! records of journals written by earlier versions (decoded again by the
-//! ingest decoder). `cargo bench --bench replay`.
+//! ingest decoder). `cargo bench --bench replay [-- RUNS]`; `REPLAY_FORM=events`
+//! or `text` runs one of the two.
 //!
 //! Each call has a full life (offered, answered, hold started, hold ended,
 //! ended), every event an `event_id` and an integer-millisecond `ts`, in
@@ -81,8 +82,12 @@ fn main() {
         .next()
         .unwrap_or(3);
     let events = events();
-    for form in [Form::Events, Form::Text] {
-        bench(&events, form, runs);
+    // `REPLAY_FORM=events` or `text` runs one form alone (to profile it).
+    let only = std::env::var("REPLAY_FORM").ok();
+    for (name, form) in [("events", Form::Events), ("text", Form::Text)] {
+        if only.as_deref().is_none_or(|o| o == name) {
+            bench(&events, form, runs);
+        }
     }
 }
 

@@ -651,8 +651,11 @@ fn apply(
         store.rejected(*r);
     }
     let mut v = Verdicts::default();
-    for (index, ev) in events {
-        match engine.apply(&ev, now, store) {
+    engine.apply_all(
+        &events,
+        now,
+        store,
+        |store, index, ev, verdict| match verdict {
             Verdict::Accepted => {
                 store.received(ev.body.kind());
                 v.accepted += 1;
@@ -671,13 +674,13 @@ fn apply(
                 tracing::debug!(reason = %r.reason, %detail, "event rejected");
                 v.rejected.push(Rejection {
                     index,
-                    event_id: ev.event_id,
+                    event_id: ev.event_id.clone(),
                     reason: r.reason,
                     detail,
                 });
             }
-        }
-    }
+        },
+    );
     v
 }
 

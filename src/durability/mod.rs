@@ -302,6 +302,8 @@ pub fn recover<P: Send>(
 
 /// Records prepared ahead of the one being applied, at most.
 const PREPARED_AHEAD: usize = 256;
+/// Records handed from the reader to the applier at a time.
+const CHUNK: usize = 16;
 
 /// Replay one segment: a second thread reads and prepares its records (for
 /// frames, the decoding) while this one applies them in order. A record
@@ -314,34 +316,46 @@ fn replay_segment<P: Send>(
     mut apply: impl FnMut(P) -> Result<(), Undecodable>,
 ) -> io::Result<(journal::SegmentRead, bool)> {
     use std::panic::{catch_unwind, AssertUnwindSafe};
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::thread::Result<P>>(PREPARED_AHEAD);
+    // Prepared records go over in chunks: one hand-over (a lock, often a
+    // wake-up) per record was a tenth of a replay's time.
+    type Chunk<P> = Vec<std::thread::Result<P>>;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk<P>>(PREPARED_AHEAD / CHUNK);
     let (read, applied, poisoned) = std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             // Never stops the read early: the cut, if any, is made below
             // at the record that failed, which the reader may be past.
             let mut stopped = false;
-            journal::read_segment(file, |rec| {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let read = journal::read_segment(file, |rec| {
                 // Once the applier has stopped, nothing more is prepared.
                 if !stopped {
-                    stopped = tx
-                        .send(catch_unwind(AssertUnwindSafe(|| prepare(rec))))
-                        .is_err();
+                    chunk.push(catch_unwind(AssertUnwindSafe(|| prepare(rec))));
+                    if chunk.len() == CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        stopped = tx.send(full).is_err();
+                    }
                 }
                 true
-            })
+            });
+            if !stopped && !chunk.is_empty() {
+                let _ = tx.send(chunk);
+            }
+            read
         });
         let mut applied = 0u64;
         let mut poisoned = false;
-        for prepared in rx.iter() {
-            let ok = prepared
-                .and_then(|p| catch_unwind(AssertUnwindSafe(|| apply(p))))
-                .is_ok_and(|applied| applied.is_ok());
-            if !ok {
-                poisoned = true;
-                // Dropping the receiver makes the reader's sends fail fast.
-                break;
+        'chunks: for chunk in rx.iter() {
+            for prepared in chunk {
+                let ok = prepared
+                    .and_then(|p| catch_unwind(AssertUnwindSafe(|| apply(p))))
+                    .is_ok_and(|applied| applied.is_ok());
+                if !ok {
+                    poisoned = true;
+                    // Dropping the receiver makes the reader's sends fail fast.
+                    break 'chunks;
+                }
+                applied += 1;
             }
-            applied += 1;
         }
         drop(rx);
         let read = reader

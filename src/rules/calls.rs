@@ -427,6 +427,13 @@ impl CallTable {
         self.locate(id).is_some()
     }
 
+    /// Start fetching the index entry `id`'s probe begins at.
+    pub(super) fn prefetch(&self, id: &str) {
+        if let Some(e) = self.index.get(self.hash(id) as usize & self.mask()) {
+            super::keys::prefetch(e);
+        }
+    }
+
     pub(super) fn get(&self, id: &str) -> Option<&Call> {
         let (_, h) = self.locate(id)?;
         self.get_handle(h)

@@ -69,6 +69,11 @@ impl ExpiringSet {
         self.contains_key(self.key(id))
     }
 
+    /// Start fetching `key`'s slot into the cache (see `Engine::prefetch`).
+    pub fn prefetch(&self, key: u64) {
+        self.keys.prefetch(key);
+    }
+
     pub fn contains_key(&self, key: u64) -> bool {
         self.keys.contains(key)
     }

@@ -151,8 +151,9 @@ impl FromIterator<u64> for Keys {
     }
 }
 
+/// Start loading the cache line of `at` (a hint: it changes nothing).
 #[cfg(target_arch = "x86_64")]
-fn prefetch(at: &u64) {
+pub(super) fn prefetch(at: &u64) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     // SAFETY: a prefetch is a hint; it never faults and reads nothing into
     // the program (and `at` is a valid reference anyway). SSE is part of
@@ -161,7 +162,7 @@ fn prefetch(at: &u64) {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn prefetch(at: &u64) {
+pub(super) fn prefetch(at: &u64) {
     // Elsewhere, a plain read: the load starts the same miss, though the
     // processor may wait for it sooner.
     std::hint::black_box(*at);
