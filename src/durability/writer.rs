@@ -5,7 +5,9 @@
 //! journal holds.
 //!
 //! - `fsync = "interval"`: a write is answered once the bytes are in the
-//!   file; dirty segments are fsynced every interval.
+//!   file; dirty segments are fsynced every interval, by a second thread
+//!   (an fdatasync of a few megabytes takes milliseconds here, and writes,
+//!   so acknowledgements, would wait behind it).
 //! - `fsync = "batch"`: a write is answered after its fdatasync; everything
 //!   queued meanwhile shares the next one (group commit).
 //!
@@ -17,6 +19,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +36,9 @@ use crate::logging::RateLimited;
 /// Jobs queued before the pipeline waits. The pipeline waits for each write
 /// before it sends the next, so this only absorbs a rotation or two.
 const QUEUE: usize = 16;
+
+/// How soon an interval fsync is tried again when the last is still running.
+const SYNC_RETRY: Duration = Duration::from_millis(5);
 
 pub(super) enum Job {
     /// Append these encoded records; answered once written (batch: synced).
@@ -90,7 +96,12 @@ impl Thread {
         health: Arc<Health>,
     ) -> std::io::Result<Thread> {
         let (jobs, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let syncer = match fsync {
+            Fsync::Interval(_) => Some(Syncer::spawn(Arc::clone(&metrics), Arc::clone(&health))?),
+            Fsync::Batch => None,
+        };
         let state = WriterThread {
+            syncer,
             dir: lock.path().to_path_buf(),
             synced: writer.size(),
             writer,
@@ -136,6 +147,8 @@ impl Thread {
 }
 
 struct WriterThread {
+    /// The interval policy's fsyncs run there.
+    syncer: Option<Syncer>,
     dir: PathBuf,
     writer: Writer,
     fsync: Fsync,
@@ -172,6 +185,10 @@ impl WriterThread {
                 self.job(job, &mut waiting);
             }
             self.settle(&mut waiting);
+        }
+        // The last fsync waits for one still running.
+        if let Some(syncer) = self.syncer.take() {
+            syncer.stop();
         }
         if self.dirty {
             // A failure is reported to Health by `sync` itself.
@@ -222,7 +239,21 @@ impl WriterThread {
             }
         } else if let Fsync::Interval(every) = self.fsync {
             if self.dirty && self.last_sync.elapsed() >= every {
-                let _ = self.sync();
+                match &self.syncer {
+                    Some(syncer) => {
+                        if syncer.start(self.writer.file()) {
+                            self.dirty = false;
+                            self.last_sync = Instant::now();
+                        } else if let Some(earlier) = Instant::now().checked_sub(every) {
+                            // Still busy with the last one: look again in
+                            // a few milliseconds (not at once: a spin).
+                            self.last_sync = earlier + SYNC_RETRY;
+                        }
+                    }
+                    None => {
+                        let _ = self.sync();
+                    }
+                }
             }
         }
     }
@@ -326,5 +357,76 @@ impl WriterThread {
         self.dirty = false;
         self.synced = self.writer.size();
         Ok((seq, old.file()))
+    }
+}
+
+/// The thread that fsyncs for the interval policy, while the writer thread
+/// goes on writing. Linux lets an fdatasync and writes to the same file run
+/// at once; the fsync covers at least what was written before it began. A
+/// failure is as fatal as on the writer thread: `Health` fails, and the
+/// writer refuses every write after it (those written while it ran were
+/// never more than written, as with any write of the interval policy).
+struct Syncer {
+    files: Option<SyncSender<Arc<File>>>,
+    busy: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Syncer {
+    fn spawn(metrics: Arc<DiskMetrics>, health: Arc<Health>) -> std::io::Result<Syncer> {
+        let (files, rx) = std::sync::mpsc::sync_channel::<Arc<File>>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let done = Arc::clone(&busy);
+        let handle = std::thread::Builder::new()
+            .name("ringwatch-fsync".into())
+            .spawn(move || {
+                for file in rx {
+                    sync_file(&file, &metrics, &health);
+                    done.store(false, Ordering::Release);
+                }
+            })?;
+        Ok(Syncer {
+            files: Some(files),
+            busy,
+            handle,
+        })
+    }
+
+    /// Start an fsync of `file`, unless one is running; true if started.
+    fn start(&self, file: Arc<File>) -> bool {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let sent = self.files.as_ref().is_some_and(|f| f.try_send(file).is_ok());
+        if !sent {
+            self.busy.store(false, Ordering::Release);
+        }
+        sent
+    }
+
+    /// Wait for the fsync running, if any, and end the thread.
+    fn stop(mut self) {
+        drop(self.files.take());
+        let _ = self.handle.join();
+    }
+}
+
+/// One interval fsync, on the syncer thread.
+fn sync_file(file: &File, metrics: &DiskMetrics, health: &Health) {
+    if health.journal_failed() {
+        return;
+    }
+    let started = Instant::now();
+    let result = if fault::hit(Point::JournalSync) {
+        Err(std::io::Error::from_raw_os_error(5))
+    } else {
+        file.sync_data()
+    };
+    metrics
+        .journal_fsync_duration
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = result {
+        metrics.journal_error(JournalOp::Sync);
+        health.fail(Fatal::JournalSync(e.to_string()));
     }
 }
