@@ -291,6 +291,29 @@ fn snapshot(c: &mut Criterion) {
             // Dropped off the clock: the blocking thread drops it.
             b.iter_with_large_drop(|| copy_state(&engine, &store))
         });
+        // The pause's parts: the engine's copy, the store's copy (and what
+        // the pipeline did before it: the store's encoding), the
+        // wallboard's windows (shared).
+        g.bench_with_input(BenchmarkId::new("pause_engine", calls), &calls, |b, _| {
+            b.iter_with_large_drop(|| engine.copy_for_snapshot())
+        });
+        g.bench_with_input(
+            BenchmarkId::new("pause_store_encoded", calls),
+            &calls,
+            |b, _| {
+                b.iter_with_large_drop(|| {
+                    let mut out = Vec::with_capacity(256 * store.series_len() + 1024);
+                    ringwatch::durability::snapshot::append(&store, &mut out);
+                    out
+                })
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("pause_store", calls), &calls, |b, _| {
+            b.iter_with_large_drop(|| store.copy_for_snapshot())
+        });
+        g.bench_with_input(BenchmarkId::new("pause_windows", calls), &calls, |b, _| {
+            b.iter_with_large_drop(|| store.windows_image())
+        });
         g.bench_with_input(BenchmarkId::new("encode", calls), &calls, |b, _| {
             b.iter(|| black_box(encode_state(&engine, &store)))
         });

@@ -23,14 +23,14 @@ use crate::event::{Id, Millis};
 /// The fields in snapshot order (the order of the struct `Engine` that
 /// snapshots of version 1 were derived from).
 #[derive(Serialize)]
-struct ImageRef<'a> {
+struct ImageRef<'a, C: Serialize, D: Serialize> {
     clock: Millis,
     series: &'a SeriesTable,
-    calls: Calls<'a>,
+    calls: C,
     ended: &'a ExpiringSet,
     promises: &'a HashMap<Id, Promise>,
     resolved: &'a ExpiringSet,
-    deadlines: Deadlines<'a>,
+    deadlines: D,
     dedup: &'a ExpiringSet,
     next_sweep: Millis,
     agents: &'a Interner,
@@ -88,26 +88,48 @@ impl From<CallImage> for Call {
     }
 }
 
-struct Calls<'a>(&'a CallTable);
+/// The calls as a map of [`CallImage`]s, from what gives an iterator of
+/// them in the table's order (postcard writes a map as its length and its
+/// entries).
+struct Calls<F>(F);
 
-impl Serialize for Calls<'_> {
+impl<'a, F, I> Serialize for Calls<F>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = (&'a Id, &'a Call)> + ExactSizeIterator,
+{
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(id, c)| (id, CallImage::from(c))))
+        s.collect_map((self.0)().map(|(id, c)| (id, CallImage::from(c))))
+    }
+}
+
+/// The promises as a map, from an iterator of them in the map's order.
+struct Promises<I>(I);
+
+impl<'a, I> Serialize for Promises<I>
+where
+    I: Iterator<Item = (&'a Id, &'a Promise)> + ExactSizeIterator + Clone,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.clone())
     }
 }
 
 /// Version 1's heap of `(due + callback_expiry, promise)`, one per pending
 /// promise (a heap in any order is a heap once read back).
-struct Deadlines<'a> {
-    promises: &'a HashMap<Id, Promise>,
+struct Deadlines<I> {
+    promises: I,
     expiry: Millis,
 }
 
-impl Serialize for Deadlines<'_> {
+impl<'a, I> Serialize for Deadlines<I>
+where
+    I: Iterator<Item = (&'a Id, &'a Promise)> + ExactSizeIterator + Clone,
+{
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(
             self.promises
-                .iter()
+                .clone()
                 .map(|(id, p)| Reverse((p.due.saturating_add(self.expiry), id))),
         )
     }
@@ -139,12 +161,12 @@ impl Serialize for Engine {
         ImageRef {
             clock: self.clock,
             series: &self.series,
-            calls: Calls(&self.calls),
+            calls: Calls(|| self.calls.iter()),
             ended: &self.ended,
             promises: &self.promises,
             resolved: &self.resolved,
             deadlines: Deadlines {
-                promises: &self.promises,
+                promises: self.promises.iter(),
                 expiry: self.settings.callback_expiry,
             },
             dedup: &self.dedup,
@@ -163,8 +185,10 @@ impl Serialize for Engine {
 /// the engine's own encoding writes.
 pub struct EngineCopy {
     clock: Millis,
-    calls: CallTable,
-    promises: HashMap<Id, Promise>,
+    /// The calls in the table's order and the promises in the map's: all
+    /// the encoding needs (not the table's index, nor a map's buckets).
+    calls: Vec<(Id, Call)>,
+    promises: Vec<(Id, Promise)>,
     expiry: Millis,
     series: Vec<u8>,
     // Copied, not encoded: a memcpy of their order is far cheaper than
@@ -183,19 +207,25 @@ fn encoded(v: &impl Serialize, capacity: usize) -> Vec<u8> {
 }
 
 impl EngineCopy {
+    /// How many calls in flight the copy holds.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
     /// Append the engine's encoding (the layout of [`ImageRef`]: postcard
     /// writes a struct as its fields one after the other).
     pub fn encode(&self, out: &mut Vec<u8>) {
         use crate::durability::snapshot::append as put;
         put(&self.clock, out);
         out.extend_from_slice(&self.series);
-        put(&Calls(&self.calls), out);
+        let promises = self.promises.iter().map(|(id, p)| (id, p));
+        put(&Calls(|| self.calls.iter().map(|(id, c)| (id, c))), out);
         put(&self.ended, out);
-        put(&self.promises, out);
+        put(&Promises(promises.clone()), out);
         put(&self.resolved, out);
         put(
             &Deadlines {
-                promises: &self.promises,
+                promises,
                 expiry: self.expiry,
             },
             out,
@@ -212,8 +242,12 @@ impl Engine {
     pub fn copy_for_snapshot(&self) -> EngineCopy {
         EngineCopy {
             clock: self.clock,
-            calls: self.calls.clone(),
-            promises: self.promises.clone(),
+            calls: self
+                .calls
+                .iter()
+                .map(|(id, c)| (id.clone(), *c))
+                .collect(),
+            promises: self.promises.iter().map(|(id, p)| (id.clone(), *p)).collect(),
             expiry: self.settings.callback_expiry,
             series: encoded(&self.series, 64 * self.series.len()),
             ended: self.ended.image(),
