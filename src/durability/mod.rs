@@ -175,7 +175,8 @@ impl StateCopy {
             taken_at: self.taken_at,
         };
         // About what a call and a series take, so the buffer seldom grows.
-        let mut out = Vec::with_capacity(48 * self.engine.calls() + 512 * self.store.series() + 1024);
+        let mut out =
+            Vec::with_capacity(48 * self.engine.calls() + 512 * self.store.series() + 1024);
         snapshot::append(&meta, &mut out);
         self.engine.encode(&mut out);
         self.store.encode(&mut out);

@@ -320,11 +320,7 @@ impl WindowCopy {
     /// What [`HdrWindow`]'s own encoding writes, from the bins this copy
     /// took into `bins`; `hdr` is any histogram of the windows' shape (the
     /// bins' highest values depend on the shape alone).
-    pub(crate) fn image<'a>(
-        &'a self,
-        bins: &'a [(u32, u32)],
-        hdr: &'a Hdr,
-    ) -> WindowImage<'a> {
+    pub(crate) fn image<'a>(&'a self, bins: &'a [(u32, u32)], hdr: &'a Hdr) -> WindowImage<'a> {
         WindowImage {
             copy: self,
             bins,

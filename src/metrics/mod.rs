@@ -373,7 +373,10 @@ pub struct StoreCopy {
 /// The lists of the last copy, emptied, for the next (as the engine's
 /// copy keeps its own, see `rules::persist`: fresh memory costs the
 /// pipeline page faults; some 500 bytes a series stay allocated).
-static SPARE: Mutex<Option<(Vec<SeriesCopy>, Vec<(u32, u32)>)>> = Mutex::new(None);
+static SPARE: Mutex<Option<SpareLists>> = Mutex::new(None);
+
+/// A store copy's series and bins.
+type SpareLists = (Vec<SeriesCopy>, Vec<(u32, u32)>);
 
 impl Drop for StoreCopy {
     fn drop(&mut self) {

@@ -579,6 +579,34 @@ mod tests {
         copy.encode(&mut again);
         assert_eq!(again, want);
         assert_ne!(postcard::to_stdvec(&e).unwrap(), want);
+        // Many promises (the map's order and the deadlines' are the map's),
+        // and the next copies fill the lists the last one gave back.
+        for round in 0..3 {
+            drop(copy_and_check(&e));
+            for n in 0..20 {
+                let t = 1_795_424_400_000 + 50_000 + round * 100 + n;
+                let promise = ev(
+                    t,
+                    Body::CallbackPromised {
+                        promise: format!("p{round}-{n}").into(),
+                        due: t + 10_000,
+                        target: PromiseTarget::Call { call: "d".into() },
+                    },
+                );
+                assert_eq!(e.apply(&promise, 0, &mut rec), Verdict::Accepted);
+            }
+        }
+        assert!(e.promises.len() > 50);
+        drop(copy_and_check(&e));
+    }
+
+    /// A copy of `e`, checked to encode as `e` does.
+    fn copy_and_check(e: &Engine) -> EngineCopy {
+        let copy = e.copy_for_snapshot();
+        let mut got = Vec::new();
+        copy.encode(&mut got);
+        assert_eq!(got, postcard::to_stdvec(e).unwrap());
+        copy
     }
 
     #[test]
