@@ -269,6 +269,7 @@ fn metrics(c: &mut Criterion) {
 /// its encoding, which a blocking thread does), `decode` a start: 1,000
 /// queues, `calls` calls in flight, one remembered event id per call.
 fn snapshot(c: &mut Criterion) {
+    use criterion::BatchSize::PerIteration;
     use ringwatch::durability::{copy_state, decode_state, encode_state, StateConfig};
     let mut g = c.benchmark_group("snapshot");
     g.sample_size(10);
@@ -288,8 +289,36 @@ fn snapshot(c: &mut Criterion) {
             body.len()
         );
         g.bench_with_input(BenchmarkId::new("pause", calls), &calls, |b, _| {
-            // Dropped off the clock: the blocking thread drops it.
-            b.iter_with_large_drop(|| copy_state(&engine, &store))
+            // Dropped off the clock (the blocking thread drops it), before
+            // the next is taken: one snapshot is written at a time.
+            b.iter_batched(|| (), |()| copy_state(&engine, &store), PerIteration)
+        });
+        // The pause's parts: the engine's copy, the store's copy (and what
+        // the pipeline did before it: the store's encoding), the
+        // wallboard's windows (shared).
+        g.bench_with_input(BenchmarkId::new("pause_engine", calls), &calls, |b, _| {
+            b.iter_batched(|| (), |()| engine.copy_for_snapshot(), PerIteration)
+        });
+        g.bench_with_input(
+            BenchmarkId::new("pause_store_encoded", calls),
+            &calls,
+            |b, _| {
+                b.iter_batched(
+                    || (),
+                    |()| {
+                        let mut out = Vec::with_capacity(256 * store.series_len() + 1024);
+                        ringwatch::durability::snapshot::append(&store, &mut out);
+                        out
+                    },
+                    PerIteration,
+                )
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("pause_store", calls), &calls, |b, _| {
+            b.iter_batched(|| (), |()| store.copy_for_snapshot(), PerIteration)
+        });
+        g.bench_with_input(BenchmarkId::new("pause_windows", calls), &calls, |b, _| {
+            b.iter_batched(|| (), |()| store.windows_image(), PerIteration)
         });
         g.bench_with_input(BenchmarkId::new("encode", calls), &calls, |b, _| {
             b.iter(|| black_box(encode_state(&engine, &store)))

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use crate::event::Millis;
 use crate::health::{Fatal, Health};
 use crate::metrics::windows::WindowsImage;
-use crate::metrics::{Bounds, Store};
+use crate::metrics::{Bounds, Store, StoreCopy};
 use crate::rules::{Engine, EngineCopy, EngineImage, Settings as RuleSettings};
 use events::Undecodable;
 pub use journal::Record;
@@ -147,27 +147,22 @@ pub fn copy_state(engine: &Engine, store: &Store) -> StateCopy {
     StateCopy {
         taken_at: crate::clock::wall_now(),
         engine: engine.copy_for_snapshot(),
-        store: {
-            // About what a series takes (its buckets and quantile windows),
-            // so the buffer seldom grows.
-            let mut out = Vec::with_capacity(256 * store.series_len() + 1024);
-            snapshot::append(store, &mut out);
-            out
-        },
+        store: store.copy_for_snapshot(),
         windows: store.windows_image(),
     }
 }
 
 /// The state of one instant, taken on the pipeline and encoded on a
 /// blocking thread while the pipeline goes on: the engine's calls and
-/// promises cloned and its tables and id sets encoded
-/// ([`EngineCopy`]), the store encoded (its quantile windows write only
-/// the bins they filled), the wallboard's windows shared (copied by the
-/// pipeline only if it records into one before the encoding is done).
+/// promises copied as lists, its id sets' order copied and its tables
+/// encoded ([`EngineCopy`]); the store's histograms shared and its quantile
+/// windows' filled bins copied, unsorted ([`StoreCopy`]); the wallboard's
+/// windows shared (copied by the pipeline only if it records into one
+/// before the encoding is done).
 pub struct StateCopy {
     taken_at: Millis,
     engine: EngineCopy,
-    store: Vec<u8>,
+    store: StoreCopy,
     windows: WindowsImage,
 }
 
@@ -181,10 +176,12 @@ impl StateCopy {
             version: STATE_VERSION,
             taken_at: self.taken_at,
         };
-        let mut out = Vec::with_capacity(self.store.len() * 2);
+        // About what a call and a series take, so the buffer seldom grows.
+        let mut out =
+            Vec::with_capacity(48 * self.engine.calls() + 512 * self.store.series() + 1024);
         snapshot::append(&meta, &mut out);
         self.engine.encode(&mut out);
-        out.extend_from_slice(&self.store);
+        self.store.encode(&mut out);
         snapshot::append(&self.windows, &mut out);
         out
     }

@@ -284,6 +284,88 @@ impl<'de> serde::Deserialize<'de> for HdrWindow {
     }
 }
 
+/// A window as a snapshot copies it on the pipeline: each slot's epoch and
+/// where its filled bins, as (a value of the bin, count) in the order they
+/// were first hit, sit in a buffer shared by all the windows of a store
+/// copy. Turning them into the slots' images (the bins' highest values,
+/// sorted) is left to [`WindowCopy::image`], off the pipeline.
+#[derive(Clone, Copy)]
+pub(crate) struct WindowCopy {
+    step: Millis,
+    /// `(epoch, start, len)` of each non-empty slot, in the window's order.
+    slots: [Option<(i64, u32, u32)>; (SLOTS + 1) as usize],
+}
+
+impl HdrWindow {
+    /// Copy the filled bins into `bins` (a copy's shared buffer).
+    pub(crate) fn copy_into(&self, bins: &mut Vec<(u32, u32)>) -> WindowCopy {
+        let mut slots = [None; (SLOTS + 1) as usize];
+        for (to, slot) in slots.iter_mut().zip(&self.slots) {
+            let Some(s) = slot.as_ref().filter(|s| !s.hist.is_empty()) else {
+                continue;
+            };
+            let start = bins.len();
+            // A value of a bin fits in u32 (HDR_MAX does), a count is one.
+            bins.extend(s.bins.iter().map(|&v| (v, s.hist.count_at(u64::from(v)))));
+            *to = Some((s.epoch, start as u32, (bins.len() - start) as u32));
+        }
+        WindowCopy {
+            step: self.step,
+            slots,
+        }
+    }
+}
+
+impl WindowCopy {
+    /// What [`HdrWindow`]'s own encoding writes, from the bins this copy
+    /// took into `bins`; `hdr` is any histogram of the windows' shape (the
+    /// bins' highest values depend on the shape alone).
+    pub(crate) fn image<'a>(&'a self, bins: &'a [(u32, u32)], hdr: &'a Hdr) -> WindowImage<'a> {
+        WindowImage {
+            copy: self,
+            bins,
+            hdr,
+        }
+    }
+}
+
+/// A [`WindowCopy`] encoded as its window.
+pub(crate) struct WindowImage<'a> {
+    copy: &'a WindowCopy,
+    bins: &'a [(u32, u32)],
+    hdr: &'a Hdr,
+}
+
+impl serde::Serialize for WindowImage<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let slots: Vec<SlotImage> = self
+            .copy
+            .slots
+            .iter()
+            .map(|slot| {
+                let (epoch, start, len) = (*slot)?;
+                let (start, len) = (start as usize, len as usize);
+                let filled = self.bins.get(start..start + len).unwrap_or_default();
+                let mut image: Vec<(u64, u64)> = filled
+                    .iter()
+                    .map(|&(v, n)| (self.hdr.highest_equivalent(u64::from(v)), u64::from(n)))
+                    .collect();
+                image.sort_unstable();
+                Some((epoch, image))
+            })
+            .collect();
+        (self.copy.step, slots).serialize(s)
+    }
+}
+
+/// The histogram of a window's slot.
+pub(crate) type Hdr = Histogram<u32>;
+
+/// A histogram of the windows' shape (for [`WindowCopy::image`]).
+pub(crate) fn hdr_shape() -> Hdr {
+    new_hdr()
+}
+
 /// A buffer reused to gather window slots' bins.
 #[derive(Default)]
 pub struct Scratch(Vec<(u64, u64)>);

@@ -19,7 +19,7 @@ pub mod openmetrics;
 pub mod render;
 pub mod windows;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use compact_str::CompactString;
 
@@ -227,6 +227,32 @@ impl Store {
         }
     }
 
+    /// What a durability snapshot needs of the store, taken on the
+    /// pipeline (see [`StoreCopy`]).
+    pub fn copy_for_snapshot(&self) -> StoreCopy {
+        let (mut series, mut bins) = SPARE
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .unwrap_or_default();
+        series.extend(self.series.iter().map(|s| SeriesCopy {
+            queue: s.queue.clone(),
+            site: s.site.clone(),
+            counters: s.counters,
+            histograms: Arc::clone(&s.histograms),
+            tta_window: s.tta_window.copy_into(&mut bins),
+            hold_window: s.hold_window.copy_into(&mut bins),
+        }));
+        StoreCopy {
+            bounds: Arc::clone(&self.bounds),
+            window: self.window,
+            series,
+            bins,
+            agents: self.agents.clone(),
+            totals: self.totals,
+        }
+    }
+
     /// The wallboard's windows, as a snapshot file keeps them.
     pub fn windows_image(&self) -> WindowsImage {
         self.windows.image()
@@ -326,6 +352,111 @@ impl Store {
             engine,
             windows: Vec::new(),
         }
+    }
+}
+
+/// A store at one instant, as a durability snapshot takes it on the
+/// pipeline: the histograms shared (as a `/metrics` snapshot shares them),
+/// the quantile windows' filled bins copied as they lie. Sorting those into
+/// the slots' images, and all the encoding, happen where
+/// [`StoreCopy::encode`] runs, off the pipeline.
+pub struct StoreCopy {
+    bounds: Arc<Bounds>,
+    window: Millis,
+    series: Vec<SeriesCopy>,
+    /// The filled bins of every window of `series`.
+    bins: Vec<(u32, u32)>,
+    agents: Vec<AgentCounters>,
+    totals: Totals,
+}
+
+/// The lists of the last copy, emptied, for the next (as the engine's
+/// copy keeps its own, see `rules::persist`: fresh memory costs the
+/// pipeline page faults; some 500 bytes a series stay allocated).
+static SPARE: Mutex<Option<SpareLists>> = Mutex::new(None);
+
+/// A store copy's series and bins.
+type SpareLists = (Vec<SeriesCopy>, Vec<(u32, u32)>);
+
+impl Drop for StoreCopy {
+    fn drop(&mut self) {
+        let (mut series, mut bins) = (
+            std::mem::take(&mut self.series),
+            std::mem::take(&mut self.bins),
+        );
+        series.clear();
+        bins.clear();
+        if let Ok(mut s) = SPARE.lock() {
+            *s = Some((series, bins));
+        }
+    }
+}
+
+struct SeriesCopy {
+    queue: CompactString,
+    site: Option<CompactString>,
+    counters: Counters,
+    histograms: Arc<Histograms>,
+    tta_window: histogram::WindowCopy,
+    hold_window: histogram::WindowCopy,
+}
+
+impl StoreCopy {
+    /// How many series the copy holds.
+    pub fn series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Append exactly what the store's own encoding wrote at the instant
+    /// of the copy.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        crate::durability::snapshot::append(self, out);
+    }
+}
+
+/// The layout of [`Store`]'s derived encoding (its fields in order, a
+/// series as [`SeriesMetrics`] writes it).
+impl serde::Serialize for StoreCopy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct StoreRef<'a, T: serde::Serialize> {
+            bounds: &'a Bounds,
+            window: Millis,
+            series: T,
+            agents: &'a [AgentCounters],
+            totals: &'a Totals,
+        }
+        #[derive(serde::Serialize)]
+        struct SeriesRef<'a, W: serde::Serialize> {
+            queue: &'a CompactString,
+            site: &'a Option<CompactString>,
+            counters: &'a Counters,
+            histograms: &'a Histograms,
+            tta_window: W,
+            hold_window: W,
+        }
+        struct Series<'a>(&'a StoreCopy, histogram::Hdr);
+        impl serde::Serialize for Series<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let (copy, hdr) = (self.0, &self.1);
+                s.collect_seq(copy.series.iter().map(|x| SeriesRef {
+                    queue: &x.queue,
+                    site: &x.site,
+                    counters: &x.counters,
+                    histograms: &x.histograms,
+                    tta_window: x.tta_window.image(&copy.bins, hdr),
+                    hold_window: x.hold_window.image(&copy.bins, hdr),
+                }))
+            }
+        }
+        StoreRef {
+            bounds: &self.bounds,
+            window: self.window,
+            series: Series(self, histogram::hdr_shape()),
+            agents: &self.agents,
+            totals: &self.totals,
+        }
+        .serialize(s)
     }
 }
 
@@ -539,6 +670,50 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A store's copy encodes to the store's own bytes at the instant
+        /// of the copy, whatever was recorded in which slots of which
+        /// series' windows (slots rolled over and reused, values at both
+        /// ends and beyond, agents and totals), and keeps them after later
+        /// measures.
+        #[test]
+        fn a_copy_encodes_as_the_store_at_its_instant(
+            records in proptest::collection::vec(
+                (0u32..3, 0i64..200_000, 0u8..4, -1_000i64..4_000_000),
+                0..200,
+            ),
+        ) {
+            let s = Settings::default();
+            let mut store = Store::new(Bounds::new(&s, &BucketConfig::default()), 300_000);
+            for (id, q) in ["a", "b", "a-much-longer-queue-name-than-inline"].iter().enumerate() {
+                store.new_series(id as SeriesId, &info(q));
+            }
+            store.new_agent(0, "ann");
+            store.agent_measure(0, AgentMeasure::Answered { late: true });
+            store.received(EventKind::ALL[0]);
+            let mut now: Millis = 1_795_424_400_000;
+            for (id, dt, what, value) in records {
+                now += dt;
+                let m = match what {
+                    0 => Measure::Answered { wait: value, rings: 2, late: false },
+                    1 => Measure::HoldSegment { duration: value, over_limit: true },
+                    2 => Measure::Abandoned { wait: value, short: false },
+                    _ => Measure::Offered,
+                };
+                store.measure(id, now, m);
+            }
+            let want = postcard::to_stdvec(&store).unwrap();
+            let copy = store.copy_for_snapshot();
+            let mut got = vec![7];
+            copy.encode(&mut got);
+            proptest::prop_assert_eq!(got[0], 7, "appended");
+            proptest::prop_assert_eq!(&got[1..], &want[..]);
+            store.measure(0, now + 1, Measure::Answered { wait: 5, rings: 1, late: false });
+            store.measure(1, now + 400_000, Measure::HoldSegment { duration: 9, over_limit: false });
+            let mut again = Vec::new();
+            copy.encode(&mut again);
+            proptest::prop_assert_eq!(again, want);
+        }
+
         /// The cached quantiles are what the windows compute at the
         /// snapshot's clock, whatever the records and clocks in between
         /// (steps skipped, a step's edge hit exactly, the clock standing
