@@ -397,7 +397,10 @@ impl Syncer {
         if self.busy.swap(true, Ordering::AcqRel) {
             return false;
         }
-        let sent = self.files.as_ref().is_some_and(|f| f.try_send(file).is_ok());
+        let sent = self
+            .files
+            .as_ref()
+            .is_some_and(|f| f.try_send(file).is_ok());
         if !sent {
             self.busy.store(false, Ordering::Release);
         }

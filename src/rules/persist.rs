@@ -10,7 +10,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -200,46 +199,6 @@ pub struct EngineCopy {
     agents: Vec<u8>,
 }
 
-/// The lists of the last copy, emptied, for the next one to fill: fresh
-/// memory costs the pipeline several times what reused memory does (a
-/// page fault for every 4 KiB, some 1,400 of them for 100,000 calls). A
-/// copy gives its lists back when it is dropped (after its encoding, on
-/// the blocking thread), emptied there. One snapshot is taken at a time,
-/// so one spare is enough; it is only room, so it is kept process-wide
-/// and whichever engine copies next takes it. The price: the room of the
-/// busiest copy stays allocated (56 bytes a call or promise).
-static SPARE: Mutex<Option<Spare>> = Mutex::new(None);
-
-#[derive(Default)]
-struct Spare {
-    calls: Vec<(Id, Call)>,
-    promises: Vec<(Id, Promise)>,
-}
-
-impl Spare {
-    fn take() -> Spare {
-        SPARE
-            .lock()
-            .ok()
-            .and_then(|mut s| s.take())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for EngineCopy {
-    fn drop(&mut self) {
-        let mut spare = Spare {
-            calls: std::mem::take(&mut self.calls),
-            promises: std::mem::take(&mut self.promises),
-        };
-        spare.calls.clear();
-        spare.promises.clear();
-        if let Ok(mut s) = SPARE.lock() {
-            *s = Some(spare);
-        }
-    }
-}
-
 /// `v` encoded, into a buffer of `capacity` (enough, so it never grows).
 fn encoded(v: &impl Serialize, capacity: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(capacity);
@@ -281,11 +240,12 @@ impl EngineCopy {
 impl Engine {
     /// A copy for a snapshot (see [`EngineCopy`]).
     pub fn copy_for_snapshot(&self) -> EngineCopy {
-        let Spare {
-            mut calls,
-            mut promises,
-        } = Spare::take();
+        // Fresh lists each time, though filling fresh memory costs page
+        // faults: a list kept for the next copy would keep 56 bytes a call
+        // in flight allocated for good, about half of what a call costs.
+        let mut calls = Vec::with_capacity(self.calls.len());
         calls.extend(self.calls.iter().map(|(id, c)| (id.clone(), *c)));
+        let mut promises = Vec::with_capacity(self.promises.len());
         promises.extend(self.promises.iter().map(|(id, p)| (id.clone(), *p)));
         EngineCopy {
             clock: self.clock,
