@@ -909,6 +909,42 @@ mod tests {
         }
     }
 
+    /// A buffer handed back by an earlier scrape (holding another body,
+    /// larger than this one) renders exactly what a fresh one does.
+    #[test]
+    fn a_reused_buffer_renders_what_a_fresh_one_does() {
+        use crate::metrics::{BucketConfig, EngineState, Store};
+        use crate::rules::{Limits, Measure, SeriesInfo, Settings};
+        let s = Settings::default();
+        let mut store = Store::new(Bounds::new(&s, &BucketConfig::default()), 300_000);
+        for (id, queue) in ["sales", "q\"2"].into_iter().enumerate() {
+            let info = SeriesInfo {
+                queue: queue.into(),
+                site: None,
+                limits: Limits::default(),
+            };
+            store.new_series(id as u32, &info);
+            store.measure(id as u32, 10, Measure::Offered);
+            let answered = Measure::Answered {
+                wait: 4_500,
+                rings: 1,
+                late: false,
+            };
+            store.measure(id as u32, 20, answered);
+        }
+        let snap = store.snapshot_without_windows(Vec::new(), EngineState::default());
+        let registry = prometheus::Registry::new();
+        for format in Format::ALL {
+            let fresh = render_as(&snap, &registry, format);
+            assert!(fresh.contains("ringwatch_calls_answered_total{queue=\"q\\\"2\"} 1\n"));
+            let mut reused = "x".repeat(3 * fresh.len());
+            render_into(&mut reused, &snap, &registry, format);
+            assert_eq!(reused, fresh);
+            render_into(&mut reused, &snap, &registry, format);
+            assert_eq!(reused, fresh);
+        }
+    }
+
     #[test]
     fn empty_families_leave_no_header() {
         let mut t = Text::new(String::new(), Format::Text);
