@@ -914,7 +914,7 @@ mod tests {
     #[test]
     fn a_reused_buffer_renders_what_a_fresh_one_does() {
         use crate::metrics::{BucketConfig, EngineState, Store};
-        use crate::rules::{Limits, Measure, SeriesInfo, Settings};
+        use crate::rules::{Limits, Measure, Observer, SeriesInfo, Settings};
         let s = Settings::default();
         let mut store = Store::new(Bounds::new(&s, &BucketConfig::default()), 300_000);
         for (id, queue) in ["sales", "q\"2"].into_iter().enumerate() {
