@@ -50,6 +50,7 @@ pub fn router(state: HttpState) -> Router {
         pipeline: state.pipeline.clone(),
         registry: state.registry.clone(),
         latest: Arc::new(Mutex::new(Latest::default())),
+        spare: Arc::new(Mutex::new(None)),
         format,
     }));
     // tower-http's layer: gzip when Accept-Encoding asks for it (Prometheus
@@ -111,8 +112,44 @@ struct Scrapes {
     pipeline: PipelineHandle,
     registry: prometheus::Registry,
     latest: Arc<Mutex<Latest>>,
+    /// The buffer of a finished response, for the next rendering.
+    spare: Spare,
     /// What this batching renders.
     format: Format,
+}
+
+/// Where a body's buffer goes back once every response sharing it is sent
+/// (see [`Recycled`]).
+type Spare = Arc<Mutex<Option<String>>>;
+
+/// A rendered body that gives its buffer back to its batching's [`Spare`]
+/// when the last response sharing it is dropped. Rendering into memory the
+/// process already touched instead of a fresh allocation saves the kernel
+/// faulting in and zeroing some 1,700 pages per 1,000-queue scrape, which
+/// cost more than a tenth of the scrape; the buffer kept is as large as the
+/// largest body, which a scrape needs anyway.
+struct Recycled {
+    text: String,
+    home: Weak<Mutex<Option<String>>>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.upgrade() {
+            let mut spare = home.lock().unwrap_or_else(PoisonError::into_inner);
+            // One is enough: a second only exists while two bodies are
+            // being sent at once.
+            if spare.is_none() {
+                *spare = Some(std::mem::take(&mut self.text));
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -135,6 +172,7 @@ impl Scrapes {
         // Weak: the batch is kept in `Latest`, which must not keep itself.
         let shut = Arc::downgrade(&self.latest);
         let (pipeline, registry) = (self.pipeline.clone(), self.registry.clone());
+        let spare = Arc::clone(&self.spare);
         let format = self.format;
         let batch = std::panic::AssertUnwindSafe(async move {
             if let Some(previous) = previous {
@@ -146,12 +184,16 @@ impl Scrapes {
             // scrape does not hold up ingest; and on a blocking thread, since
             // it is megabytes of CPU work and the process collector reads
             // /proc.
+            let home = Arc::downgrade(&spare);
             let rendered = tokio::task::spawn_blocking(move || {
-                render::render_as(&snapshot, &registry, format)
+                let taken = spare.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let mut text = taken.unwrap_or_default();
+                render::render_into(&mut text, &snapshot, &registry, format);
+                text
             })
             .await;
             match rendered {
-                Ok(text) => Some(Bytes::from(text)),
+                Ok(text) => Some(Bytes::from_owner(Recycled { text, home })),
                 Err(e) => {
                     tracing::error!(error = %e, "a /metrics rendering failed; this scrape is answered 503");
                     None
