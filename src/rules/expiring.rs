@@ -32,6 +32,19 @@ pub struct ExpiringSet {
     max: usize,
 }
 
+/// The most entries whose room the order is given at once (64 MiB of
+/// address space); a larger cap grows past it by doubling.
+const ORDER_ROOM: usize = 1 << 22;
+
+/// An order with room for `max` entries from the start. Growing by
+/// doubling copied the whole order into fresh memory (8 MB at half a
+/// million ids: tens of milliseconds on the pipeline); the room is only
+/// address space until entries fill it, front to back, so it costs no
+/// memory in use before then.
+fn order_with_room(max: usize) -> VecDeque<(Millis, u64)> {
+    VecDeque::with_capacity(max.saturating_add(1).min(ORDER_ROOM))
+}
+
 impl ExpiringSet {
     pub fn new(ttl: Millis, max: usize) -> Self {
         // Two draws from std's per-process random source make the key.
@@ -40,7 +53,7 @@ impl ExpiringSet {
         ExpiringSet {
             key,
             keys: Keys::default(),
-            order: VecDeque::new(),
+            order: order_with_room(max),
             ttl,
             max,
         }
@@ -62,6 +75,8 @@ impl ExpiringSet {
         while self.order.len() > max {
             self.forget_oldest();
         }
+        let room = max.saturating_add(1).min(ORDER_ROOM);
+        self.order.reserve(room.saturating_sub(self.order.len()));
         self
     }
 

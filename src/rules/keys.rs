@@ -8,12 +8,69 @@
 //! slot's tag: one miss per operation, and [`Keys::prefetch`] lets a caller
 //! that knows a key early (the oldest entry, due to be evicted) start that
 //! miss while it does other work.
+//!
+//! The keys are spread over 64 tables by their top bits, each growing on
+//! its own: growing rehashes everything in a table at once, and with one
+//! table of a million ids that held the pipeline up for tens of
+//! milliseconds; a table holds a 64th of them.
 
-/// Keys in their slots; `EMPTY` marks a free slot, so a key equal to it is
-/// stored as `ZERO_KEY` (two keys then share a slot's meaning: as likely as
-/// any other 64-bit collision).
-#[derive(Default)]
+/// The set: its keys in [`SHARDS`] tables, by their top bits.
 pub(crate) struct Keys {
+    tables: Vec<Table>,
+}
+
+const SHARDS: usize = 64;
+/// How far a key is shifted to give its table (its top 6 bits).
+const SHARD_SHIFT: u32 = 64 - SHARDS.trailing_zeros();
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            tables: (0..SHARDS).map(|_| Table::default()).collect(),
+        }
+    }
+}
+
+impl Keys {
+    fn table(&self, key: u64) -> &Table {
+        &self.tables[(stored(key) >> SHARD_SHIFT) as usize]
+    }
+
+    fn table_mut(&mut self, key: u64) -> &mut Table {
+        &mut self.tables[(stored(key) >> SHARD_SHIFT) as usize]
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        self.table(key).contains(key)
+    }
+
+    /// Add `key`; false if it was already there.
+    pub fn insert(&mut self, key: u64) -> bool {
+        self.table_mut(key).insert(key)
+    }
+
+    /// Remove `key`; false if it was not there.
+    pub fn remove(&mut self, key: u64) -> bool {
+        self.table_mut(key).remove(key)
+    }
+
+    /// Start loading the slot `key`'s probe begins at into the cache, so a
+    /// later operation on it does not wait for memory.
+    pub fn prefetch(&self, key: u64) {
+        self.table(key).prefetch(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(|t| t.len).sum()
+    }
+}
+
+/// One table: keys in their slots; `EMPTY` marks a free slot, so a key
+/// equal to it is stored as `ZERO_KEY` (two keys then share a slot's
+/// meaning: as likely as any other 64-bit collision). The slot index is
+/// the key's low bits; the top bits chose the table.
+#[derive(Default)]
+struct Table {
     slots: Vec<u64>,
     len: usize,
 }
@@ -31,7 +88,7 @@ fn stored(key: u64) -> u64 {
     }
 }
 
-impl Keys {
+impl Table {
     fn mask(&self) -> usize {
         self.slots.len().wrapping_sub(1)
     }
@@ -114,16 +171,10 @@ impl Keys {
         true
     }
 
-    /// Start loading the slot `key`'s probe begins at into the cache, so a
-    /// later operation on it does not wait for memory.
-    pub fn prefetch(&self, key: u64) {
+    fn prefetch(&self, key: u64) {
         if let Some(slot) = self.slots.get(self.home(stored(key))) {
             prefetch(slot);
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
     }
 
     fn grow(&mut self) {
@@ -190,7 +241,11 @@ mod tests {
             assert!(k.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         }
         assert_eq!(k.len(), 10_000);
-        assert!(k.slots.len() >= 20_000);
+        // Spread over every table, each at most half full.
+        assert!(k
+            .tables
+            .iter()
+            .all(|t| t.len > 0 && t.len * 2 <= t.slots.len()));
         for i in 0..10_000u64 {
             assert!(k.contains(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         }
@@ -200,7 +255,7 @@ mod tests {
     /// of the array: the cases backward-shift deletion can get wrong.
     #[test]
     fn deleting_from_crowded_and_wrapping_runs() {
-        let mut k = Keys::default();
+        let mut k = Table::default();
         k.insert(1); // sizes the array to FIRST slots
         let size = k.slots.len() as u64;
         let last = size - 1;
