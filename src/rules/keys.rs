@@ -9,14 +9,26 @@
 //! that knows a key early (the oldest entry, due to be evicted) start that
 //! miss while it does other work.
 //!
-//! The keys are spread over 64 tables by their top bits, each growing on
-//! its own: growing rehashes everything in a table at once, and with one
-//! table of a million ids that held the pipeline up for tens of
-//! milliseconds; a table holds a 64th of them.
+//! The keys are spread over 64 tables by their top bits: growing rehashes
+//! everything in a table at once, and with one table of a million ids that
+//! held the pipeline up for tens of milliseconds; a table holds a 64th of
+//! them. The set decides when to grow from its total (at half full), then
+//! grows the tables one per insert; a table grows by itself only past
+//! three quarters, which its share of uniform keys does not reach in
+//! steady state, so a set whose size holds still allocates nothing.
 
 /// The set: its keys in [`SHARDS`] tables, by their top bits.
 pub(crate) struct Keys {
     tables: Vec<Table>,
+    /// Keys in all tables.
+    len: usize,
+    /// The slots every table is to have (they get there one per insert).
+    target: usize,
+    /// The next table to look at for growing to `target`.
+    next: usize,
+    /// Tables below `target`, as far as known (one that grew by itself
+    /// may have left it: the search then finds none and says so).
+    behind: usize,
 }
 
 const SHARDS: usize = 64;
@@ -27,6 +39,10 @@ impl Default for Keys {
     fn default() -> Self {
         Keys {
             tables: (0..SHARDS).map(|_| Table::default()).collect(),
+            len: 0,
+            target: 0,
+            next: 0,
+            behind: 0,
         }
     }
 }
@@ -46,12 +62,35 @@ impl Keys {
 
     /// Add `key`; false if it was already there.
     pub fn insert(&mut self, key: u64) -> bool {
-        self.table_mut(key).insert(key)
+        if !self.table_mut(key).insert(key) {
+            return false;
+        }
+        self.len += 1;
+        if self.len * 2 > self.target * SHARDS {
+            self.target = (self.target * 2).max(FIRST);
+            self.behind = SHARDS;
+        }
+        // At most one table grows per insert, so no insert waits long.
+        if self.behind > 0 {
+            self.behind -= 1;
+            for _ in 0..SHARDS {
+                let t = &mut self.tables[self.next];
+                self.next = (self.next + 1) % SHARDS;
+                if t.slots.len() < self.target {
+                    t.grow_to(self.target);
+                    return true;
+                }
+            }
+            self.behind = 0;
+        }
+        true
     }
 
     /// Remove `key`; false if it was not there.
     pub fn remove(&mut self, key: u64) -> bool {
-        self.table_mut(key).remove(key)
+        let removed = self.table_mut(key).remove(key);
+        self.len -= usize::from(removed);
+        removed
     }
 
     /// Start loading the slot `key`'s probe begins at into the cache, so a
@@ -61,7 +100,7 @@ impl Keys {
     }
 
     pub fn len(&self) -> usize {
-        self.tables.iter().map(|t| t.len).sum()
+        self.len
     }
 }
 
@@ -121,8 +160,10 @@ impl Table {
     /// Add `key`; false if it was already there.
     pub fn insert(&mut self, key: u64) -> bool {
         let key = stored(key);
-        if (self.len + 1) * 2 > self.slots.len() {
-            self.grow();
+        // Past three quarters (or never sized): grow now, whatever the set's
+        // schedule, so a probe always ends.
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow_to((self.slots.len() * 2).max(FIRST));
         }
         let mut i = self.home(key);
         loop {
@@ -177,8 +218,8 @@ impl Table {
         }
     }
 
-    fn grow(&mut self) {
-        let size = (self.slots.len() * 2).max(FIRST);
+    /// Rehash into `size` slots (a power of two, more than there are).
+    fn grow_to(&mut self, size: usize) {
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
         self.len = 0;
         for k in old.into_iter().filter(|&k| k != EMPTY) {
