@@ -13,7 +13,10 @@
 //! everything in a table at once, and with one table of a million ids that
 //! held the pipeline up for tens of milliseconds; a table holds a 64th of
 //! them. The set decides when to grow from its total (at half full), then
-//! grows the tables one per insert; a table grows by itself only past
+//! grows the tables one at a time, spread over the next inserts (a table
+//! every `target / 16` inserts: all are grown while the average table is
+//! still short of five eighths full, before any should reach three quarters, and no two rehashes come together); a table grows
+//! by itself only past
 //! three quarters, which its share of uniform keys does not reach in
 //! steady state, so a set whose size holds still allocates nothing.
 
@@ -29,6 +32,8 @@ pub(crate) struct Keys {
     /// Tables below `target`, as far as known (one that grew by itself
     /// may have left it: the search then finds none and says so).
     behind: usize,
+    /// Inserts until the next table is grown.
+    countdown: usize,
 }
 
 const SHARDS: usize = 64;
@@ -43,6 +48,7 @@ impl Default for Keys {
             target: 0,
             next: 0,
             behind: 0,
+            countdown: 0,
         }
     }
 }
@@ -70,8 +76,13 @@ impl Keys {
             self.target = (self.target * 2).max(FIRST);
             self.behind = SHARDS;
         }
-        // At most one table grows per insert, so no insert waits long.
+        // One table at a time, spread out, so no insert waits long.
         if self.behind > 0 {
+            if self.countdown > 0 {
+                self.countdown -= 1;
+                return true;
+            }
+            self.countdown = self.target / 16;
             self.behind -= 1;
             for _ in 0..SHARDS {
                 let t = &mut self.tables[self.next];
@@ -282,11 +293,11 @@ mod tests {
             assert!(k.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         }
         assert_eq!(k.len(), 10_000);
-        // Spread over every table, each at most half full.
+        // Spread over every table, none past three quarters.
         assert!(k
             .tables
             .iter()
-            .all(|t| t.len > 0 && t.len * 2 <= t.slots.len()));
+            .all(|t| t.len > 0 && t.len * 4 <= t.slots.len() * 3));
         for i in 0..10_000u64 {
             assert!(k.contains(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         }
