@@ -862,16 +862,21 @@ mod tests {
             ]
         }
 
+        /// A JSON object of the fields, each key once (its first value).
+        fn object(fields: &[(&str, String)]) -> String {
+            let mut seen = std::collections::HashSet::new();
+            let body: Vec<String> = fields
+                .iter()
+                .filter(|(k, _)| seen.insert(*k))
+                .map(|(k, v)| format!(r#""{k}":{v}"#))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+
         proptest! {
             #[test]
             fn same_result_either_way(fields in proptest::collection::vec((field(), value()), 0..10)) {
-                let mut seen = std::collections::HashSet::new();
-                let body: Vec<String> = fields
-                    .iter()
-                    .filter(|(k, _)| seen.insert(*k))
-                    .map(|(k, v)| format!(r#""{k}":{v}"#))
-                    .collect();
-                let text = format!("{{{}}}", body.join(","));
+                let text = object(&fields);
                 let raw: &RawValue = serde_json::from_str(&text).unwrap();
                 let slow = decode_element(raw);
                 let mut fast = decode_frame(&text);
@@ -888,13 +893,7 @@ mod tests {
             /// decoding gave, so a replay applies what live applied.
             #[test]
             fn the_journal_record_gives_back_the_decoding(fields in proptest::collection::vec((field(), value()), 0..10)) {
-                let mut seen = std::collections::HashSet::new();
-                let body: Vec<String> = fields
-                    .iter()
-                    .filter(|(k, _)| seen.insert(*k))
-                    .map(|(k, v)| format!(r#""{k}":{v}"#))
-                    .collect();
-                let batch = format!(r#"[{{{}}}, {{"type":"clock","ts":1}}, 7]"#, body.join(","));
+                let batch = format!(r#"[{}, {{"type":"clock","ts":1}}, 7]"#, object(&fields));
                 let live = decode_split(&batch);
                 let reasons: Vec<Reason> = live.rejected.iter().map(|(_, e)| e.reason).collect();
                 let mut record = Vec::new();
