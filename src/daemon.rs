@@ -128,8 +128,7 @@ pub async fn start(
         Arc::clone(&metrics.edge),
         shutdown.clone(),
     );
-    // Connections encode frames' journal records when there is a journal.
-    let (pipeline, inbox) = pipeline::channel(data_dir.is_some() && cfg.durability.is_some());
+    let (pipeline, inbox) = pipeline::channel();
     let health = Arc::new(Health::default());
     // Every task below stops on `root`: a signal (`shutdown`) or a fatal
     // failure (the supervisor) cancels it.

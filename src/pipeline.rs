@@ -35,8 +35,7 @@ const QUEUE: usize = 1024;
 enum Command {
     Apply {
         /// The events and rejects in the journal's binary form, encoded by
-        /// the sender (so on its thread, not the pipeline's); empty if the
-        /// sender knew there is no journal.
+        /// the sender (so on its thread, not the pipeline's).
         record: Bytes,
         events: Vec<(u32, Event)>,
         /// Reasons of the frame's elements that failed decoding, to be counted.
@@ -91,9 +90,6 @@ pub enum ApplyError {
 #[derive(Clone)]
 pub struct PipelineHandle {
     tx: mpsc::Sender<Command>,
-    /// Whether frames are journaled: senders then encode their journal
-    /// record themselves.
-    journaled: bool,
 }
 
 /// The receiving end of a [`PipelineHandle`], until [`task`] runs it.
@@ -101,11 +97,9 @@ pub struct Inbox(mpsc::Receiver<Command>);
 
 /// A handle and its inbox: handles can be given out (to the HTTP server,
 /// say) before the state is recovered and the pipeline spawned.
-/// `journaled` says whether the pipeline will have a journal; if it is
-/// wrong, frames are still journaled, only encoded on the pipeline.
-pub fn channel(journaled: bool) -> (PipelineHandle, Inbox) {
+pub fn channel() -> (PipelineHandle, Inbox) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    (PipelineHandle { tx, journaled }, Inbox(rx))
+    (PipelineHandle { tx }, Inbox(rx))
 }
 
 /// The verdicts of a frame handed to the pipeline, once it is journaled
@@ -147,11 +141,10 @@ impl PipelineHandle {
         events: Vec<(u32, Event)>,
         decode_rejects: Vec<Reason>,
     ) -> Result<Reply, Stopped> {
-        let record = if self.journaled {
-            journal_record(&events, &decode_rejects)
-        } else {
-            Bytes::new()
-        };
+        // Encoded here, on the sender's task, whether or not durability is
+        // on (a few percent of a frame's cost): the pipeline's one thread
+        // only hands the buffer on.
+        let record = journal_record(&events, &decode_rejects);
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Apply {
@@ -419,19 +412,7 @@ impl Pipeline {
     fn journal_into(&self, input: &Input, now: Millis, batch: &mut journal::Batch) {
         match input {
             // The sender's buffer goes to the writer: no copy.
-            Input::Command(Command::Apply {
-                record,
-                events,
-                decode_rejects,
-                ..
-            }) => {
-                let record = if record.is_empty() {
-                    journal_record(events, decode_rejects)
-                } else {
-                    record.clone()
-                };
-                batch.events(now, record)
-            }
+            Input::Command(Command::Apply { record, .. }) => batch.events(now, record.clone()),
             Input::Command(Command::Forget { calls, .. }) => batch.record(&Record::Forget {
                 now,
                 calls: calls.as_str(),
@@ -525,7 +506,7 @@ impl Pipeline {
     }
 }
 
-/// A frame's journal record (never empty: even no events take two bytes).
+/// A frame's journal record.
 fn journal_record(events: &[(u32, Event)], rejects: &[Reason]) -> Bytes {
     // About what an event of a full call's life takes, so this seldom grows.
     let mut out = Vec::with_capacity(8 + 48 * events.len() + rejects.len());
@@ -709,25 +690,22 @@ fn alerts(engine: &Engine) -> Vec<Alert> {
 /// (every 250 ms on the wall clock). A read changes nothing, so it is not
 /// journaled.
 pub fn snapshot(engine: &Engine, store: &mut Store) -> Snapshot {
-    let live = engine.live();
-    let state = EngineState {
-        clock: engine.clock(),
-        calls_in_flight: engine.calls_in_flight() as u64,
-        dedup_ids: engine.dedup_ids() as u64,
-    };
-    store.snapshot(live, state)
+    store.snapshot(engine.live(), engine_state(engine))
 }
 
 /// [`snapshot`] without the wall's windows: what the pipeline does for a
 /// scrape of `/metrics`, and so all a scrape pauses ingest for.
 pub fn snapshot_without_windows(engine: &Engine, store: &mut Store) -> Snapshot {
-    let live = engine.live();
-    let state = EngineState {
+    store.snapshot_without_windows(engine.live(), engine_state(engine))
+}
+
+/// The engine's figures a snapshot shows beside the store's.
+fn engine_state(engine: &Engine) -> EngineState {
+    EngineState {
         clock: engine.clock(),
         calls_in_flight: engine.calls_in_flight() as u64,
         dedup_ids: engine.dedup_ids() as u64,
-    };
-    store.snapshot_without_windows(live, state)
+    }
 }
 
 #[cfg(test)]

@@ -141,6 +141,37 @@ async fn a_failed_fsync_stops_acknowledgements_and_exits_non_zero() {
     assert_eq!(readyz(&d).await.0, 200);
 }
 
+/// Under the interval policy the fsync runs on a thread of its own, beside
+/// the writes: its failure is as fatal as under batch.
+#[tokio::test]
+async fn a_failed_interval_fsync_is_fatal_too() {
+    let data = tempfile::tempdir().unwrap();
+    let mut d = start_process_in(
+        data.path(),
+        &[
+            EVENT_CLOCK,
+            ("RINGWATCH__DURABILITY__FSYNC_INTERVAL", "0.05"),
+            ("RINGWATCH_FAULT", "journal_sync@1.."),
+            ("RINGWATCH__SHUTDOWN__DRAIN_TIMEOUT", "3"),
+        ],
+    );
+    let mut ws = d.connect().await;
+    // Acknowledged once written; the fsync 50 ms later fails.
+    assert_eq!(send(&mut ws, &offers(0, 2)).await["accepted"], 2);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(20)).code(),
+        Some(74),
+        "EX_IOERR"
+    );
+    let logs = d.log_lines().join("\n");
+    assert!(logs.contains("journal fsync failed"), "{logs}");
+    assert!(!logs.contains("final snapshot written"), "{logs}");
+    // The pages are still in the page cache (no power was lost): the next
+    // start recovers the acknowledged frame.
+    let d = start_process_in(data.path(), &[EVENT_CLOCK]);
+    assert_eq!(offered(&d).await, 2.0);
+}
+
 #[tokio::test]
 async fn a_failed_write_refuses_the_frame_applies_nothing_and_recovers() {
     let data = tempfile::tempdir().unwrap();
