@@ -65,6 +65,13 @@ struct Bins {
 fn build() -> Bins {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // A target dir of its own: built from inside `cargo bench`, whose
+    // environment differs, the shared one rebuilt ring, rustls and the
+    // library on every run, and the bench's build then rebuilt them back.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("target"))
+        .join("load-bins");
     let status = Command::new(cargo)
         .current_dir(&manifest)
         .args([
@@ -74,13 +81,12 @@ fn build() -> Bins {
             "ringwatch",
             "--example",
             "bare_server",
+            "--target-dir",
         ])
+        .arg(&target)
         .status()
         .expect("run cargo build");
     assert!(status.success(), "cargo build --release failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("target"));
     Bins {
         ringwatch: target.join("release/ringwatch"),
         bare: target.join("release/examples/bare_server"),

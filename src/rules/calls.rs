@@ -9,6 +9,7 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use siphasher::sip::SipHasher13;
 
 use super::expiring::ExpiringSet;
+use super::keys;
 use super::gauges::{Gauges, LaneKind};
 use super::ordered::Pool;
 use super::Handle;
@@ -357,7 +358,8 @@ pub(super) struct CallTable {
     slots: Pool<Slot>,
     /// The first free slot, or [`NO_SLOT`].
     free: u32,
-    /// `hash << 32 | slot`, or [`EMPTY`]; a power of two long.
+    /// `hash << 32 | slot`, or [`EMPTY`]; sized as the id sets' tables
+    /// (`keys::next_size`), at most two thirds full.
     index: Vec<u64>,
     len: usize,
     key: (u64, u64),
@@ -398,8 +400,9 @@ impl CallTable {
         (h ^ (h >> 32)) as u32
     }
 
-    fn mask(&self) -> usize {
-        self.index.len().wrapping_sub(1)
+    /// The index position an entry's (or a hash's) probe starts at.
+    fn home(&self, hash: u32) -> usize {
+        keys::scale(u64::from(hash) << 32, self.index.len())
     }
 
     /// Where `id` is in the index, and its slot.
@@ -408,8 +411,8 @@ impl CallTable {
             return None;
         }
         let hash = self.hash(id);
-        let mask = self.mask();
-        let mut pos = hash as usize & mask;
+        let size = self.index.len();
+        let mut pos = self.home(hash);
         loop {
             let e = *self.index.get(pos)?;
             if e == EMPTY {
@@ -419,7 +422,7 @@ impl CallTable {
             if (e >> 32) as u32 == hash && self.id(h).is_some_and(|live| live == id) {
                 return Some((pos, h));
             }
-            pos = (pos + 1) & mask;
+            pos = keys::after(pos, size);
         }
     }
 
@@ -429,8 +432,8 @@ impl CallTable {
 
     /// Start fetching the index entry `id`'s probe begins at.
     pub(super) fn prefetch(&self, id: &str) {
-        if let Some(e) = self.index.get(self.hash(id) as usize & self.mask()) {
-            super::keys::prefetch(e);
+        if let Some(e) = self.index.get(self.home(self.hash(id))) {
+            keys::prefetch(e);
         }
     }
 
@@ -476,7 +479,7 @@ impl CallTable {
             }
             return Some(h);
         }
-        if (self.len + 1) * 2 > self.index.len() {
+        if (self.len + 1) * 3 > self.index.len() * 2 {
             self.grow();
         }
         let hash = self.hash(&id);
@@ -499,19 +502,19 @@ impl CallTable {
 
     /// Put an index entry at the first empty position from its home.
     fn place(&mut self, entry: u64) {
-        let mask = self.mask();
-        let mut pos = (entry >> 32) as usize & mask;
+        let size = self.index.len();
+        let mut pos = self.home((entry >> 32) as u32);
         while let Some(e) = self.index.get_mut(pos) {
             if *e == EMPTY {
                 *e = entry;
                 return;
             }
-            pos = (pos + 1) & mask;
+            pos = keys::after(pos, size);
         }
     }
 
     fn grow(&mut self) {
-        let size = (self.index.len() * 2).max(16);
+        let size = keys::next_size(self.index.len());
         let old = std::mem::replace(&mut self.index, vec![EMPTY; size]);
         for e in old.into_iter().filter(|&e| e != EMPTY) {
             self.place(e);
@@ -551,15 +554,15 @@ impl CallTable {
     /// Empty index position `pos`, shifting back the entries after it that
     /// would otherwise be cut off from their home.
     fn unindex(&mut self, mut pos: usize) {
-        let mask = self.mask();
+        let size = self.index.len();
         let mut next = pos;
         loop {
-            next = (next + 1) & mask;
+            next = keys::after(next, size);
             let e = self.index.get(next).copied().unwrap_or(EMPTY);
             if e == EMPTY {
                 break;
             }
-            let home = (e >> 32) as usize & mask;
+            let home = self.home((e >> 32) as u32);
             // `e` may move to `pos` unless its home lies in (pos, next].
             let stays = if pos <= next {
                 pos < home && home <= next

@@ -1,6 +1,6 @@
 //! A set of 64-bit keys that are already uniform random hashes (the keyed
 //! hashes of `ExpiringSet`), stored flat: linear probing over one array of
-//! keys, deletion by backward shift, at most half full.
+//! keys, deletion by backward shift, at most two thirds full.
 //!
 //! Why not `HashSet<u64>`: at a million entries the set is far larger than
 //! the cache, so each operation is a cache miss, and hashbrown's layout
@@ -12,13 +12,20 @@
 //! The keys are spread over 64 tables by their top bits: growing rehashes
 //! everything in a table at once, and with one table of a million ids that
 //! held the pipeline up for tens of milliseconds; a table holds a 64th of
-//! them. The set decides when to grow from its total (at half full), then
-//! grows the tables one at a time, spread over the next inserts (a table
-//! every `target / 16` inserts: all are grown while the average table is
-//! still short of five eighths full, before any should reach three quarters, and no two rehashes come together); a table grows
-//! by itself only past
-//! three quarters, which its share of uniform keys does not reach in
-//! steady state, so a set whose size holds still allocates nothing.
+//! them. The set decides when to grow from its total (at two thirds full),
+//! then grows the tables one at a time, spread over the next inserts (a
+//! table every `target / 32` inserts: all are grown while the average table
+//! is still short of 0.72 full, and no two rehashes come together); a table
+//! grows by itself only past three quarters, which its share of uniform
+//! keys does not reach in steady state, so a set whose size holds still
+//! allocates nothing.
+//!
+//! Sizes step by 3/2 and 4/3 in turn (16, 24, 32, 48, ...), not by
+//! doubling, and a key's home is its bits scaled to the size (a multiply,
+//! not a mask): at a million ids a power of two (2^20 slots) is 95 % full,
+//! so doubling gave 2^21 (16 MiB); the step between gives 1.5 * 2^20
+//! (12 MiB). Load stays between 0.44 and 0.67 instead of 0.25 and 0.5.
+//! [`next_size`] and [`scale`] are shared with the call table's index.
 
 /// The set: its keys in [`SHARDS`] tables, by their top bits.
 pub(crate) struct Keys {
@@ -38,7 +45,8 @@ pub(crate) struct Keys {
 
 const SHARDS: usize = 64;
 /// How far a key is shifted to give its table (its top 6 bits).
-const SHARD_SHIFT: u32 = 64 - SHARDS.trailing_zeros();
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+const SHARD_SHIFT: u32 = 64 - SHARD_BITS;
 
 impl Default for Keys {
     fn default() -> Self {
@@ -72,8 +80,8 @@ impl Keys {
             return false;
         }
         self.len += 1;
-        if self.len * 2 > self.target * SHARDS {
-            self.target = (self.target * 2).max(FIRST);
+        if self.len * 3 > self.target * SHARDS * 2 {
+            self.target = next_size(self.target);
             self.behind = SHARDS;
         }
         // One table at a time, spread out, so no insert waits long.
@@ -82,7 +90,7 @@ impl Keys {
                 self.countdown -= 1;
                 return true;
             }
-            self.countdown = self.target / 16;
+            self.countdown = self.target / 32;
             self.behind -= 1;
             for _ in 0..SHARDS {
                 let t = &mut self.tables[self.next];
@@ -117,8 +125,8 @@ impl Keys {
 
 /// One table: keys in their slots; `EMPTY` marks a free slot, so a key
 /// equal to it is stored as `ZERO_KEY` (two keys then share a slot's
-/// meaning: as likely as any other 64-bit collision). The slot index is
-/// the key's low bits; the top bits chose the table.
+/// meaning: as likely as any other 64-bit collision). The top bits chose
+/// the table; the slot is the rest scaled to the table's size.
 #[derive(Default)]
 struct Table {
     slots: Vec<u64>,
@@ -138,15 +146,39 @@ fn stored(key: u64) -> u64 {
     }
 }
 
-impl Table {
-    fn mask(&self) -> usize {
-        self.slots.len().wrapping_sub(1)
+/// The size after `size`: 16 first, then 3/2 of a power of two and 4/3
+/// of the rest (16, 24, 32, 48, 64, ...), so every size is a power of two
+/// or three times one.
+pub(super) fn next_size(size: usize) -> usize {
+    if size < FIRST {
+        FIRST
+    } else if size.is_power_of_two() {
+        size + size / 2
+    } else {
+        size / 3 * 4
     }
+}
 
-    /// The slot a key's probe starts at. Keys are uniform, so their low
-    /// bits are as good an index as any.
+/// `bits` (uniform over all 64-bit values) scaled to a slot in `0..size`:
+/// its top bits decide, as a mask would use the low ones, for any size.
+pub(super) fn scale(bits: u64, size: usize) -> usize {
+    ((u128::from(bits) * size as u128) >> 64) as usize
+}
+
+/// The slot after `i` in a table of `size`, wrapping to the first.
+pub(super) fn after(i: usize, size: usize) -> usize {
+    if i + 1 == size {
+        0
+    } else {
+        i + 1
+    }
+}
+
+impl Table {
+    /// The slot a key's probe starts at: the bits below those that chose
+    /// the table. Keys are uniform, so these are as good as any.
     fn home(&self, key: u64) -> usize {
-        key as usize & self.mask()
+        scale(key << SHARD_BITS, self.slots.len())
     }
 
     /// The slot holding `key`, if any.
@@ -159,7 +191,7 @@ impl Table {
             match self.slots[i] {
                 EMPTY => return None,
                 k if k == key => return Some(i),
-                _ => i = (i + 1) & self.mask(),
+                _ => i = after(i, self.slots.len()),
             }
         }
     }
@@ -174,7 +206,7 @@ impl Table {
         // Past three quarters (or never sized): grow now, whatever the set's
         // schedule, so a probe always ends.
         if (self.len + 1) * 4 > self.slots.len() * 3 {
-            self.grow_to((self.slots.len() * 2).max(FIRST));
+            self.grow_to(next_size(self.slots.len()));
         }
         let mut i = self.home(key);
         loop {
@@ -185,7 +217,7 @@ impl Table {
                     return true;
                 }
                 k if k == key => return false,
-                _ => i = (i + 1) & self.mask(),
+                _ => i = after(i, self.slots.len()),
             }
         }
     }
@@ -197,10 +229,10 @@ impl Table {
         let Some(mut hole) = self.find(stored(key)) else {
             return false;
         };
-        let mask = self.mask();
+        let size = self.slots.len();
         let mut j = hole;
         loop {
-            j = (j + 1) & mask;
+            j = after(j, size);
             let k = self.slots[j];
             if k == EMPTY {
                 break;
@@ -229,14 +261,14 @@ impl Table {
         }
     }
 
-    /// Rehash into `size` slots (a power of two, more than there are).
+    /// Rehash into `size` slots (more than there are keys).
     fn grow_to(&mut self, size: usize) {
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
         self.len = 0;
         for k in old.into_iter().filter(|&k| k != EMPTY) {
             let mut i = self.home(k);
             while self.slots[i] != EMPTY {
-                i = (i + 1) & self.mask();
+                i = after(i, size);
             }
             self.slots[i] = k;
             self.len += 1;
@@ -287,6 +319,32 @@ mod tests {
     }
 
     #[test]
+    fn sizes_step_by_halves_and_thirds() {
+        let mut sizes = vec![next_size(0)];
+        while sizes.len() < 8 {
+            sizes.push(next_size(*sizes.last().unwrap()));
+        }
+        assert_eq!(sizes, [16, 24, 32, 48, 64, 96, 128, 192]);
+        assert_eq!(next_size(1 << 20), 3 << 19);
+        // Scaled homes cover the whole array and stay inside it.
+        assert_eq!(scale(0, 24), 0);
+        assert_eq!(scale(u64::MAX, 24), 23);
+        assert_eq!(scale(1 << 63, 24), 12);
+    }
+
+    /// A million keys (the default `dedup_max_ids`) fit in 1.5 * 2^20
+    /// slots, not 2^21.
+    #[test]
+    fn a_million_keys_take_twelve_mebibytes() {
+        let mut k = Keys::default();
+        for i in 1..=1_000_000u64 {
+            k.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        let slots: usize = k.tables.iter().map(|t| t.slots.len()).sum();
+        assert_eq!(slots, 64 * (3 << 13));
+    }
+
+    #[test]
     fn grows_and_keeps_everything() {
         let mut k = Keys::default();
         for i in 0..10_000u64 {
@@ -308,10 +366,10 @@ mod tests {
     #[test]
     fn deleting_from_crowded_and_wrapping_runs() {
         let mut k = Table::default();
-        k.insert(1); // sizes the array to FIRST slots
-        let size = k.slots.len() as u64;
-        let last = size - 1;
-        let keys: Vec<u64> = (1..=5).map(|n| last + n * size).collect();
+        k.insert(2); // sizes the array to FIRST slots; home 0
+        // Bits just under the top all have the last slot as home.
+        let keys: Vec<u64> = (1..=5).map(|n| (1 << 58) - n).collect();
+        assert!(keys.iter().all(|&key| k.home(key) == k.slots.len() - 1));
         for &key in &keys {
             k.insert(key);
         }
@@ -320,14 +378,18 @@ mod tests {
             for &rest in &keys[n + 1..] {
                 assert!(k.contains(rest), "lost {rest} after removing {key}");
             }
-            assert!(k.contains(1));
+            assert!(k.contains(2));
         }
     }
 
-    /// Key `n` of 64: its low 20 bits are one of -2, -1, 0, 1 (homes at
-    /// both ends of any array up to 2^20 slots), never the key 0 or 1.
+    /// Key `n` of 64, in one of two tables: its bits under the table's
+    /// are near the bottom or the top (homes at both ends of any array up
+    /// to 2^50 slots), never the key 0 or 1.
     fn crowded(n: u64) -> u64 {
-        (n % 4).wrapping_sub(2) ^ ((n / 4 + 1) << 20)
+        let table = (n % 2) << SHARD_SHIFT;
+        let r = n / 2;
+        let low = if r % 2 == 0 { r + 2 } else { (1 << SHARD_SHIFT) - r };
+        table | low
     }
 
     proptest! {
