@@ -7,7 +7,8 @@
 //! `cargo bench --bench load -- [throughput] [latency] [memory] [pipelined] [quick]`
 //! (no mode: the first three; `quick`: 1 s per case instead of 3 s;
 //! `pipelined`: issue 11's cases alone, the pipelined throughput and the
-//! open-loop latency at half its maximum).
+//! open-loop latency at half its maximum; `open` with
+//! `LOAD_OPEN_RATE=<events/s>`: that latency alone, at half the given rate).
 //!
 //! Throughput runs each case three times, alternating ringwatch and the bare
 //! server, and reports medians, so a ratio always compares two servers in the
@@ -1146,7 +1147,11 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let has = |m: &str| args.iter().any(|a| a == m);
-    let all = !(has("throughput") || has("latency") || has("memory") || has("pipelined"));
+    let all = !(has("throughput")
+        || has("latency")
+        || has("memory")
+        || has("pipelined")
+        || has("open"));
     let o = if has("quick") {
         Opts {
             warm: Duration::from_millis(300),
@@ -1192,6 +1197,16 @@ fn main() {
             // loop latency at half their maximum.
             max = run_throughput(&bins, &o, true).await;
             run_open_latency(&bins, &o, &max).await;
+        }
+        if has("open") {
+            // The open-loop latency alone, at LOAD_OPEN_RATE events/s (to
+            // compare configurations at one rate without the throughput
+            // cases first).
+            let rate: f64 = std::env::var("LOAD_OPEN_RATE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .expect("`open` needs LOAD_OPEN_RATE=<events/s of the pipelined maximum>");
+            run_open_latency(&bins, &o, &[((16, 100, UNLIMITED), rate)]).await;
         }
         if all || has("throughput") || has("latency") {
             max = run_throughput(&bins, &o, false).await;
