@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use ringwatch::event::{Event, Millis};
-use ringwatch::ingest::decode::decode_frame;
+use ringwatch::ingest::decode::{decode_frame, decode_split};
 use ringwatch::metrics::histogram::{Buckets, HdrWindow};
 use ringwatch::metrics::render::render;
 use ringwatch::metrics::{Bounds, BucketConfig, Store};
@@ -51,7 +51,32 @@ fn decode(c: &mut Criterion) {
     g.bench_function("batch_100_events", |b| {
         b.iter(|| decode_frame(black_box(&batch)))
     });
+    // What a connection does (the split for the pipeline, no merge).
+    g.bench_function("batch_100_events_split", |b| {
+        b.iter(|| decode_split(black_box(&batch)))
+    });
+    // The load bench's bare server's parse of the same frame: the floor.
+    g.bench_function("batch_100_events_bare_parse", |b| {
+        b.iter(|| serde_json::from_str::<Vec<Bare>>(black_box(&batch)).map(|v| v.len()))
+    });
     g.finish();
+}
+
+/// The fields `examples/bare_server.rs` parses, borrowed from the frame.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // Parsed to be paid for, never read.
+struct Bare<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    ts: Option<i64>,
+    #[serde(borrow)]
+    event_id: Option<&'a str>,
+    #[serde(borrow)]
+    call_id: Option<&'a str>,
+    #[serde(borrow)]
+    queue: Option<&'a str>,
+    #[serde(borrow)]
+    agent: Option<&'a str>,
 }
 
 /// Events are built by the decoder, as in production.
