@@ -1147,11 +1147,8 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let has = |m: &str| args.iter().any(|a| a == m);
-    let all = !(has("throughput")
-        || has("latency")
-        || has("memory")
-        || has("pipelined")
-        || has("open"));
+    let all =
+        !(has("throughput") || has("latency") || has("memory") || has("pipelined") || has("open"));
     let o = if has("quick") {
         Opts {
             warm: Duration::from_millis(300),

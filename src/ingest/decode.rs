@@ -933,7 +933,10 @@ mod tests {
         assert!(fast(r#"{"type":"clock","ts":1} x"#).is_none());
         // A duplicate is rejected as it always was.
         let dup = decode_frame(r#"{"type":"clock","ts":1,"ts":2}"#);
-        assert!(matches!(&dup[0], Err(e) if e.reason == Reason::InvalidField), "{dup:?}");
+        assert!(
+            matches!(&dup[0], Err(e) if e.reason == Reason::InvalidField),
+            "{dup:?}"
+        );
     }
 
     /// An element that is an array is not an event, on either path (the
@@ -942,7 +945,10 @@ mod tests {
     fn an_array_element_is_not_an_object() {
         let fields = r#"["clock",1,null,null,null,null,null,null,null,null,null,null]"#;
         let got = decode_frame(&format!("[{fields}]"));
-        assert!(matches!(&got[0], Err(e) if e.reason == Reason::NotAnObject), "{got:?}");
+        assert!(
+            matches!(&got[0], Err(e) if e.reason == Reason::NotAnObject),
+            "{got:?}"
+        );
     }
 
     mod fast_and_slow_paths_agree {

@@ -9,8 +9,8 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use siphasher::sip::SipHasher13;
 
 use super::expiring::ExpiringSet;
-use super::keys;
 use super::gauges::{Gauges, LaneKind};
+use super::keys;
 use super::ordered::Pool;
 use super::Handle;
 use super::{AgentId, AgentMeasure, Call, CallState, Engine, Measure, Observer, Reject};

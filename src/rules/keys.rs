@@ -367,7 +367,7 @@ mod tests {
     fn deleting_from_crowded_and_wrapping_runs() {
         let mut k = Table::default();
         k.insert(2); // sizes the array to FIRST slots; home 0
-        // Bits just under the top all have the last slot as home.
+                     // Bits just under the top all have the last slot as home.
         let keys: Vec<u64> = (1..=5).map(|n| (1 << 58) - n).collect();
         assert!(keys.iter().all(|&key| k.home(key) == k.slots.len() - 1));
         for &key in &keys {
@@ -388,7 +388,11 @@ mod tests {
     fn crowded(n: u64) -> u64 {
         let table = (n % 2) << SHARD_SHIFT;
         let r = n / 2;
-        let low = if r % 2 == 0 { r + 2 } else { (1 << SHARD_SHIFT) - r };
+        let low = if r.is_multiple_of(2) {
+            r + 2
+        } else {
+            (1 << SHARD_SHIFT) - r
+        };
         table | low
     }
 
