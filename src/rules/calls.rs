@@ -30,7 +30,7 @@ const BACKWARDS: Reject = Reject::new(
 impl Engine {
     pub(super) fn offered(
         &mut self,
-        call: &str,
+        call: CallRef,
         queue: &str,
         site: Option<&str>,
         ts: Millis,
@@ -39,7 +39,7 @@ impl Engine {
     ) -> Result<(), Reject> {
         // No call idle past call_ttl is left by now: the clock's advance to
         // `now` evicted them, so an id whose call went idle may be offered.
-        if self.calls.contains_key(call) || self.ended.contains(call) {
+        if self.calls.contains(call) || self.ended.contains_key(call.hash) {
             return Err(Reject::new(
                 Reason::DuplicateCall,
                 "was already offered (call ids are never reused)",
@@ -56,7 +56,7 @@ impl Engine {
             last: ts,
             state: CallState::Waiting,
         };
-        let Some(h) = self.calls.insert(call.into(), c) else {
+        let Some(h) = self.calls.insert_ref(call, c) else {
             return Err(CAPACITY);
         };
         enter(&mut self.gauges, h, &c, now);
@@ -66,7 +66,7 @@ impl Engine {
 
     pub(super) fn answered(
         &mut self,
-        call: &str,
+        call: CallRef,
         agent: Option<AgentId>,
         ts: Millis,
         now: Millis,
@@ -96,7 +96,7 @@ impl Engine {
 
     pub(super) fn hold_started(
         &mut self,
-        call: &str,
+        call: CallRef,
         agent: Option<AgentId>,
         ts: Millis,
         now: Millis,
@@ -126,7 +126,7 @@ impl Engine {
 
     pub(super) fn hold_ended(
         &mut self,
-        call: &str,
+        call: CallRef,
         ts: Millis,
         now: Millis,
         obs: &mut impl Observer,
@@ -151,7 +151,7 @@ impl Engine {
 
     pub(super) fn ended(
         &mut self,
-        call: &str,
+        call: CallRef,
         reason: EndReason,
         ts: Millis,
         now: Millis,
@@ -159,9 +159,9 @@ impl Engine {
     ) -> Result<(), Reject> {
         let (h, c) = call_at(&mut self.calls, &self.ended, call, ts)?;
         let c = *c;
-        self.calls.remove_handle(h);
+        self.calls.remove_ref(call);
         leave(&mut self.gauges, h, &c, now);
-        self.ended.insert(call, now);
+        self.ended.insert_key(call.hash, now);
         let limits = self.series.get(c.series).limits;
         match c.state {
             // Ringing and never answered: abandoned whatever the reason says,
@@ -307,11 +307,11 @@ impl Engine {
 fn call_at<'a>(
     calls: &'a mut CallTable,
     ended: &ExpiringSet,
-    call: &str,
+    call: CallRef,
     ts: Millis,
 ) -> Result<(Handle, &'a mut Call), Reject> {
-    match calls.find_mut(call) {
-        None if ended.contains(call) => Err(AFTER_END),
+    match calls.find_ref(call) {
+        None if ended.contains_key(call.hash) => Err(AFTER_END),
         None => Err(UNKNOWN_CALL),
         Some((_, c)) if ts < c.last => Err(BACKWARDS),
         Some(found) => Ok(found),
@@ -348,8 +348,10 @@ fn restate(gauges: &mut Gauges, h: Handle, before: &Call, after: &Call, now: Mil
 /// entries (the slot and 32 bits of the id's hash) at most half full, so a
 /// call costs about 56 + 2 * 8 to 4 * 8 bytes, the id stored once.
 ///
-/// The hash is SipHash-1-3 keyed at random when the table is created, so a
-/// sender cannot aim collisions; probing is linear and a removal shifts the
+/// The hash is SipHash-1-3 keyed at random when the engine is created, so
+/// a sender cannot aim collisions; it is the key of the ended calls' set
+/// (the same function, the same key), so an event's call id is hashed once
+/// for both ([`CallRef`]); probing is linear and a removal shifts the
 /// entries that follow back (no tombstones). Slots freed go on a free list
 /// and are reused: in steady state the table allocates nothing. Like a
 /// `HashMap`, it keeps the room of its busiest moment.
@@ -375,29 +377,56 @@ const EMPTY: u64 = u64::MAX;
 /// No slot: also the one handle never given (it would read as `EMPTY`).
 const NO_SLOT: u32 = u32::MAX;
 
+/// A call id with its hash, as [`CallTable::hash`] (and the ended calls'
+/// set) gives it: computed once per event, while the event before it is
+/// applied, and used for every lookup the event makes.
+#[derive(Clone, Copy)]
+pub(super) struct CallRef<'a> {
+    pub id: &'a str,
+    pub hash: u64,
+}
+
 impl Default for CallTable {
     fn default() -> Self {
         let seed = RandomState::new();
+        CallTable::keyed((seed.hash_one(0u8), seed.hash_one(1u8)))
+    }
+}
+
+impl CallTable {
+    /// An empty table hashing with `key` (the ended calls' set's).
+    pub(super) fn keyed(key: (u64, u64)) -> Self {
         CallTable {
             slots: Pool::default(),
             free: NO_SLOT,
             index: Vec::new(),
             len: 0,
-            key: (seed.hash_one(0u8), seed.hash_one(1u8)),
+            key,
         }
     }
-}
 
-impl CallTable {
     pub(super) fn len(&self) -> usize {
         self.len
     }
 
-    fn hash(&self, id: &str) -> u32 {
+    /// `id`'s hash, as `ExpiringSet::key` gives it under the same key.
+    pub(super) fn hash(&self, id: &str) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         id.hash(&mut h);
-        let h = h.finish();
-        (h ^ (h >> 32)) as u32
+        h.finish()
+    }
+
+    /// The 32 bits of a hash an index entry keeps.
+    fn fold(hash: u64) -> u32 {
+        (hash ^ (hash >> 32)) as u32
+    }
+
+    /// `id` with its hash.
+    pub(super) fn call_ref<'a>(&self, id: &'a str) -> CallRef<'a> {
+        CallRef {
+            id,
+            hash: self.hash(id),
+        }
     }
 
     /// The index position an entry's (or a hash's) probe starts at.
@@ -405,12 +434,12 @@ impl CallTable {
         keys::scale(u64::from(hash) << 32, self.index.len())
     }
 
-    /// Where `id` is in the index, and its slot.
-    fn locate(&self, id: &str) -> Option<(usize, Handle)> {
+    /// Where the call is in the index, and its slot.
+    fn locate(&self, call: CallRef) -> Option<(usize, Handle)> {
         if self.index.is_empty() {
             return None;
         }
-        let hash = self.hash(id);
+        let (id, hash) = (call.id, Self::fold(call.hash));
         let size = self.index.len();
         let mut pos = self.home(hash);
         loop {
@@ -426,19 +455,24 @@ impl CallTable {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn contains_key(&self, id: &str) -> bool {
-        self.locate(id).is_some()
+        self.contains(self.call_ref(id))
     }
 
-    /// Start fetching the index entry `id`'s probe begins at.
-    pub(super) fn prefetch(&self, id: &str) {
-        if let Some(e) = self.index.get(self.home(self.hash(id))) {
+    pub(super) fn contains(&self, call: CallRef) -> bool {
+        self.locate(call).is_some()
+    }
+
+    /// Start fetching the index entry a call's probe begins at.
+    pub(super) fn prefetch(&self, hash: u64) {
+        if let Some(e) = self.index.get(self.home(Self::fold(hash))) {
             keys::prefetch(e);
         }
     }
 
     pub(super) fn get(&self, id: &str) -> Option<&Call> {
-        let (_, h) = self.locate(id)?;
+        let (_, h) = self.locate(self.call_ref(id))?;
         self.get_handle(h)
     }
 
@@ -447,8 +481,13 @@ impl CallTable {
         self.find_mut(id).map(|(_, c)| c)
     }
 
+    #[cfg(test)]
     pub(super) fn find_mut(&mut self, id: &str) -> Option<(Handle, &mut Call)> {
-        let (_, h) = self.locate(id)?;
+        self.find_ref(self.call_ref(id))
+    }
+
+    pub(super) fn find_ref(&mut self, call: CallRef) -> Option<(Handle, &mut Call)> {
+        let (_, h) = self.locate(call)?;
         match self.slots.get_mut(h) {
             Some(Slot::Live { call, .. }) => Some((h, call)),
             _ => None,
@@ -473,7 +512,17 @@ impl CallTable {
     /// Put `call` under `id` (replacing the call there, if any) and return
     /// its handle; `None` only past 2^32 - 1 slots, which no cap allows.
     pub(super) fn insert(&mut self, id: Id, call: Call) -> Option<Handle> {
-        if let Some((_, h)) = self.locate(&id) {
+        let hash = self.hash(&id);
+        self.insert_hashed(id, hash, call)
+    }
+
+    /// [`CallTable::insert`] under a [`CallRef`]'s id and hash.
+    pub(super) fn insert_ref(&mut self, at: CallRef, call: Call) -> Option<Handle> {
+        self.insert_hashed(at.id.into(), at.hash, call)
+    }
+
+    fn insert_hashed(&mut self, id: Id, hash: u64, call: Call) -> Option<Handle> {
+        if let Some((_, h)) = self.locate(CallRef { id: &id, hash }) {
             if let Some(Slot::Live { call: old, .. }) = self.slots.get_mut(h) {
                 *old = call;
             }
@@ -482,7 +531,6 @@ impl CallTable {
         if (self.len + 1) * 3 > self.index.len() * 2 {
             self.grow();
         }
-        let hash = self.hash(&id);
         let slot = Slot::Live { id, call };
         let h = if self.free != NO_SLOT {
             let h = self.free;
@@ -495,7 +543,7 @@ impl CallTable {
         } else {
             self.slots.push(slot)?
         };
-        self.place(u64::from(hash) << 32 | u64::from(h));
+        self.place(u64::from(Self::fold(hash)) << 32 | u64::from(h));
         self.len += 1;
         Some(h)
     }
@@ -522,7 +570,11 @@ impl CallTable {
     }
 
     pub(super) fn remove(&mut self, id: &str) -> Option<(Handle, Call)> {
-        let (pos, h) = self.locate(id)?;
+        self.remove_ref(self.call_ref(id))
+    }
+
+    pub(super) fn remove_ref(&mut self, call: CallRef) -> Option<(Handle, Call)> {
+        let (pos, h) = self.locate(call)?;
         self.unindex(pos);
         self.free_slot(h).map(|c| (h, c))
     }
@@ -530,7 +582,7 @@ impl CallTable {
     /// Remove the call in slot `h`, if one is there.
     pub(super) fn remove_handle(&mut self, h: Handle) -> Option<Call> {
         let id = self.id(h)?;
-        let (pos, found) = self.locate(id)?;
+        let (pos, found) = self.locate(self.call_ref(id))?;
         debug_assert_eq!(found, h);
         self.unindex(pos);
         self.free_slot(h)

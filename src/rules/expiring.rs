@@ -59,6 +59,11 @@ impl ExpiringSet {
         }
     }
 
+    /// The key of the set's hash, for a table that is to hash as it does.
+    pub(super) fn hash_key(&self) -> (u64, u64) {
+        self.key
+    }
+
     /// The set's key for `id`: hashed once, then tested and inserted with
     /// [`ExpiringSet::contains_key`] and [`ExpiringSet::insert_key`].
     pub fn key(&self, id: &str) -> u64 {

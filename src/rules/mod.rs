@@ -24,7 +24,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::event::{Body, Event, Id, Millis, Reason};
-use calls::CallTable;
+use calls::{CallRef, CallTable};
 use gauges::{Gauges, LaneKind, Subject};
 
 pub use expiring::ExpiringSet;
@@ -326,12 +326,35 @@ pub struct Engine {
     due_promises: Vec<(Millis, Id)>,
 }
 
+/// An event's hashes, computed once (see [`Engine::apply_all`]): its
+/// `event_id`'s key in the de-duplication window, and for an event about a
+/// call, its call id's hash (0 for any other event, never read).
+#[derive(Clone, Copy, Default)]
+struct Hashes {
+    dedup: Option<u64>,
+    call: u64,
+}
+
+/// The call an event of the call lifecycle names.
+fn call_of(body: &Body) -> Option<&Id> {
+    match body {
+        Body::CallOffered { call, .. }
+        | Body::CallAnswered { call }
+        | Body::HoldStarted { call }
+        | Body::HoldEnded { call }
+        | Body::CallEnded { call, .. } => Some(call),
+        _ => None,
+    }
+}
+
 impl Engine {
     pub fn new(settings: Settings) -> Self {
+        // The call table shares the ended set's hash (see `CallRef`).
+        let ended = ExpiringSet::new(settings.call_ttl, settings.max_calls);
         Engine {
             series: SeriesTable::new(settings.max_queues, settings.max_sites),
-            calls: CallTable::default(),
-            ended: ExpiringSet::new(settings.call_ttl, settings.max_calls),
+            calls: CallTable::keyed(ended.hash_key()),
+            ended,
             promises: HashMap::new(),
             resolved: ExpiringSet::new(settings.callback_expiry, settings.max_promises),
             dedup: ExpiringSet::new(settings.dedup_window, settings.dedup_max_ids),
@@ -378,8 +401,8 @@ impl Engine {
 
     /// Apply one event. `wall_now` is the wall clock, used only in wall mode.
     pub fn apply(&mut self, ev: &Event, wall_now: Millis, obs: &mut impl Observer) -> Verdict {
-        let dedup_key = self.dedup_key(ev);
-        self.apply_keyed(ev, dedup_key, wall_now, obs)
+        let hashes = self.hashes(ev);
+        self.apply_keyed(ev, hashes, wall_now, obs)
     }
 
     /// Apply events in order, as [`Engine::apply`] one by one would, giving
@@ -389,7 +412,8 @@ impl Engine {
     /// in flight and, for an offer, the ended calls' ids) are fetched into
     /// the cache: at a million remembered ids they are far larger than it,
     /// and these memory waits then overlap the work instead of following
-    /// each other. The next event's id is hashed once for both.
+    /// each other. The next event's ids are hashed once, for the fetch and
+    /// for every lookup it makes ([`Hashes`]).
     pub fn apply_all<O: Observer>(
         &mut self,
         events: &[(u32, Event)],
@@ -397,54 +421,51 @@ impl Engine {
         obs: &mut O,
         mut verdict: impl FnMut(&mut O, u32, &Event, Verdict),
     ) {
-        let mut next_key = events.first().and_then(|(_, ev)| self.dedup_key(ev));
+        let mut next = events.first().map(|(_, ev)| self.hashes(ev));
         for (i, (index, ev)) in events.iter().enumerate() {
-            let key = next_key;
-            next_key = match events.get(i + 1) {
-                Some((_, next)) => self.prefetch(next),
-                None => None,
-            };
-            let v = self.apply_keyed(ev, key, wall_now, obs);
+            let hashes = next.unwrap_or_default();
+            next = events.get(i + 1).map(|(_, ev)| self.prefetch(ev));
+            let v = self.apply_keyed(ev, hashes, wall_now, obs);
             verdict(obs, *index, ev, v);
         }
     }
 
-    /// `ev`'s key in the de-duplication window, if it has an id.
-    fn dedup_key(&self, ev: &Event) -> Option<u64> {
-        ev.event_id.as_deref().map(|id| self.dedup.key(id))
+    /// `ev`'s hashes: SipHash of its ids, computed once per event.
+    fn hashes(&self, ev: &Event) -> Hashes {
+        Hashes {
+            dedup: ev.event_id.as_deref().map(|id| self.dedup.key(id)),
+            call: call_of(&ev.body).map_or(0, |call| self.calls.hash(call)),
+        }
     }
 
     /// Start fetching what applying `ev` will look up (see
-    /// [`Engine::apply_all`]); returns its dedup key. A hint: it changes
+    /// [`Engine::apply_all`]); returns its hashes. A hint: it changes
     /// nothing.
-    fn prefetch(&self, ev: &Event) -> Option<u64> {
-        let key = self.dedup_key(ev);
-        if let Some(k) = key {
+    fn prefetch(&self, ev: &Event) -> Hashes {
+        let hashes = self.hashes(ev);
+        if let Some(k) = hashes.dedup {
             self.dedup.prefetch(k);
         }
-        match &ev.body {
-            Body::CallOffered { call, .. } => {
-                self.ended.prefetch(self.ended.key(call));
-                self.calls.prefetch(call);
+        if call_of(&ev.body).is_some() {
+            self.calls.prefetch(hashes.call);
+            if matches!(ev.body, Body::CallOffered { .. }) {
+                self.ended.prefetch(hashes.call);
             }
-            Body::CallAnswered { call }
-            | Body::HoldStarted { call }
-            | Body::HoldEnded { call }
-            | Body::CallEnded { call, .. } => self.calls.prefetch(call),
-            _ => {}
         }
-        key
+        hashes
     }
 
-    /// [`Engine::apply`] with the event's dedup key already computed
-    /// (hashed once: tested now, remembered if the event is accepted).
+    /// [`Engine::apply`] with the event's hashes already computed: its
+    /// dedup key tested now and remembered if the event is accepted, its
+    /// call id's hash used for the call table and the ended calls alike.
     fn apply_keyed(
         &mut self,
         ev: &Event,
-        dedup_key: Option<u64>,
+        hashes: Hashes,
         wall_now: Millis,
         obs: &mut impl Observer,
     ) -> Verdict {
+        let dedup_key = hashes.dedup;
         if dedup_key.is_some_and(|k| self.dedup.contains_key(k)) {
             return Verdict::Duplicate;
         }
@@ -455,14 +476,20 @@ impl Engine {
         self.advance(now, obs);
         let now = self.clock;
         let agent = ev.agent.as_deref().map(|a| self.agent_for(a, obs));
+        fn at(id: &Id, hash: u64) -> CallRef<'_> {
+            CallRef { id, hash }
+        }
+        let hash = hashes.call;
         let result = match &ev.body {
             Body::CallOffered { call, queue } => {
-                self.offered(call, queue, ev.site.as_deref(), ev.ts, now, obs)
+                self.offered(at(call, hash), queue, ev.site.as_deref(), ev.ts, now, obs)
             }
-            Body::CallAnswered { call } => self.answered(call, agent, ev.ts, now, obs),
-            Body::HoldStarted { call } => self.hold_started(call, agent, ev.ts, now, obs),
-            Body::HoldEnded { call } => self.hold_ended(call, ev.ts, now, obs),
-            Body::CallEnded { call, reason } => self.ended(call, *reason, ev.ts, now, obs),
+            Body::CallAnswered { call } => self.answered(at(call, hash), agent, ev.ts, now, obs),
+            Body::HoldStarted { call } => self.hold_started(at(call, hash), agent, ev.ts, now, obs),
+            Body::HoldEnded { call } => self.hold_ended(at(call, hash), ev.ts, now, obs),
+            Body::CallEnded { call, reason } => {
+                self.ended(at(call, hash), *reason, ev.ts, now, obs)
+            }
             Body::CallbackPromised {
                 promise,
                 due,

@@ -269,7 +269,7 @@ impl Engine {
         let EngineImage {
             clock,
             series,
-            calls,
+            calls: saved_calls,
             ended,
             mut promises,
             resolved,
@@ -288,11 +288,12 @@ impl Engine {
         let (series_count, agent_count) = (series.len(), agents.len());
         let known = |s: u32| (s as usize) < series_count;
         let agent = |a: Option<u32>| a.filter(|a| (*a as usize) < agent_count);
-        let mut calls: CallTable = calls
-            .into_iter()
-            .filter(|(_, c)| known(c.series))
-            .map(|(id, c)| (id, c.into()))
-            .collect();
+        let ended = ended.restored(settings.call_ttl, settings.max_calls);
+        // The call table hashes as the ended set does (see `CallRef`).
+        let mut calls = CallTable::keyed(ended.hash_key());
+        for (id, c) in saved_calls.into_iter().filter(|(_, c)| known(c.series)) {
+            calls.insert(id, c.into());
+        }
         promises.retain(|_, p| known(p.series));
         for c in calls.values_mut() {
             c.agent = agent(c.agent);
@@ -301,7 +302,7 @@ impl Engine {
             p.agent = agent(p.agent);
         }
         let mut e = Engine {
-            ended: ended.restored(settings.call_ttl, settings.max_calls),
+            ended,
             resolved: resolved.restored(settings.callback_expiry, settings.max_promises),
             dedup: dedup.restored(settings.dedup_window, settings.dedup_max_ids),
             clock,
@@ -589,6 +590,18 @@ mod tests {
             assert_eq!(a.alerts(), b.alerts(), "at +{t}");
         }
         assert_eq!(b.calls_in_flight(), 0);
+    }
+
+    #[test]
+    fn the_call_table_hashes_as_the_ended_set_fresh_and_restored() {
+        let e = busy_engine();
+        assert_eq!(e.calls.hash("b"), e.ended.key("b"));
+        let image: EngineImage = postcard::from_bytes(&postcard::to_stdvec(&e).unwrap()).unwrap();
+        let back = Engine::restore(e.settings.clone(), image);
+        assert_eq!(back.calls.hash("b"), back.ended.key("b"));
+        // And the restored table finds its calls under that hash.
+        assert!(back.calls.get("b").is_some());
+        assert_eq!(back.calls_in_flight(), e.calls_in_flight());
     }
 
     #[test]
