@@ -14,7 +14,7 @@ use ringwatch::metrics::histogram::{Buckets, HdrWindow};
 use ringwatch::metrics::render::render;
 use ringwatch::metrics::{Bounds, BucketConfig, Store};
 use ringwatch::pipeline;
-use ringwatch::rules::{ClockMode, Engine, Measure, Observer, Settings};
+use ringwatch::rules::{ClockMode, Engine, ExpiringSet, Measure, Observer, Settings};
 use ringwatch::telemetry::SelfMetrics;
 
 const BASE_TS: Millis = 1_795_424_400_000;
@@ -130,6 +130,34 @@ fn apply(c: &mut Criterion) {
     g.throughput(Throughput::Elements(3));
     g.bench_function("offered_answered_ended_store", |b| {
         b.iter_custom(|iters| time_apply(iters, 3))
+    });
+    g.finish();
+}
+
+/// The de-duplication window at its cap (the default million ids): every
+/// new id is looked up, remembered, and the oldest forgotten, with the next
+/// id's slots fetched ahead as `Engine::apply_all` does. Far larger than
+/// the cache, so this measures memory waits.
+fn dedup(c: &mut Criterion) {
+    const CAP: usize = 1_000_000;
+    let mut g = c.benchmark_group("dedup");
+    g.throughput(Throughput::Elements(1));
+    let mut set = ExpiringSet::new(Millis::MAX / 4, CAP);
+    let ids: Vec<String> = (0..2 * CAP as u64).map(|n| format!("e-{n}")).collect();
+    let mut n = 0usize;
+    for id in &ids[..CAP] {
+        set.insert(id, 0);
+        n += 1;
+    }
+    g.bench_function("at_cap_1m", |b| {
+        b.iter(|| {
+            let key = set.key(&ids[n % ids.len()]);
+            set.prefetch(set.key(&ids[(n + 1) % ids.len()]));
+            let dup = set.contains_key(key);
+            set.insert_key(key, 0);
+            n += 1;
+            dup
+        })
     });
     g.finish();
 }
@@ -362,5 +390,5 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, apply, record, metrics, snapshot);
+criterion_group!(benches, decode, apply, dedup, record, metrics, snapshot);
 criterion_main!(benches);
