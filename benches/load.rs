@@ -144,7 +144,9 @@ impl Server {
             .stderr(Stdio::piped());
         // RINGWATCH__* variables of the bench's own environment are passed
         // on, so any configuration can be benchmarked.
-        for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("RINGWATCH__")) {
+        for (k, v) in std::env::vars()
+            .filter(|(k, _)| k.starts_with("RINGWATCH__") || k == "TOKIO_WORKER_THREADS")
+        {
             cmd.env(k, v);
         }
         for (k, v) in env {

@@ -142,14 +142,20 @@ pub async fn serve(
     }
 }
 
+/// Acks buffered before a write to the socket: `Window::answer` feeds every
+/// ack that is ready and then flushes, so none waits, and the acks of a
+/// burst go out in one write. (At 0, each ack was its own `send` syscall:
+/// half of the daemon's CPU with one connection sending 1-event frames.)
+/// Below the smallest `ingest.max_write_buffer_bytes` (64 KiB), as
+/// tungstenite requires.
+const ACK_WRITE_BUFFER: usize = 16 * 1024;
+
 fn ws_config(s: &IngestSettings) -> WebSocketConfig {
-    // Acks are written as soon as they are made (no write batching): a
-    // sender waits for each one.
     WebSocketConfig::default()
         .max_frame_size(Some(s.limits.max_frame_bytes))
         .max_message_size(Some(s.limits.max_frame_bytes))
         .read_buffer_size(s.limits.read_buffer_bytes)
-        .write_buffer_size(0)
+        .write_buffer_size(ACK_WRITE_BUFFER)
         .max_write_buffer_size(s.limits.max_write_buffer_bytes)
 }
 
