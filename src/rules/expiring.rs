@@ -2,8 +2,8 @@
 //! tombstones of ended calls and resolved promises.
 //!
 //! Ids are kept as 64-bit keyed hashes (SipHash-1-3 with a random key drawn
-//! when the set is created), so an entry costs ~24 bytes whatever the id's
-//! length, and a sender cannot aim collisions. A false match needs two live
+//! when the set is created), so an entry costs 16 bytes in the order and
+//! 12 to 18 in the lookup table (see `keys`) whatever the id's length, and a sender cannot aim collisions. A false match needs two live
 //! ids to share a random 64-bit hash: about n/2^64 per lookup, 1 in 10^13 for
 //! a million remembered ids. The key is saved with the set in snapshots, so a
 //! restarted daemon still recognises the ids it remembered.
