@@ -50,9 +50,11 @@ impl ExpiringSet {
         // Two draws from std's per-process random source make the key.
         let seed = RandomState::new();
         let key = (seed.hash_one(0u8), seed.hash_one(1u8));
+        let mut keys = Keys::default();
+        keys.set_cap(max);
         ExpiringSet {
             key,
-            keys: Keys::default(),
+            keys,
             order: order_with_room(max),
             ttl,
             max,
@@ -77,6 +79,7 @@ impl ExpiringSet {
     pub(crate) fn restored(mut self, ttl: Millis, max: usize) -> Self {
         self.ttl = ttl;
         self.max = max;
+        self.keys.set_cap(max);
         while self.order.len() > max {
             self.forget_oldest();
         }

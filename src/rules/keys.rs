@@ -20,11 +20,11 @@
 //! keys does not reach in steady state, so a set whose size holds still
 //! allocates nothing.
 //!
-//! Sizes step by 3/2 and 4/3 in turn (16, 24, 32, 48, ...), not by
-//! doubling, and a key's home is its bits scaled to the size (a multiply,
-//! not a mask): at a million ids a power of two (2^20 slots) is 95 % full,
-//! so doubling gave 2^21 (16 MiB); the step between gives 1.5 * 2^20
-//! (12 MiB). Load stays between 0.44 and 0.67 instead of 0.25 and 0.5.
+//! Sizes are powers of two or three times one (16, 24, 32, 48, ...), and a
+//! key's home is its bits scaled to the size (a multiply, not a mask). The
+//! set doubles, but stops at the size its cap needs ([`grown`]): at a
+//! million ids a power of two (2^20 slots) is 95 % full, so doubling alone
+//! gave 2^21 (16 MiB); the size between gives 1.5 * 2^20 (12 MiB).
 //! [`next_size`] and [`scale`] are shared with the call table's index.
 
 /// The set: its keys in [`SHARDS`] tables, by their top bits.
@@ -41,6 +41,10 @@ pub(crate) struct Keys {
     behind: usize,
     /// Inserts until the next table is grown.
     countdown: usize,
+    /// The most keys the set is to hold (its owner's cap), 0 if unknown:
+    /// the set grows by doubling, but no further than the size that holds
+    /// this many at two thirds full.
+    cap: usize,
 }
 
 const SHARDS: usize = 64;
@@ -57,6 +61,7 @@ impl Default for Keys {
             next: 0,
             behind: 0,
             countdown: 0,
+            cap: 0,
         }
     }
 }
@@ -81,7 +86,7 @@ impl Keys {
         }
         self.len += 1;
         if self.len * 3 > self.target * SHARDS * 2 {
-            self.target = next_size(self.target);
+            self.target = grown(self.target, self.cap);
             self.behind = SHARDS;
         }
         // One table at a time, spread out, so no insert waits long.
@@ -121,6 +126,39 @@ impl Keys {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// Set the most keys the set is to hold (see `cap`).
+    pub fn set_cap(&mut self, cap: usize) {
+        self.cap = cap;
+    }
+}
+
+/// The set's next table size after `target`: double (each step up rehashes
+/// everything, and the 3/2 and 4/3 steps took twice as many on the way to
+/// a million: 4 % of a replay), but not past the size that `cap` keys need
+/// at two thirds full, where a set at its cap stays: 1.5 * 2^20 slots for
+/// the default million, not 2^21.
+fn grown(target: usize, cap: usize) -> usize {
+    let doubled = target.saturating_mul(2).max(FIRST);
+    let enough = size_for(cap);
+    if enough > target && enough < doubled {
+        enough
+    } else {
+        doubled
+    }
+}
+
+/// The smallest table size (of [`next_size`]'s) at which `cap` keys fill
+/// the set to two thirds at most; `usize::MAX` when no cap is known.
+fn size_for(cap: usize) -> usize {
+    if cap == 0 || cap > 1 << 40 {
+        return usize::MAX;
+    }
+    let mut size = FIRST;
+    while cap * 3 > size * SHARDS * 2 {
+        size = next_size(size);
+    }
+    size
 }
 
 /// One table: keys in their slots; `EMPTY` marks a free slot, so a key
@@ -339,16 +377,33 @@ mod tests {
         assert_eq!(scale(1 << 63, 24), 12);
     }
 
-    /// A million keys (the default `dedup_max_ids`) fit in 1.5 * 2^20
-    /// slots, not 2^21.
+    /// A million keys (the default `dedup_max_ids`) under that cap fit in
+    /// 1.5 * 2^20 slots, not 2^21; without a cap the set doubles.
     #[test]
     fn a_million_keys_take_twelve_mebibytes() {
-        let mut k = Keys::default();
-        for i in 1..=1_000_000u64 {
-            k.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for (cap, want) in [(1_000_000, 64 * (3 << 13)), (0, 64 << 15)] {
+            let mut k = Keys::default();
+            k.set_cap(cap);
+            for i in 1..=1_000_000u64 {
+                k.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            }
+            let slots: usize = k.tables.iter().map(|t| t.slots.len()).sum();
+            assert_eq!(slots, want, "cap {cap}");
+            assert!(k.tables.iter().all(|t| t.len * 4 <= t.slots.len() * 3));
         }
-        let slots: usize = k.tables.iter().map(|t| t.slots.len()).sum();
-        assert_eq!(slots, 64 * (3 << 13));
+    }
+
+    #[test]
+    fn growth_doubles_up_to_what_the_cap_needs() {
+        assert_eq!(grown(0, 0), 16);
+        assert_eq!(grown(16, 0), 32);
+        // 1M at two thirds needs 23,438 slots a table: 24,576 is the first.
+        assert_eq!(size_for(1_000_000), 3 << 13);
+        assert_eq!(grown(1 << 13, 1_000_000), 1 << 14);
+        assert_eq!(grown(1 << 14, 1_000_000), 3 << 13);
+        // Past the cap's size (a cap raised later), doubling again.
+        assert_eq!(grown(3 << 13, 1_000_000), 3 << 14);
+        assert_eq!(size_for(usize::MAX), usize::MAX);
     }
 
     #[test]
