@@ -12,6 +12,10 @@ use crate::ingest::server::{IngestSettings, Limits};
 use crate::ingest::throttle::RateLimit;
 use crate::tls::Tls;
 
+/// The least `ingest.max_write_buffer_bytes`: one large acknowledgement
+/// (and more than the acks a connection buffers before a write).
+pub const MIN_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
@@ -59,7 +63,7 @@ impl IngestConfig {
                 ),
             ));
         }
-        if self.max_write_buffer_bytes < 64 * 1024 {
+        if self.max_write_buffer_bytes < MIN_WRITE_BUFFER_BYTES {
             return Err(invalid(
                 "ingest.max_write_buffer_bytes",
                 format!(

@@ -47,7 +47,7 @@ pub use durability::{DurabilityConfig, FsyncMode};
 pub use edge::{EdgeFiles, TlsPaths};
 pub use files::{EdgeGuards, Files};
 pub use http::{Http, HttpConfig};
-pub use ingest::{Ingest, IngestConfig};
+pub use ingest::{Ingest, IngestConfig, MIN_WRITE_BUFFER_BYTES};
 pub use log::LogConfig;
 pub use metrics::{BucketsToml, Metrics, MetricsConfig};
 pub use platform::{PlatformSource, SecretRef, Spec};

@@ -149,6 +149,7 @@ pub async fn serve(
 /// Below the smallest `ingest.max_write_buffer_bytes` (64 KiB), as
 /// tungstenite requires.
 const ACK_WRITE_BUFFER: usize = 16 * 1024;
+const _: () = assert!(ACK_WRITE_BUFFER < crate::config::MIN_WRITE_BUFFER_BYTES);
 
 fn ws_config(s: &IngestSettings) -> WebSocketConfig {
     WebSocketConfig::default()

@@ -4,9 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-
-use siphasher::sip::SipHasher13;
+use std::hash::{BuildHasher, RandomState};
 
 use super::expiring::ExpiringSet;
 use super::gauges::{Gauges, LaneKind};
@@ -412,9 +410,7 @@ impl CallTable {
 
     /// `id`'s hash, as `ExpiringSet::key` gives it under the same key.
     pub(super) fn hash(&self, id: &str) -> u64 {
-        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
-        id.hash(&mut h);
-        h.finish()
+        super::expiring::keyed_hash(self.key, id)
     }
 
     /// The 32 bits of a hash an index entry keeps.

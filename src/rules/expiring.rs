@@ -45,16 +45,22 @@ fn order_with_room(max: usize) -> VecDeque<(Millis, u64)> {
     VecDeque::with_capacity(max.saturating_add(1).min(ORDER_ROOM))
 }
 
+/// SipHash-1-3 of `id` under `key`: an id set's key for it, and the call
+/// table's hash (which shares the ended set's key).
+pub(super) fn keyed_hash(key: (u64, u64), id: &str) -> u64 {
+    let mut h = SipHasher13::new_with_keys(key.0, key.1);
+    id.hash(&mut h);
+    h.finish()
+}
+
 impl ExpiringSet {
     pub fn new(ttl: Millis, max: usize) -> Self {
         // Two draws from std's per-process random source make the key.
         let seed = RandomState::new();
         let key = (seed.hash_one(0u8), seed.hash_one(1u8));
-        let mut keys = Keys::default();
-        keys.set_cap(max);
         ExpiringSet {
             key,
-            keys,
+            keys: Keys::holding(max, []),
             order: order_with_room(max),
             ttl,
             max,
@@ -69,9 +75,7 @@ impl ExpiringSet {
     /// The set's key for `id`: hashed once, then tested and inserted with
     /// [`ExpiringSet::contains_key`] and [`ExpiringSet::insert_key`].
     pub fn key(&self, id: &str) -> u64 {
-        let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
-        id.hash(&mut h);
-        h.finish()
+        keyed_hash(self.key, id)
     }
 
     /// After loading from a snapshot: the current configuration's limits.
@@ -188,7 +192,10 @@ impl<'de> Deserialize<'de> for ExpiringSet {
         let image = Image::deserialize(d)?;
         Ok(ExpiringSet {
             key: image.key,
-            keys: image.order.iter().map(|&(_, k)| k).collect(),
+            // Sized for what it holds (the cap is not known yet): a
+            // million restored ids take the 12 MiB they took before, not
+            // the 16 of a set that doubled without a cap.
+            keys: Keys::holding(image.order.len(), image.order.iter().map(|&(_, k)| k)),
             order: image.order,
             // Replaced by `restored` with the configuration's values.
             ttl: 0,
@@ -228,6 +235,24 @@ mod tests {
         assert!(!back.contains("a") && back.contains("b"));
         // A fresh set has another key: the same id hashes differently.
         assert_ne!(ExpiringSet::new(1, 1).key, s.key);
+    }
+
+    /// A set read back from a snapshot is sized as one filled under its
+    /// cap, not as one that doubled without knowing it.
+    #[test]
+    fn a_restored_set_takes_the_room_of_its_ids() {
+        let n = 100_000;
+        let mut s = ExpiringSet::new(Millis::MAX / 4, n);
+        for i in 0..n {
+            s.insert(&format!("id-{i}"), 0);
+        }
+        let bytes = postcard::to_stdvec(&s).unwrap();
+        let back: ExpiringSet = postcard::from_bytes(&bytes).unwrap();
+        let back = back.restored(Millis::MAX / 4, n);
+        assert_eq!(back.len(), n);
+        assert_eq!(back.keys.slots(), s.keys.slots());
+        // 100,000 at two thirds full: 64 tables of 3 * 2^10 slots.
+        assert_eq!(s.keys.slots(), 64 * (3 << 10));
     }
 
     #[test]

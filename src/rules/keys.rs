@@ -15,7 +15,7 @@
 //! them. The set decides when to grow from its total (at two thirds full),
 //! then grows the tables one at a time, spread over the next inserts (a
 //! table every `target / 32` inserts: all are grown while the average table
-//! is still short of 0.72 full, and no two rehashes come together); a table
+//! is still short of 0.73 full, and no two rehashes come together); a table
 //! grows by itself only past three quarters, which its share of uniform
 //! keys does not reach in steady state, so a set whose size holds still
 //! allocates nothing.
@@ -321,13 +321,21 @@ impl Table {
     }
 }
 
-impl FromIterator<u64> for Keys {
-    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
-        let mut keys = Keys::default();
-        for k in iter {
-            keys.insert(k);
+impl Keys {
+    /// A set of `keys`, sized for at most `cap` (see `cap`).
+    pub fn holding(cap: usize, keys: impl IntoIterator<Item = u64>) -> Self {
+        let mut set = Keys::default();
+        set.set_cap(cap);
+        for k in keys {
+            set.insert(k);
         }
-        keys
+        set
+    }
+
+    /// Slots in all tables.
+    #[cfg(test)]
+    pub fn slots(&self) -> usize {
+        self.tables.iter().map(|t| t.slots.len()).sum()
     }
 }
 

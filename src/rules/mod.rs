@@ -328,11 +328,11 @@ pub struct Engine {
 
 /// An event's hashes, computed once (see [`Engine::apply_all`]): its
 /// `event_id`'s key in the de-duplication window, and for an event about a
-/// call, its call id's hash (0 for any other event, never read).
-#[derive(Clone, Copy, Default)]
+/// call, its call id's hash.
+#[derive(Clone, Copy)]
 struct Hashes {
     dedup: Option<u64>,
-    call: u64,
+    call: Option<u64>,
 }
 
 /// The call an event of the call lifecycle names.
@@ -423,7 +423,7 @@ impl Engine {
     ) {
         let mut next = events.first().map(|(_, ev)| self.hashes(ev));
         for (i, (index, ev)) in events.iter().enumerate() {
-            let hashes = next.unwrap_or_default();
+            let hashes = next.unwrap_or_else(|| self.hashes(ev));
             next = events.get(i + 1).map(|(_, ev)| self.prefetch(ev));
             let v = self.apply_keyed(ev, hashes, wall_now, obs);
             verdict(obs, *index, ev, v);
@@ -434,7 +434,7 @@ impl Engine {
     fn hashes(&self, ev: &Event) -> Hashes {
         Hashes {
             dedup: ev.event_id.as_deref().map(|id| self.dedup.key(id)),
-            call: call_of(&ev.body).map_or(0, |call| self.calls.hash(call)),
+            call: call_of(&ev.body).map(|call| self.calls.hash(call)),
         }
     }
 
@@ -446,10 +446,10 @@ impl Engine {
         if let Some(k) = hashes.dedup {
             self.dedup.prefetch(k);
         }
-        if call_of(&ev.body).is_some() {
-            self.calls.prefetch(hashes.call);
+        if let Some(h) = hashes.call {
+            self.calls.prefetch(h);
             if matches!(ev.body, Body::CallOffered { .. }) {
-                self.ended.prefetch(hashes.call);
+                self.ended.prefetch(h);
             }
         }
         hashes
@@ -479,7 +479,8 @@ impl Engine {
         fn at(id: &Id, hash: u64) -> CallRef<'_> {
             CallRef { id, hash }
         }
-        let hash = hashes.call;
+        // `hashes` has one for every event that names a call.
+        let hash = hashes.call.unwrap_or_default();
         let result = match &ev.body {
             Body::CallOffered { call, queue } => {
                 self.offered(at(call, hash), queue, ev.site.as_deref(), ev.ts, now, obs)
