@@ -62,22 +62,9 @@ fn decode(c: &mut Criterion) {
     g.finish();
 }
 
-/// The fields `examples/bare_server.rs` parses, borrowed from the frame.
-#[derive(serde::Deserialize)]
-#[allow(dead_code)] // Parsed to be paid for, never read.
-struct Bare<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    ts: Option<i64>,
-    #[serde(borrow)]
-    event_id: Option<&'a str>,
-    #[serde(borrow)]
-    call_id: Option<&'a str>,
-    #[serde(borrow)]
-    queue: Option<&'a str>,
-    #[serde(borrow)]
-    agent: Option<&'a str>,
-}
+#[path = "support/bare_event.rs"]
+mod bare_event;
+use bare_event::Typed as Bare;
 
 /// Events are built by the decoder, as in production.
 fn event(json: &str) -> Event {

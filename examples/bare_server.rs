@@ -15,7 +15,6 @@
 //! printed on stdout as `listening ADDR`. Runs until killed.
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -29,23 +28,9 @@ fn config() -> WebSocketConfig {
         .max_write_buffer_size(1 << 20)
 }
 
-/// The fields every event has or may have, borrowed from the frame; unknown
-/// fields are skipped, as ringwatch's decoder skips them.
-#[derive(Deserialize)]
-#[allow(dead_code)] // Parsed to be paid for, never read.
-struct Typed<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    ts: Option<i64>,
-    #[serde(borrow)]
-    event_id: Option<&'a str>,
-    #[serde(borrow)]
-    call_id: Option<&'a str>,
-    #[serde(borrow)]
-    queue: Option<&'a str>,
-    #[serde(borrow)]
-    agent: Option<&'a str>,
-}
+#[path = "../benches/support/bare_event.rs"]
+mod bare_event;
+use bare_event::Typed;
 
 /// Parse a frame (one event or an array of events) into typed events; the
 /// number of events, or 0 when it does not parse.
