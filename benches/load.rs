@@ -8,7 +8,9 @@
 //! (no mode: the first three; `quick`: 1 s per case instead of 3 s;
 //! `pipelined`: issue 11's cases alone, the pipelined throughput and the
 //! open-loop latency at half its maximum; `open` with
-//! `LOAD_OPEN_RATE=<events/s>`: that latency alone, at half the given rate).
+//! `LOAD_OPEN_RATE=<events/s>`: that latency alone, at half the given rate;
+//! `LOAD_RINGWATCH_BIN=<path>`: run that ringwatch binary instead of the
+//! one it builds, to compare two commits).
 //!
 //! Throughput runs each case three times, alternating ringwatch and the bare
 //! server, and reports medians, so a ratio always compares two servers in the
@@ -89,7 +91,12 @@ fn build() -> Bins {
         .expect("run cargo build");
     assert!(status.success(), "cargo build --release failed");
     Bins {
-        ringwatch: target.join("release/ringwatch"),
+        // `LOAD_RINGWATCH_BIN=<path>`: another build of ringwatch (an
+        // earlier commit's) against the same bare server, to compare two
+        // commits in alternating runs.
+        ringwatch: std::env::var_os("LOAD_RINGWATCH_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target.join("release/ringwatch")),
         bare: target.join("release/examples/bare_server"),
     }
 }

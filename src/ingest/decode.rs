@@ -14,6 +14,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::event::{Body, EndReason, Event, EventKind, Id, Millis, PromiseTarget, Reason};
 
+mod scan;
+
 const ID_MAX: usize = 128;
 const LABEL_MAX: usize = 64;
 const PERSONAL_MAX: usize = 128;
@@ -83,17 +85,29 @@ pub fn decode_frame(text: &str) -> Decoded {
 
 /// Decode one text frame into the events to apply and the rejected elements.
 ///
-/// Fast path: the frame is deserialized once, each element validated as
-/// soon as it is parsed (no intermediate list). When that fails (a field of
-/// the wrong JSON type, a non-object element, invalid JSON), every element
-/// is taken apart field by field to say exactly what is wrong. Both paths
-/// end in the same `validate`, reading the fields in the same order, so
-/// they always agree.
+/// Three paths, each a fallback for the one before, all ending in the same
+/// `validate` that reads the fields in the same order, so they always agree.
+/// First, a frame in plain JSON (no escapes, floats or nested values) is
+/// scanned by hand ([`scan`]). Else it is deserialized once by serde, each
+/// element validated as soon as it is parsed (no intermediate list). When
+/// that fails too (a field of the wrong JSON type, a non-object element,
+/// invalid JSON), every element is taken apart field by field to say
+/// exactly what is wrong.
 pub fn decode_split(text: &str) -> Split {
     let mut out = Split {
         events: Vec::with_capacity(capacity(text)),
         rejected: Vec::new(),
     };
+    if scan::frame(text, &mut out) {
+        return out;
+    }
+    out.events.clear();
+    out.rejected.clear();
+    by_serde(text, out)
+}
+
+/// [`decode_split`] without the scan: serde's one pass, then field by field.
+fn by_serde(text: &str, mut out: Split) -> Split {
     if one_pass(text, &mut out) {
         return out;
     }
