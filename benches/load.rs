@@ -838,19 +838,28 @@ async fn run_open_latency(bins: &Bins, o: &Opts, max: &[((usize, usize, usize), 
     };
     let target = rate / 2.0;
     println!("\n## Latency send -> ack, open loop, 16 x 100-event frames at half the pipelined max ({})\n", fmt_rate(target));
-    println!("| round | server | achieved ev/s | p50 ms | p99 ms | p99.9 ms | max ms | frames |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| round | server | achieved ev/s | p50 ms | p99 ms | p99.9 ms | max ms | frames | server CPU µs/event |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let env = [("RINGWATCH__RULES__CALL_TTL", "2592000")];
     let mut p99 = [Vec::new(), Vec::new()];
+    let mut cpu = [Vec::new(), Vec::new()];
     for round in 0..o.rounds {
         for (k, kind) in [Kind::Ringwatch, Kind::Bare].into_iter().enumerate() {
             let server = Server::start(bins, kind, &env);
             let tag = format!("o{round}");
+            let before = cpu_time(server.child.id());
             let l = latency_open(&server, &tag, 16, 100, target, o.run).await;
             let h = &l.hist;
+            // Everything the server spent while the run lasted (connecting
+            // included), per event sent: at one rate for both servers, the
+            // cost that the cores' queueing turns into latency.
+            let per_event = before
+                .zip(cpu_time(server.child.id()))
+                .map(|(a, b)| (b - a).as_secs_f64() * 1e6 / (h.len() as f64 * 100.0));
             p99[k].push(h.value_at_quantile(0.99));
+            cpu[k].extend(per_event);
             println!(
-                "| {round} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {round} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 kind.name(),
                 fmt_rate(l.events_per_s),
                 ms(h.value_at_quantile(0.5)),
@@ -858,6 +867,7 @@ async fn run_open_latency(bins: &Bins, o: &Opts, max: &[((usize, usize, usize), 
                 ms(h.value_at_quantile(0.999)),
                 ms(h.max()),
                 h.len(),
+                per_event.map_or("-".into(), |us| format!("{us:.2}")),
             );
         }
     }
@@ -871,6 +881,28 @@ async fn run_open_latency(bins: &Bins, o: &Opts, max: &[((usize, usize, usize), 
         ms(bare),
         rw as f64 / bare as f64
     );
+    for v in &mut cpu {
+        v.sort_by(f64::total_cmp);
+    }
+    if let (Some(rw), Some(bare)) = (cpu[0].get(cpu[0].len() / 2), cpu[1].get(cpu[1].len() / 2)) {
+        println!(
+            "median server CPU per event: ringwatch {rw:.2} µs, bare {bare:.2} µs, ratio {:.2}",
+            rw / bare
+        );
+    }
+}
+
+/// CPU time (user and system) process `pid` has used so far, from
+/// `/proc/PID/stat` (Linux; `None` elsewhere).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (in parentheses, and it may hold
+    // spaces) start with the state, field 3: utime and stime are 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split(' ').skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    // In clock ticks of USER_HZ, which Linux's ABI fixes at 100 per second.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 async fn run_latency(bins: &Bins, o: &Opts, max: &[((usize, usize, usize), f64)]) {
