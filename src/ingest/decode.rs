@@ -1,8 +1,9 @@
 //! Wire decoding: one text frame (an event or a JSON array of events) into
 //! validated [`Event`]s, or a specific rejection per element.
 //!
-//! A well-typed frame is parsed once; otherwise every field is captured as
-//! raw JSON and checked on its own, so a wrong field yields a detail that
+//! A frame in plain JSON is scanned by hand ([`scan`]), any other
+//! well-typed frame is parsed once by serde; otherwise every field is
+//! captured as raw JSON and checked on its own, so a wrong field yields a detail that
 //! names it (serde's own messages do not), and one bad element of a batch
 //! never costs the others.
 
@@ -963,9 +964,12 @@ mod tests {
         ] {
             let parsed: Key = serde_json::from_str(&format!("{:?}", key.name())).unwrap();
             assert_eq!(parsed as u16, key as u16, "{}", key.name());
+            // and the scan reads each name as serde does
+            assert_eq!(scan::key(key.name()) as u16, key as u16, "{}", key.name());
         }
         let other: Key = serde_json::from_str(r#""future""#).unwrap();
         assert!(matches!(other, Other));
+        assert!(matches!(scan::key("future"), Other));
     }
 
     /// An element that is an array is not an event, on either path (the

@@ -212,7 +212,7 @@ impl<'a> Scan<'a> {
 }
 
 /// A field's name as serde's `Key` reads it.
-fn key(name: &str) -> Key {
+pub(super) fn key(name: &str) -> Key {
     match name {
         "type" => Key::Kind,
         "ts" => Key::Ts,
