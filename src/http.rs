@@ -50,7 +50,7 @@ pub fn router(state: HttpState) -> Router {
         pipeline: state.pipeline.clone(),
         registry: state.registry.clone(),
         latest: Arc::new(Mutex::new(Latest::default())),
-        spare: Arc::new(Mutex::new([None, None])),
+        spare: Arc::new(Mutex::new(None)),
         format,
     }));
     // tower-http's layer: gzip when Accept-Encoding asks for it (Prometheus
@@ -96,12 +96,7 @@ impl axum::extract::FromRef<Served> for HttpState {
 
 /// One pipeline snapshot and its rendering, awaited by every scrape of its
 /// batch; `None` once the pipeline has stopped.
-type Batch = Shared<BoxFuture<'static, Option<Rendered>>>;
-
-/// A rendered body in its two parts (see [`render::render_parts_into`]),
-/// sent one after the other.
-#[derive(Clone)]
-struct Rendered([Bytes; 2]);
+type Batch = Shared<BoxFuture<'static, Option<Bytes>>>;
 
 /// Scrapes batched onto shared snapshot requests.
 ///
@@ -117,15 +112,15 @@ struct Scrapes {
     pipeline: PipelineHandle,
     registry: prometheus::Registry,
     latest: Arc<Mutex<Latest>>,
-    /// The buffers of a finished response, for the next rendering.
+    /// The buffer of a finished response, for the next rendering.
     spare: Spare,
     /// What this batching renders.
     format: Format,
 }
 
-/// Where a body's buffers go back once every response sharing them is sent
-/// (see [`Recycled`]), one slot per part.
-type Spare = Arc<Mutex<[Option<String>; 2]>>;
+/// Where a body's buffer goes back once every response sharing it is sent
+/// (see [`Recycled`]).
+type Spare = Arc<Mutex<Option<String>>>;
 
 /// A rendered body that gives its buffer back to its batching's [`Spare`]
 /// when the last response sharing it is dropped. Rendering into memory the
@@ -135,9 +130,7 @@ type Spare = Arc<Mutex<[Option<String>; 2]>>;
 /// largest body, which a scrape needs anyway.
 struct Recycled {
     text: String,
-    home: Weak<Mutex<[Option<String>; 2]>>,
-    /// Which part's buffer this is.
-    part: usize,
+    home: Weak<Mutex<Option<String>>>,
 }
 
 impl AsRef<[u8]> for Recycled {
@@ -150,10 +143,10 @@ impl Drop for Recycled {
     fn drop(&mut self) {
         if let Some(home) = self.home.upgrade() {
             let mut spare = home.lock().unwrap_or_else(PoisonError::into_inner);
-            // One per part is enough: a second only exists while two
-            // bodies are being sent at once.
-            if spare[self.part].is_none() {
-                spare[self.part] = Some(std::mem::take(&mut self.text));
+            // One is enough: a second only exists while two bodies are
+            // being sent at once.
+            if spare.is_none() {
+                *spare = Some(std::mem::take(&mut self.text));
             }
         }
     }
@@ -193,22 +186,14 @@ impl Scrapes {
             // /proc.
             let home = Arc::downgrade(&spare);
             let rendered = tokio::task::spawn_blocking(move || {
-                let mut parts = {
-                    let mut spare = spare.lock().unwrap_or_else(PoisonError::into_inner);
-                    spare.each_mut().map(|s| s.take().unwrap_or_default())
-                };
-                render::render_parts_into(&mut parts, &snapshot, &registry, format);
-                parts
+                let taken = spare.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let mut text = taken.unwrap_or_default();
+                render::render_into(&mut text, &snapshot, &registry, format);
+                text
             })
             .await;
             match rendered {
-                Ok([first, rest]) => Some(Rendered([(0, first), (1, rest)].map(|(part, text)| {
-                    Bytes::from_owner(Recycled {
-                        text,
-                        home: home.clone(),
-                        part,
-                    })
-                }))),
+                Ok(text) => Some(Bytes::from_owner(Recycled { text, home })),
                 Err(e) => {
                     tracing::error!(error = %e, "a /metrics rendering failed; this scrape is answered 503");
                     None
@@ -258,7 +243,7 @@ async fn metrics(
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let (batch, joined) = scrapes[format as usize].join();
-    let Some(Rendered(parts)) = batch.await else {
+    let Some(body) = batch.await else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "ringwatch is shutting down\n",
@@ -278,52 +263,9 @@ async fn metrics(
             // Accept-Encoding), so caches keep one per format.
             (header::VARY, "accept"),
         ],
-        axum::body::Body::new(Parts::new(parts)),
+        body,
     )
         .into_response()
-}
-
-/// A body sent as its parts in turn, with its exact length known up front
-/// (so it goes out with a `Content-Length`, as one buffer would).
-struct Parts {
-    parts: [Option<Bytes>; 2],
-    left: u64,
-}
-
-impl Parts {
-    fn new(parts: [Bytes; 2]) -> Self {
-        Parts {
-            left: parts.iter().map(|p| p.len() as u64).sum(),
-            parts: parts.map(Some),
-        }
-    }
-}
-
-impl http_body::Body for Parts {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let next = self
-            .parts
-            .iter_mut()
-            .find_map(|p| p.take().filter(|b| !b.is_empty()));
-        if let Some(b) = &next {
-            self.left -= b.len() as u64;
-        }
-        std::task::Poll::Ready(next.map(|b| Ok(http_body::Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.left == 0
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.left)
-    }
 }
 
 async fn readyz(State(s): State<HttpState>) -> Response {

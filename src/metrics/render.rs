@@ -68,89 +68,25 @@ pub fn render_into(
 ) {
     // Gathered first: the process collector reads /proc here.
     let families = self_metrics.gather();
-    let series = labelled(snapshot);
-    let lines = lines_per_series(&snapshot.bounds);
-    let mut t = Text::new(reserved(out, &series, lines), format);
-    histogram_families(&mut t, snapshot, &series);
-    other_families(&mut t, snapshot, &series);
-    the_end(&mut t, &families);
-    *out = t.out;
-}
-
-/// [`render_into`]'s text in two parts, rendered at once on two threads:
-/// the call-center histograms (about half the lines) into `parts[0]`,
-/// everything after them into `parts[1]`. One after the other, they are
-/// exactly `render_into`'s text; a 1,000-queue scrape is some 4 ms of
-/// rendering, which a second core halves. If no thread can be started,
-/// both parts are rendered here, one after the other.
-pub fn render_parts_into(
-    parts: &mut [String; 2],
-    snapshot: &Snapshot,
-    self_metrics: &prometheus::Registry,
-    format: Format,
-) {
-    let families = self_metrics.gather();
-    let series = labelled(snapshot);
-    let [first, rest] = parts;
-    let histograms = lines_of_histograms(&snapshot.bounds);
-    let others = lines_per_series(&snapshot.bounds) - histograms;
-    let render_first = |out: &mut String| {
-        let mut t = Text::new(reserved(out, &series, histograms), format);
-        histogram_families(&mut t, snapshot, &series);
-        *out = t.out;
-    };
-    let render_rest = |out: &mut String| {
-        let mut t = Text::new(reserved(out, &series, others), format);
-        other_families(&mut t, snapshot, &series);
-        the_end(&mut t, &families);
-        *out = t.out;
-    };
-    let rendered_first = std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("ringwatch-render".into())
-            .spawn_scoped(scope, || render_first(&mut *first));
-        render_rest(rest);
-        match helper {
-            Ok(h) => h
-                .join()
-                .map_or_else(|panic| std::panic::resume_unwind(panic), |()| true),
-            Err(e) => {
-                tracing::debug!(error = %e, "no thread for half of a /metrics rendering: rendered in one");
-                false
-            }
-        }
-    });
-    if !rendered_first {
-        render_first(first);
-    }
-}
-
-/// Every series with its label set, written once per scrape.
-fn labelled(snapshot: &Snapshot) -> Vec<Series<'_>> {
-    snapshot
+    let series: Vec<Series> = snapshot
         .series
         .iter()
         .map(|x| (x, series_labels(x)))
-        .collect()
-}
-
-/// `out`, cleared, with room for `lines` lines per series: reserved once
-/// instead of grown through copies of megabytes, and generously (a line is
-/// some 48 bytes besides its series' labels, and pages never written are
-/// never touched).
-fn reserved(out: &mut String, series: &[Series], lines: usize) -> String {
+        .collect();
+    // Reserved once instead of grown through copies of megabytes, and
+    // generously: a line is some 48 bytes besides its series' labels, and
+    // pages never written are never touched.
+    let lines = lines_per_series(&snapshot.bounds);
     let bytes: usize = series.iter().map(|(_, l)| lines * (l.len() + 96)).sum();
     out.clear();
     out.reserve(64 * 1024 + bytes);
-    std::mem::take(out)
-}
-
-/// The self-metrics, then OpenMetrics' closing line.
-fn the_end<'a>(t: &mut Text<'a>, families: &'a [MetricFamily]) {
-    registry(t, families);
-    if t.format == Format::OpenMetrics {
+    let mut t = Text::new(std::mem::take(out), format);
+    call_center(&mut t, snapshot, &series);
+    registry(&mut t, &families);
+    if format == Format::OpenMetrics {
         t.out.push_str("# EOF\n");
     }
+    *out = t.out;
 }
 
 /// The text being written. A family's `# HELP`/`# TYPE` header is written
@@ -523,29 +459,22 @@ fn fraction(out: &mut String, v: f64) {
     }
 }
 
-/// Sample lines each series has (see [`histogram_families`] and
-/// [`other_families`]).
-/// Lines of one series in [`histogram_families`].
-fn lines_of_histograms(b: &Bounds) -> usize {
+/// Sample lines each series has (see [`call_center`]).
+fn lines_per_series(b: &Bounds) -> usize {
     // A histogram: its buckets, +Inf, _sum and _count.
     let histogram = |bounds: &[i64]| bounds.len() + 3;
     2 * histogram(&b.time_to_answer)
         + histogram(&b.rings)
         + histogram(&b.hold)
         + histogram(&b.lateness)
-}
-
-fn lines_per_series(b: &Bounds) -> usize {
-    lines_of_histograms(b)
         // counters, abandoned by short, resolved by outcome, evicted
         + 6 + 2 + Outcome::ALL.len() + 1
         // live gauges, two summaries
         + 9 + 2 * (QUANTILES.len() + 2)
 }
 
-/// The call-center histograms: durations are kept in milliseconds and
-/// shown in seconds.
-fn histogram_families(t: &mut Text, s: &Snapshot, series: &[Series]) {
+fn call_center(t: &mut Text, s: &Snapshot, series: &[Series]) {
+    // Histograms: durations are kept in milliseconds and shown in seconds.
     let b = &s.bounds;
     t.histogram(
         "ringwatch_time_to_answer_seconds",
@@ -587,10 +516,7 @@ fn histogram_families(t: &mut Text, s: &Snapshot, series: &[Series]) {
         1000.0,
         |x| &x.histograms.lateness,
     );
-}
 
-/// The call-center families after the histograms.
-fn other_families(t: &mut Text, s: &Snapshot, series: &[Series]) {
     // Per-series counters.
     let counters: [Described<CounterFn>; 6] = [
         ("ringwatch_calls_offered_total", "Calls offered.", |c| {
@@ -1016,14 +942,6 @@ mod tests {
             assert_eq!(reused, fresh);
             render_into(&mut reused, &snap, &registry, format);
             assert_eq!(reused, fresh);
-            // In two parts, on two threads: the same text, in order.
-            let mut parts = ["y".repeat(fresh.len()), String::new()];
-            for _ in 0..2 {
-                render_parts_into(&mut parts, &snap, &registry, format);
-                assert!(parts[0].starts_with("# HELP ringwatch_time_to_answer_seconds "));
-                assert!(parts[1].starts_with("# HELP ringwatch_calls_offered"));
-                assert_eq!(parts.concat(), fresh);
-            }
         }
     }
 
