@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ringwatch::event::{Event, Millis};
 use ringwatch::ingest::decode::{decode_frame, decode_split};
 use ringwatch::metrics::histogram::{Buckets, HdrWindow};
-use ringwatch::metrics::render::render;
+use ringwatch::metrics::render::{render, render_into, Format};
 use ringwatch::metrics::{Bounds, BucketConfig, Store};
 use ringwatch::pipeline;
 use ringwatch::rules::{ClockMode, Engine, ExpiringSet, Measure, Observer, Settings};
@@ -289,6 +289,11 @@ fn metrics(c: &mut Criterion) {
         let snap = pipeline::snapshot(&engine, &mut store);
         g.bench_with_input(BenchmarkId::new("render", queues), &queues, |b, _| {
             b.iter(|| render(&snap, &self_metrics.registry))
+        });
+        // What `/metrics` does: into a buffer kept between scrapes.
+        let mut kept = String::new();
+        g.bench_with_input(BenchmarkId::new("render_into", queues), &queues, |b, _| {
+            b.iter(|| render_into(&mut kept, &snap, &self_metrics.registry, Format::Text))
         });
         g.bench_with_input(
             BenchmarkId::new("snapshot_and_render", queues),
