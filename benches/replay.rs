@@ -110,7 +110,7 @@ fn bench(events: &[String], form: Form, runs: usize) {
             let mut body = Vec::new();
             durability::events::encode(&decoded, &rejects, &mut body);
             let rec = match form {
-                Form::Events => Record::Events { now, body: &body },
+                Form::Events => Record::Packed { now, body: &body },
                 Form::Text => Record::Frame { now, text: &text },
             };
             journal::encode(&rec, &mut bytes);

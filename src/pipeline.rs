@@ -560,7 +560,11 @@ pub enum Prepared {
 /// the pipeline does not depend on ingest, ingest depends on the pipeline).
 pub fn prepare(rec: Record<'_>, decode: impl Fn(&str) -> Decoded) -> Prepared {
     match rec {
-        Record::Events { now, body } => match journal_events::decode(body) {
+        Record::Packed { now, body } => match journal_events::decode(body) {
+            Ok(decoded) => Prepared::Frame { now, decoded },
+            Err(_) => Prepared::Undecodable,
+        },
+        Record::Events { now, body } => match journal_events::decode_plain(body) {
             Ok(decoded) => Prepared::Frame { now, decoded },
             Err(_) => Prepared::Undecodable,
         },

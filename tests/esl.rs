@@ -72,7 +72,7 @@ fn journal_end_reasons(dir: &std::path::Path) -> Vec<ringwatch::event::EndReason
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("journal-") && name.ends_with(".log") {
             journal::read_segment(&p, |rec| {
-                if let Record::Events { body, .. } = rec {
+                if let Record::Packed { body, .. } = rec {
                     let (decoded, _) = events::decode(body).unwrap();
                     out.extend(decoded.into_iter().filter_map(|(_, ev)| match ev.body {
                         Body::CallEnded { reason, .. } => Some(reason),

@@ -117,8 +117,9 @@ fn changed_buckets_restart_the_counters_but_keep_the_calls() {
     assert!(s2.fits(&other.bounds, other.quantile_window));
 }
 
-/// The pipeline journals a frame as its decoded events in binary; a
-/// journal of those replays to exactly the state the frame texts give.
+/// The pipeline journals a frame as its decoded events in binary (packed;
+/// earlier versions wrote the plain form, still replayed); a journal of
+/// either replays to exactly the state the frame texts give.
 #[test]
 fn binary_event_records_replay_exactly_as_the_frame_texts() {
     let cfg = config();
@@ -126,24 +127,32 @@ fn binary_event_records_replay_exactly_as_the_frame_texts() {
     let end = recs.last().unwrap().1 + 3_600_000;
     let (mut e1, mut s1) = cfg.fresh();
     let (mut e2, mut s2) = cfg.fresh();
+    let (mut e3, mut s3) = cfg.fresh();
     let mut frames = 0;
     for r in &recs {
         replay(&mut e1, &mut s1, rec(r), decode_for_replay).unwrap();
         match rec(r) {
             Record::Frame { now, text } => {
                 let (decoded, rejects) = decode_for_replay(text);
-                let mut body = Vec::new();
-                events::encode(&decoded, &rejects, &mut body);
-                let binary = Record::Events { now, body: &body };
+                let (mut packed, mut plain) = (Vec::new(), Vec::new());
+                events::encode(&decoded, &rejects, &mut packed);
+                events::encode_plain(&decoded, &rejects, &mut plain);
                 // Never the text decoder for these.
+                let binary = Record::Packed { now, body: &packed };
                 replay(&mut e2, &mut s2, binary, |_| unreachable!()).unwrap();
+                let older = Record::Events { now, body: &plain };
+                replay(&mut e3, &mut s3, older, |_| unreachable!()).unwrap();
                 frames += 1;
             }
-            other => replay(&mut e2, &mut s2, other, decode_for_replay).unwrap(),
+            other => {
+                replay(&mut e2, &mut s2, other.clone(), decode_for_replay).unwrap();
+                replay(&mut e3, &mut s3, other, decode_for_replay).unwrap();
+            }
         }
     }
     assert!(frames > 100);
     let want = exposition(&mut e1, &mut s1, end);
     assert!(want.contains("ringwatch_calls_answered_total"));
     assert_eq!(exposition(&mut e2, &mut s2, end), want);
+    assert_eq!(exposition(&mut e3, &mut s3, end), want);
 }

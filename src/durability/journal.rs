@@ -7,8 +7,8 @@
 //! Segment layout: an 8-byte magic, then records of
 //! `[payload length: u32 LE][CRC-32 of payload: u32 LE][payload]`, where the
 //! payload is `[tag: u8][wall time in ms: i64 LE][body]`: a frame's decoded
-//! events in their binary form (see `events.rs`), older versions' frame
-//! text, or a forget's call ids.
+//! events in their packed binary form (see `events.rs`), older versions'
+//! plain binary form or frame text, or a forget's call ids.
 //! A record that is cut short or fails its checksum ends the segment: a
 //! crash can only tear the last write, and what follows a torn record was
 //! never acknowledged (see docs/durability.md).
@@ -22,11 +22,13 @@ use bytes::Bytes;
 
 use crate::event::Millis;
 
-/// What a new segment starts with. Segments of versions before the binary
-/// frame record start with `RWJRNL01` and are still read; a version before
-/// it finds this one's magic unknown and sets the segment aside (renamed
-/// `.corrupt`, not deleted) instead of cutting it at the first tag 6.
-const MAGIC: &[u8; 8] = b"RWJRNL02";
+/// What a new segment starts with. Segments of versions before the packed
+/// frame record start with `RWJRNL02` (before the binary one, `RWJRNL01`)
+/// and are still read; a version before it finds this one's magic unknown
+/// and sets the segment aside (renamed `.corrupt`, not deleted) instead of
+/// cutting it at the first tag 7.
+const MAGIC: &[u8; 8] = b"RWJRNL03";
+const MAGIC_V2: &[u8; 8] = b"RWJRNL02";
 const MAGIC_V1: &[u8; 8] = b"RWJRNL01";
 const HEADER: usize = 8;
 /// No record is larger than this: the largest frame `ingest.max_frame_bytes`
@@ -40,9 +42,13 @@ pub enum Record<'a> {
     /// A frame as received, applied at `now`: what versions before the
     /// binary record wrote (still replayed; tests and tools write it too).
     Frame { now: Millis, text: &'a str },
-    /// A frame's decoded events and decoding rejects ([`super::events`]),
-    /// applied at `now`: what the pipeline writes.
+    /// A frame's decoded events and decoding rejects in the plain binary
+    /// form ([`super::events::decode_plain`]), applied at `now`: what
+    /// versions before the packed form wrote (still replayed).
     Events { now: Millis, body: &'a [u8] },
+    /// The same in the packed form ([`super::events`]): what the pipeline
+    /// writes.
+    Packed { now: Millis, body: &'a [u8] },
     /// The wall-clock timer (`Engine::tick`).
     Tick { now: Millis },
     /// A scrape. Written only by versions whose scrapes evicted idle calls;
@@ -64,6 +70,7 @@ impl Record<'_> {
             Record::Alerts { .. } => 4,
             Record::Forget { .. } => 5,
             Record::Events { .. } => 6,
+            Record::Packed { .. } => 7,
         }
     }
 
@@ -74,14 +81,15 @@ impl Record<'_> {
             | Record::Live { now }
             | Record::Alerts { now }
             | Record::Forget { now, .. }
-            | Record::Events { now, .. } => now,
+            | Record::Events { now, .. }
+            | Record::Packed { now, .. } => now,
         }
     }
 
     fn text(&self) -> &[u8] {
         match self {
             Record::Frame { text, .. } | Record::Forget { calls: text, .. } => text.as_bytes(),
-            Record::Events { body, .. } => body,
+            Record::Events { body, .. } | Record::Packed { body, .. } => body,
             _ => &[],
         }
     }
@@ -104,6 +112,7 @@ impl Record<'_> {
                 calls: std::str::from_utf8(text).ok()?,
             }),
             (6, _) => Some(Record::Events { now, body: text }),
+            (7, _) => Some(Record::Packed { now, body: text }),
             _ => None,
         }
     }
@@ -160,7 +169,7 @@ impl Batch {
     /// A frame's events encoded by [`super::events::encode`] into `body`,
     /// applied at `now`.
     pub fn events(&mut self, now: Millis, body: Bytes) {
-        self.shared(6, now, body);
+        self.shared(7, now, body);
     }
 
     /// A frame received as `text`, applied at `now` (the older record).
@@ -366,7 +375,8 @@ pub fn read_segment(
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let mut out = SegmentRead::default();
-    if bytes.len() < HEADER || (&bytes[..HEADER] != MAGIC && &bytes[..HEADER] != MAGIC_V1) {
+    let known = |magic: &[u8]| [MAGIC, MAGIC_V2, MAGIC_V1].iter().any(|m| &m[..] == magic);
+    if bytes.len() < HEADER || !known(&bytes[..HEADER]) {
         out.cut_bytes = bytes.len() as u64;
         out.problem = Some("not a journal segment (bad header)".into());
         cut(path, 0)?;
@@ -452,22 +462,30 @@ mod tests {
                 body: &[0, 1, 0, 0, 8, 0, 1, 0, 0, 0, 0, 0, 0, 0],
             },
             Record::Events { now: 10, body: &[] },
+            Record::Packed {
+                now: 11,
+                body: &[0, 1, 0, 0, 8, 0, 2],
+            },
+            Record::Packed { now: 12, body: &[] },
         ]
     }
 
-    /// Segments of versions before the binary frame record still read.
+    /// Segments of versions before the packed frame record (and before the
+    /// binary one) still read.
     #[test]
-    fn segments_with_the_first_magic_still_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(segment_name(1));
-        let mut bytes = MAGIC_V1.to_vec();
-        for r in records() {
-            encode(&r, &mut bytes);
+    fn segments_with_the_earlier_magics_still_read() {
+        for magic in [MAGIC_V1, MAGIC_V2] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(segment_name(1));
+            let mut bytes = magic.to_vec();
+            for r in records() {
+                encode(&r, &mut bytes);
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let (seen, read) = read_all(&path);
+            assert_eq!(seen.len(), records().len());
+            assert_eq!(read.cut_bytes, 0);
         }
-        std::fs::write(&path, &bytes).unwrap();
-        let (seen, read) = read_all(&path);
-        assert_eq!(seen.len(), records().len());
-        assert_eq!(read.cut_bytes, 0);
     }
 
     fn read_all(path: &Path) -> (Vec<String>, SegmentRead) {
@@ -490,7 +508,7 @@ mod tests {
                 Record::Frame { now, text } => {
                     batch.frame(now, Bytes::copy_from_slice(text.as_bytes()))
                 }
-                Record::Events { now, body } => batch.events(now, Bytes::copy_from_slice(body)),
+                Record::Packed { now, body } => batch.events(now, Bytes::copy_from_slice(body)),
                 other => batch.record(&other),
             }
         }
