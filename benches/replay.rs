@@ -4,8 +4,8 @@
 //! and segment writer, replayed with the pipeline's own replay. Twice: with
 //! the binary event records the pipeline writes, and with the frame-text
 //! records of journals written by earlier versions (decoded again by the
-//! ingest decoder). `cargo bench --bench replay [-- RUNS]`; `REPLAY_FORM=events`
-//! or `text` runs one of the two.
+//! ingest decoder). `cargo bench --bench replay [-- RUNS]`; `REPLAY_FORM=events`,
+//! `plain` or `text` runs one of them.
 //!
 //! Each call has a full life (offered, answered, hold started, hold ended,
 //! ended), every event an `event_id` and an integer-millisecond `ts`, in
@@ -69,10 +69,12 @@ fn config() -> StateConfig {
 }
 
 /// How the journal holds the frames: as the pipeline writes them now
-/// (binary events), or as versions before it did (the frame text).
+/// (packed binary events), or as versions before it did (plain binary
+/// events, the frame text).
 #[derive(Clone, Copy, PartialEq)]
 enum Form {
     Events,
+    Plain,
     Text,
 }
 
@@ -82,9 +84,15 @@ fn main() {
         .next()
         .unwrap_or(3);
     let events = events();
-    // `REPLAY_FORM=events` or `text` runs one form alone (to profile it).
+    // `REPLAY_FORM=events`, `plain` or `text` runs one form alone (to
+    // profile it).
     let only = std::env::var("REPLAY_FORM").ok();
-    for (name, form) in [("events", Form::Events), ("text", Form::Text)] {
+    let forms = [
+        ("events", Form::Events),
+        ("plain", Form::Plain),
+        ("text", Form::Text),
+    ];
+    for (name, form) in forms {
         if only.as_deref().is_none_or(|o| o == name) {
             bench(&events, form, runs);
         }
@@ -108,9 +116,15 @@ fn bench(events: &[String], form: Form, runs: usize) {
             // The pipeline's record: the live decoder's output, encoded.
             let (decoded, rejects) = decode_for_replay(&text);
             let mut body = Vec::new();
-            durability::events::encode(&decoded, &rejects, &mut body);
             let rec = match form {
-                Form::Events => Record::Packed { now, body: &body },
+                Form::Events => {
+                    durability::events::encode(&decoded, &rejects, &mut body);
+                    Record::Packed { now, body: &body }
+                }
+                Form::Plain => {
+                    durability::events::encode_plain(&decoded, &rejects, &mut body);
+                    Record::Events { now, body: &body }
+                }
                 Form::Text => Record::Frame { now, text: &text },
             };
             journal::encode(&rec, &mut bytes);
@@ -131,7 +145,8 @@ fn bench(events: &[String], form: Form, runs: usize) {
     println!(
         "replay, {}: {} events in {frames} frames, {:.1} MB of journal",
         match form {
-            Form::Events => "binary event records (what the pipeline writes)",
+            Form::Events => "packed event records (what the pipeline writes)",
+            Form::Plain => "plain event records (journals of the version before)",
             Form::Text => "frame text records (journals of earlier versions)",
         },
         events.len(),
