@@ -95,11 +95,7 @@ impl<'a> Put<'a> for Packing<'a> {
 
     fn text(&mut self, slot: Slot, s: &'a str, out: &mut Vec<u8>) {
         let prev = &mut self.prev[slot as usize];
-        let mut shared = prev
-            .bytes()
-            .zip(s.bytes())
-            .take_while(|(a, b)| a == b)
-            .count();
+        let mut shared = common_prefix(prev.as_bytes(), s.as_bytes());
         // Equal bytes so far: a boundary in one string is one in the other.
         while !s.is_char_boundary(shared) {
             shared -= 1;
@@ -108,6 +104,25 @@ impl<'a> Put<'a> for Packing<'a> {
         string(&s[shared..], out);
         *prev = s;
     }
+}
+
+/// How many bytes `a` and `b` start with in common, compared eight at a
+/// time (byte by byte, this was 4 % of the daemon's samples at full load).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut shared = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
+            break;
+        };
+        let differ = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+        if differ != 0 {
+            // Little-endian: the first differing byte is the lowest set.
+            return shared + (differ.trailing_zeros() / 8) as usize;
+        }
+        shared += 8;
+    }
+    let (a, b) = (&a[shared..], &b[shared..]);
+    shared + a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 fn zigzag(n: i64) -> u64 {
@@ -700,6 +715,18 @@ mod tests {
             let mut plain = Vec::new();
             encode_plain(&events, &rejects, &mut plain);
             prop_assert_eq!(decode_plain(&plain), Ok((events, rejects)));
+        }
+
+        #[test]
+        fn common_prefix_is_the_bytes_in_common(
+            a in proptest::collection::vec(0u8..3, 0..40),
+            b in proptest::collection::vec(0u8..3, 0..40),
+        ) {
+            let naive = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            prop_assert_eq!(common_prefix(&a, &b), naive);
+            let mut longer = a.clone();
+            longer.extend(&b);
+            prop_assert_eq!(common_prefix(&a, &longer), a.len());
         }
 
         /// Any bytes decode or are undecodable, in either form: never a panic.
