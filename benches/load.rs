@@ -10,7 +10,8 @@
 //! open-loop latency at half its maximum; `open` with
 //! `LOAD_OPEN_RATE=<events/s>`: that latency alone, at half the given rate;
 //! `LOAD_RINGWATCH_BIN=<path>`: run that ringwatch binary instead of the
-//! one it builds, to compare two commits).
+//! one it builds, to compare two commits; `LOAD_BARE_FIRST=1`: the bare
+//! server runs first in each open-loop round, to see what the order does).
 //!
 //! Throughput runs each case three times, alternating ringwatch and the bare
 //! server, and reports medians, so a ratio always compares two servers in the
@@ -844,7 +845,13 @@ async fn run_open_latency(bins: &Bins, o: &Opts, max: &[((usize, usize, usize), 
     let mut p99 = [Vec::new(), Vec::new()];
     let mut cpu = [Vec::new(), Vec::new()];
     for round in 0..o.rounds {
-        for (k, kind) in [Kind::Ringwatch, Kind::Bare].into_iter().enumerate() {
+        let order = if std::env::var_os("LOAD_BARE_FIRST").is_some() {
+            [Kind::Bare, Kind::Ringwatch]
+        } else {
+            [Kind::Ringwatch, Kind::Bare]
+        };
+        for kind in order {
+            let k = usize::from(kind == Kind::Bare);
             let server = Server::start(bins, kind, &env);
             let tag = format!("o{round}");
             let before = cpu_time(server.child.id());
