@@ -560,14 +560,8 @@ pub enum Prepared {
 /// the pipeline does not depend on ingest, ingest depends on the pipeline).
 pub fn prepare(rec: Record<'_>, decode: impl Fn(&str) -> Decoded) -> Prepared {
     match rec {
-        Record::Packed { now, body } => match journal_events::decode(body) {
-            Ok(decoded) => Prepared::Frame { now, decoded },
-            Err(_) => Prepared::Undecodable,
-        },
-        Record::Events { now, body } => match journal_events::decode_plain(body) {
-            Ok(decoded) => Prepared::Frame { now, decoded },
-            Err(_) => Prepared::Undecodable,
-        },
+        Record::Packed { now, body } => binary(now, journal_events::decode(body)),
+        Record::Events { now, body } => binary(now, journal_events::decode_plain(body)),
         Record::Frame { now, text } => Prepared::Frame {
             now,
             decoded: decode(text),
@@ -580,6 +574,14 @@ pub fn prepare(rec: Record<'_>, decode: impl Fn(&str) -> Decoded) -> Prepared {
         Record::Forget { calls, .. } => Prepared::Forget {
             calls: calls.to_string(),
         },
+    }
+}
+
+/// A binary frame record, decoded or not.
+fn binary(now: Millis, decoded: Result<Decoded, journal_events::Undecodable>) -> Prepared {
+    match decoded {
+        Ok(decoded) => Prepared::Frame { now, decoded },
+        Err(_) => Prepared::Undecodable,
     }
 }
 

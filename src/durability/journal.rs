@@ -470,6 +470,16 @@ mod tests {
         ]
     }
 
+    /// A new segment says it may hold packed records (tag 7), so a version
+    /// that knows only tag 6 sets it aside instead of cutting it there.
+    #[test]
+    fn a_new_segment_starts_with_the_packed_records_magic() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Writer::create(dir.path(), 1).unwrap());
+        let bytes = std::fs::read(dir.path().join(segment_name(1))).unwrap();
+        assert_eq!(&bytes[..], b"RWJRNL03");
+    }
+
     /// Segments of versions before the packed frame record (and before the
     /// binary one) still read.
     #[test]
