@@ -129,6 +129,12 @@ struct Server {
 impl Server {
     fn start(bins: &Bins, kind: Kind, env: &[(&str, &str)]) -> Server {
         match kind {
+            // `LOAD_FLOOR=1`: ringwatch's place is taken by the bare server
+            // applying every frame to ringwatch's rules engine on the
+            // connection's task (see examples/bare_server.rs).
+            Kind::Ringwatch if std::env::var_os("LOAD_FLOOR").is_some() => {
+                Self::bare_with(bins, &[("BARE_ENGINE", "1")])
+            }
             Kind::Ringwatch => Self::ringwatch(bins, env),
             Kind::Bare => Self::bare(bins),
         }
@@ -194,7 +200,16 @@ impl Server {
     }
 
     fn bare(bins: &Bins) -> Server {
-        let mut child = server_command(&bins.bare)
+        Self::bare_with(bins, &[])
+    }
+
+    fn bare_with(bins: &Bins, env: &[(&str, &str)]) -> Server {
+        let mut cmd = server_command(&bins.bare);
+        cmd.env_remove("BARE_ENGINE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

@@ -11,10 +11,24 @@
 //! settings as ringwatch's ingest (4 KiB read chunk, acks written at once), so
 //! the load bench's ringwatch/bare ratio is the cost of ringwatch's own work.
 //!
+//! With `BARE_ENGINE=1` it is the floor instead: each frame is decoded by
+//! ringwatch's own decoder and applied, on the connection's task, to one
+//! rules engine and metrics store shared under a mutex (ringwatch's defaults,
+//! the event clock, calls kept 30 days as the load bench configures
+//! ringwatch). That is ringwatch's per-event work without its hand-offs (the
+//! pipeline's queue, the journal's writer thread, the replies) and without a
+//! journal: what no change to ringwatch's plumbing can go below.
+//! `LOAD_FLOOR=1 cargo bench --bench load -- ...` puts it in ringwatch's place.
+//!
 //! Usage: `bare_server [ADDR]` (default 127.0.0.1:0); the bound address is
 //! printed on stdout as `listening ADDR`. Runs until killed.
 
+use std::sync::{Arc, Mutex};
+
 use futures_util::{SinkExt, StreamExt};
+use ringwatch::ingest::decode::decode_split;
+use ringwatch::metrics::{Bounds, BucketConfig, Store};
+use ringwatch::rules::{ClockMode, Engine, Settings, Verdict};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,7 +56,38 @@ fn parse(text: &str) -> usize {
     }
 }
 
-async fn connection(stream: TcpStream) {
+/// The floor's state: what ringwatch's pipeline owns, minus the journal.
+type Shared = Arc<Mutex<(Engine, Store)>>;
+
+fn floor() -> Shared {
+    let s = Settings {
+        clock: ClockMode::Event,
+        call_ttl: 30 * 86_400_000,
+        // `BARE_DEDUP_MAX_IDS=N`: a smaller de-duplication window, to see
+        // what the default million ids costs.
+        dedup_max_ids: std::env::var("BARE_DEDUP_MAX_IDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Settings::default().dedup_max_ids),
+        ..Settings::default()
+    };
+    let store = Store::new(Bounds::new(&s, &BucketConfig::default()), 300_000);
+    Arc::new(Mutex::new((Engine::new(s), store)))
+}
+
+/// Decode and apply a frame as ringwatch does; the events accepted.
+fn apply(shared: &Shared, text: &str) -> usize {
+    let split = decode_split(text);
+    let mut accepted = 0;
+    let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+    let (engine, store) = &mut *guard;
+    engine.apply_all(&split.events, 0, store, |_, _, _, v| {
+        accepted += usize::from(matches!(v, Verdict::Accepted));
+    });
+    accepted
+}
+
+async fn connection(stream: TcpStream, shared: Option<Shared>) {
     let _ = stream.set_nodelay(true);
     let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config())).await
     else {
@@ -50,7 +95,10 @@ async fn connection(stream: TcpStream) {
     };
     while let Some(Ok(msg)) = ws.next().await {
         if let Message::Text(text) = msg {
-            let n = parse(text.as_str());
+            let n = match &shared {
+                Some(shared) => apply(shared, text.as_str()),
+                None => parse(text.as_str()),
+            };
             let ack = format!(r#"{{"accepted":{n}}}"#);
             if ws.send(Message::text(ack)).await.is_err() {
                 return;
@@ -65,9 +113,10 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".into());
     let listener = TcpListener::bind(&addr).await?;
+    let shared = std::env::var_os("BARE_ENGINE").map(|_| floor());
     println!("listening {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(connection(stream));
+        tokio::spawn(connection(stream, shared.clone()));
     }
 }
