@@ -11,7 +11,11 @@
 //! `LOAD_OPEN_RATE=<events/s>`: that latency alone, at half the given rate;
 //! `LOAD_RINGWATCH_BIN=<path>`: run that ringwatch binary instead of the
 //! one it builds, to compare two commits; `LOAD_BARE_FIRST=1`: the bare
-//! server runs first in each open-loop round, to see what the order does).
+//! server runs first in each open-loop round, to see what the order does;
+//! `LOAD_FLOOR=1`: the bare server applying ringwatch's decoder and engine
+//! takes ringwatch's place (see examples/bare_server.rs);
+//! `LOAD_SERVER_WORKERS=N`: both servers run N tokio workers, the client
+//! keeps its own).
 //!
 //! Throughput runs each case three times, alternating ringwatch and the bare
 //! server, and reports medians, so a ratio always compares two servers in the
@@ -117,6 +121,15 @@ fn server_command(bin: &PathBuf) -> Command {
     }
 }
 
+/// `LOAD_SERVER_WORKERS=N`: the tokio workers of either server (as
+/// `TOKIO_WORKER_THREADS`, which the bench's own runtime would read too if
+/// it were set for the whole bench).
+fn server_workers(cmd: &mut Command) {
+    if let Ok(n) = std::env::var("LOAD_SERVER_WORKERS") {
+        cmd.env("TOKIO_WORKER_THREADS", n);
+    }
+}
+
 /// A server process, killed (and reaped) when dropped.
 struct Server {
     child: Child,
@@ -166,6 +179,7 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        server_workers(&mut cmd);
         let mut child = cmd.spawn().expect("spawn ringwatch");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -209,6 +223,7 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        server_workers(&mut cmd);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
