@@ -75,14 +75,23 @@ fn floor() -> Shared {
     Arc::new(Mutex::new((Engine::new(s), store)))
 }
 
-/// Decode and apply a frame as ringwatch does; the events accepted.
+/// Decode and apply a frame as ringwatch does, counting each verdict in
+/// the store as ringwatch's pipeline does; the events accepted.
 fn apply(shared: &Shared, text: &str) -> usize {
     let split = decode_split(text);
     let mut accepted = 0;
     let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
     let (engine, store) = &mut *guard;
-    engine.apply_all(&split.events, 0, store, |_, _, _, v| {
-        accepted += usize::from(matches!(v, Verdict::Accepted));
+    for (_, e) in &split.rejected {
+        store.rejected(e.reason);
+    }
+    engine.apply_all(&split.events, 0, store, |store, _, ev, v| match v {
+        Verdict::Accepted => {
+            store.received(ev.body.kind());
+            accepted += 1;
+        }
+        Verdict::Duplicate => store.duplicate(),
+        Verdict::Rejected(r) => store.rejected(r.reason),
     });
     accepted
 }
